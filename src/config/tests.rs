@@ -1,0 +1,175 @@
+use super::*;
+
+fn load(yaml: &str) -> Result<LoadedConfig, ConfigError> {
+    Config::from_yaml(yaml, "test.yml")
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let loaded = Config::load(None).expect("embedded shim.yml is valid");
+    assert_eq!(loaded.config.listen, PathBuf::from("/run/forge-shim/docker.sock"));
+    assert_eq!(loaded.config.upstream_path(), PathBuf::from("/var/run/docker.sock"));
+    assert_eq!(loaded.config.standards.mode, StandardsMode::Enforce);
+    assert!(loaded.policy.classes.contains_key("browser"));
+}
+
+#[test]
+fn empty_file_means_defaults() {
+    let loaded = load("").unwrap();
+    assert_eq!(loaded.config.socket_mode, "0660");
+    assert_eq!(loaded.policy.default_class, "normal");
+}
+
+#[test]
+fn unknown_key_names_line_and_column() {
+    let err = load("listen: /tmp/x.sock\nauto_sleep:\n  idle_timout: 5m\n").unwrap_err();
+    let problem = &err.problems[0];
+    assert_eq!(problem.file, "test.yml");
+    assert_eq!(problem.position.map(|p| p.0), Some(3));
+    assert!(problem.message.contains("idle_timout"), "{}", problem.message);
+    assert!(err.to_string().starts_with("test.yml:3:"), "{err}");
+}
+
+#[test]
+fn bad_unit_names_line() {
+    let err = load("standards:\n  defaults:\n    memory: 12Q\n").unwrap_err();
+    assert_eq!(err.problems[0].position.map(|p| p.0), Some(3));
+    assert!(err.problems[0].message.contains("unknown unit"), "{err}");
+}
+
+#[test]
+fn validation_collects_every_problem() {
+    let yaml = "\
+listen: relative.sock
+socket_mode: rw-rw----
+standards:
+  defaults:
+    memory: 1G
+    memory_reservation: 2G
+    user: root
+  exempt:
+    - match: { image: x }
+      rules: [no_such_rule]
+default_class: tiny
+";
+    let err = load(yaml).unwrap_err();
+    let keys: Vec<_> = err.problems.iter().filter_map(|p| p.key.clone()).collect();
+    for expected in [
+        "listen",
+        "socket_mode",
+        "standards.defaults.memory_reservation",
+        "standards.defaults.user",
+        "standards.exempt[0].rules",
+        "default_class",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
+    }
+    let reservation = err
+        .problems
+        .iter()
+        .find(|p| p.key.as_deref() == Some("standards.defaults.memory_reservation"))
+        .unwrap();
+    assert_eq!(reservation.position.map(|p| p.0), Some(6));
+}
+
+#[test]
+fn seed_services_yml_pastes_in() {
+    let yaml = r#"
+services:
+  pdf-worker:
+    image: forge/pdf:latest
+    command: ["run"]
+    port: 8080
+    environment:
+      - VAR: "${ENV_VAR}"
+    resources:
+      memory: "512M"
+      cpu: "0.5"
+      memory_reservation: "256M"
+      cpu_reservation: "0.1"
+    sleep_policy:
+      enabled: true
+      idle_timeout: 300
+      min_sleep_time: 60
+      memory_reservation: "128MB"
+      priority: "normal"
+    auto_start: false
+    volumes: ["data:/data"]
+    health_check:
+      path: "/health"
+      interval: 30
+      timeout: 10
+"#;
+    let loaded = load(yaml).unwrap();
+    let labels: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"com.docker.compose.service":"pdf-worker"}"#).unwrap();
+    let policy = loaded.policy.resolve(&ContainerIdentity {
+        labels: Some(&labels),
+        ..Default::default()
+    });
+    assert_eq!(policy.service_entry.as_deref(), Some("pdf-worker"));
+    assert_eq!(policy.class, "normal");
+    assert_eq!(policy.resources.memory, Some(ByteSize(512 << 20)));
+    assert_eq!(policy.sleep_policy.memory_reservation, Some(ByteSize(128 << 20)));
+    assert_eq!(policy.sleep_policy.idle_timeout, Some(HumanDuration::from_secs(300)));
+}
+
+#[test]
+fn class_resolution_order() {
+    let yaml = r#"
+classify:
+  - match: { image: "postgres*" }
+    class: high
+services:
+  shop/web:
+    class: browser
+  web:
+    class: low
+"#;
+    let loaded = load(yaml).unwrap();
+    let resolve = |image: &str, labels: &str| {
+        let labels: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).unwrap();
+        loaded
+            .policy
+            .resolve(&ContainerIdentity {
+                image: Some(image),
+                labels: Some(&labels),
+                name: None,
+            })
+            .class
+    };
+    assert_eq!(resolve("postgres:16", "{}"), "high");
+    assert_eq!(resolve("busybox", "{}"), "normal");
+    assert_eq!(resolve("busybox", r#"{"forge.class":"browser"}"#), "browser");
+    assert_eq!(resolve("busybox", r#"{"forge.class":"no-such"}"#), "normal");
+    assert_eq!(
+        resolve("busybox", r#"{"com.docker.compose.project":"shop","com.docker.compose.service":"web"}"#),
+        "browser"
+    );
+    assert_eq!(
+        resolve("busybox", r#"{"com.docker.compose.project":"blog","com.docker.compose.service":"web"}"#),
+        "low"
+    );
+    // The high class from the defaults never sleeps.
+    let high = loaded.policy.classes.get("high").unwrap();
+    assert_eq!(high.sleep_policy.enabled, Some(false));
+}
+
+#[test]
+fn root_users() {
+    for user in ["root", "0", "0:0", "root:root", "00"] {
+        assert!(is_root_user(user), "{user}");
+    }
+    for user in ["1000", "65534:65534", "app", "", "1000:0"] {
+        assert!(!is_root_user(user), "{user}");
+    }
+}
+
+#[test]
+fn socket_modes() {
+    assert_eq!(parse_socket_mode("0660"), Some(0o660));
+    assert_eq!(parse_socket_mode("660"), Some(0o660));
+    assert_eq!(parse_socket_mode("0o600"), Some(0o600));
+    assert_eq!(parse_socket_mode("rw"), None);
+    assert_eq!(parse_socket_mode("0999"), None);
+}
