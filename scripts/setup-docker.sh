@@ -58,6 +58,12 @@ command -v dockerd >/dev/null 2>&1 || die "dockerd still missing after install"
 command -v docker  >/dev/null 2>&1 || die "docker CLI missing"
 
 # --- dockerd ----------------------------------------------------------------
+pid_live() { # pid exists and is not a zombie
+    local st
+    [ -n "${1:-}" ] || return 1
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $st != Z* ]]
+}
 docker_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 if docker_answers; then
@@ -68,14 +74,34 @@ else
     if ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; then
         log "a dockerd process exists but does not answer yet; waiting for it"
     else
+        # dockerd refuses to start while /var/run/docker.pid names a process
+        # that exists, and waits forever-ish ("containerd is still running",
+        # then "timeout waiting for containerd") when its containerd pid file
+        # does. After a kill -9 those pids can be zombies (PID 1 here does not
+        # reap promptly) or reused. Remove pid files whose process is gone or a
+        # zombie; a live containerd is left for dockerd to reuse.
+        for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+            [ -f "$pidfile" ] || continue
+            pid=$(cat "$pidfile" 2>/dev/null || true)
+            if [ "$pidfile" = /var/run/docker.pid ] || ! pid_live "$pid"; then
+                log "removing stale $pidfile (pid ${pid:-?})"
+                "${SUDO[@]}" rm -f "$pidfile"
+            fi
+        done
         log "starting dockerd (log: $DOCKERD_LOG)"
         "${SUDO[@]}" mkdir -p "$(dirname "$DOCKERD_LOG")"
         # setsid + nohup: dockerd must outlive this script and its session.
         "${SUDO[@]}" setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        started_pid=$!
         disown || true
     fi
     deadline=$(( $(date +%s) + DOCKERD_WAIT ))
     until docker_answers; do
+        if [ -n "${started_pid:-}" ] && ! pid_live "$started_pid"; then
+            log "dockerd exited during startup; tail of $DOCKERD_LOG:"
+            tail -n 40 "$DOCKERD_LOG" >&2 || true
+            exit 1
+        fi
         if [ "$(date +%s)" -ge "$deadline" ]; then
             log "dockerd did not answer within ${DOCKERD_WAIT}s; tail of $DOCKERD_LOG:"
             tail -n 40 "$DOCKERD_LOG" >&2 || true

@@ -1,1 +1,111 @@
-//! TODO
+//! Errors the shim itself answers with, turned into Docker-style JSON in one
+//! place so that the `docker` CLI prints them (`Error response from daemon:
+//! forge-shim: ...`).
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::proxy::ProxyBody;
+
+/// Everything that can make the shim answer instead of dockerd.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("cannot reach dockerd at {path}: {source}")]
+    UpstreamConnect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach dockerd at {path}: connect timed out")]
+    UpstreamTimeout { path: PathBuf },
+    #[error("dockerd at {path} failed: {source}")]
+    Upstream {
+        path: PathBuf,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("request body too large: the limit is {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("reading the request body: {0}")]
+    ClientBody(String),
+    /// A standards rule refused the request; the text is complete.
+    #[error("{0}")]
+    Denied(String),
+    #[error("container {container}: {message}")]
+    Wake { container: String, message: String },
+    #[error("no such forge-shim endpoint: {0}")]
+    NotFound(String),
+    #[error("method {0} not allowed here")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ShimError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ShimError::UpstreamConnect { .. }
+            | ShimError::UpstreamTimeout { .. }
+            | ShimError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ShimError::BadRequest(_) | ShimError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ShimError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ShimError::Denied(_) => StatusCode::FORBIDDEN,
+            ShimError::Wake { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ShimError::NotFound(_) => StatusCode::NOT_FOUND,
+            ShimError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ShimError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Docker-style response: `{"message":"forge-shim: ..."}`.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        json_error(self.status(), &self.to_string())
+    }
+}
+
+/// A Docker-style error response with the `forge-shim: ` prefix.
+pub fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "message": format!("forge-shim: {message}") });
+    json_response(status, &body)
+}
+
+/// A JSON response with an exact `Content-Length`.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, bytes.len())
+        .body(full_body(bytes))
+        .expect("static response parts are valid")
+}
+
+pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_are_docker_style_json() {
+        let response =
+            ShimError::Denied("standards: privileged mode is not allowed".into()).into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value["message"],
+            "forge-shim: standards: privileged mode is not allowed"
+        );
+    }
+}

@@ -25,3 +25,55 @@ pub mod standards;
 
 /// The shim's version, reported by `/_forge/v1/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the shim until SIGTERM or SIGINT: binds the socket, serves, then
+/// drains within the grace period and removes the socket.
+pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
+    let mode = config::parse_socket_mode(&cfg.socket_mode).context("socket_mode was validated")?;
+    let (listener, socket_guard) =
+        proxy::listener::bind(&cfg.listen, mode, cfg.socket_group.as_deref())
+            .await
+            .context("cannot listen")?;
+    tracing::info!(
+        listen = %cfg.listen.display(),
+        upstream = %cfg.upstream_path().display(),
+        config = %loaded.source,
+        version = VERSION,
+        "forge-shim listening"
+    );
+    let token = CancellationToken::new();
+    let shim = proxy::Shim::new(loaded, token.clone());
+    let serving = tokio::spawn({
+        let shim = shim.clone();
+        async move { shim.serve(listener).await }
+    });
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    token.cancel();
+    let _ = serving.await;
+    let cut = shim.drain().await;
+    if cut > 0 {
+        tracing::warn!(
+            cut,
+            "grace period over; cutting connections and streams still open"
+        );
+    }
+    drop(socket_guard);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

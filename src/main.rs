@@ -1,1 +1,114 @@
-fn main() {}
+//! The `forge-shim` binary: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use forge_shim::config::{Config, LoadedConfig, LogFormat};
+
+/// Exit code for a bad config or bad arguments (EX_USAGE... EX_DATAERR's
+/// neighbour; sysexits' EX_USAGE is 64).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "forge-shim",
+    version,
+    about = "A Docker socket shim: standards on every create, sleep and wake for idle containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Listen on the shim's socket and forward to dockerd.
+    Serve {
+        /// Config file; the embedded shim.yml when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override `listen`.
+        #[arg(long)]
+        listen: Option<PathBuf>,
+        /// Override `upstream` (a path or unix:// URL).
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Validate a config and print the effective one.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load_config(config.as_deref()) {
+            Ok(loaded) => {
+                println!("# effective config from {}", loaded.source);
+                print!(
+                    "{}",
+                    serde_norway::to_string(&loaded.config).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve {
+            config,
+            listen,
+            upstream,
+        } => {
+            let mut loaded = match load_config(config.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            if let Some(listen) = listen {
+                loaded.config.listen = listen;
+            }
+            if let Some(upstream) = upstream {
+                loaded.config.upstream = upstream;
+            }
+            init_tracing(loaded.config.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("forge-shim: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(forge_shim::run(loaded)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("forge-shim: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<LoadedConfig, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("forge-shim: invalid config:\n{e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,1 +1,394 @@
-//! TODO
+//! Classifies a request once: normalise the path as dockerd would see it,
+//! strip the `/vX.Y` prefix, then one `match` yields an [`Endpoint`].
+//!
+//! dockerd percent-decodes the path before routing and redirects `//x` and
+//! `/a/../x`. A rule keyed on the path must therefore look at the decoded,
+//! cleaned path, and the request must be forwarded with exactly that path:
+//! **what we classify is what dockerd routes**. [`Route::forward_path`] is
+//! `Some` whenever the path had to change.
+
+use http::Method;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// The prefix of the shim's own API. No Docker path starts with it.
+pub const FORGE_PREFIX: &str = "/_forge/v1/";
+
+/// What a request is, as far as the shim cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/_forge/v1/<rest>`: the shim's own API.
+    Forge(String),
+    ContainerCreate,
+    ContainerUpdate {
+        id: String,
+    },
+    /// `POST /containers/{id}/exec`.
+    ExecCreate {
+        id: String,
+    },
+    /// `POST /exec/{exec_id}/start`.
+    ExecStart {
+        exec_id: String,
+    },
+    /// `POST /containers/{id}/attach` and `GET /containers/{id}/attach/ws`.
+    Attach {
+        id: String,
+    },
+    /// An endpoint on one container that needs it running (or at least not
+    /// paused): archive, top, stop, kill, restart, resize, commit, …
+    ContainerUse {
+        id: String,
+        action: ContainerAction,
+    },
+    /// `POST /networks/{id}/connect|disconnect`; the container is in the body.
+    NetworkAttach,
+    ServiceCreate,
+    ServiceUpdate {
+        id: String,
+    },
+    /// Anything else: forwarded untouched.
+    Passthrough,
+}
+
+/// The container endpoints lifecycle cares about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerAction {
+    Start,
+    Stop,
+    Restart,
+    Kill,
+    Pause,
+    Unpause,
+    Remove,
+    Archive,
+    Top,
+    Resize,
+    Commit,
+    Logs,
+    Stats,
+    Export,
+    Changes,
+    Rename,
+    Inspect,
+    Wait,
+}
+
+impl ContainerAction {
+    /// Whether dockerd refuses or mishandles this call on a paused container,
+    /// so that a sleeping container must be woken first. Checked against
+    /// dockerd 20.10; see ARCHITECTURE.md ("Wake on API calls").
+    pub fn needs_running(self) -> bool {
+        use ContainerAction::*;
+        matches!(
+            self,
+            Start
+                | Stop
+                | Restart
+                | Kill
+                | Remove
+                | Archive
+                | Top
+                | Resize
+                | Commit
+                | Export
+                | Rename
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    /// The API version prefix, e.g. `1.41`, when the request had one.
+    pub version: Option<String>,
+    /// The decoded, cleaned path to forward, when it differs from the one
+    /// the client sent (query excluded).
+    pub forward_path: Option<String>,
+}
+
+/// Why a path cannot be routed at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("path {0:?} is not valid UTF-8 after percent-decoding")]
+    NotUtf8(String),
+    #[error("path {0:?} contains a control character")]
+    ControlCharacter(String),
+}
+
+/// Characters a forwarded path may not carry raw; everything else is as
+/// dockerd's router would read it after one decode.
+const PATH_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+impl Route {
+    pub fn classify(method: &Method, raw_path: &str) -> Result<Route, RouteError> {
+        let decoded = percent_decode_str(raw_path)
+            .decode_utf8()
+            .map_err(|_| RouteError::NotUtf8(raw_path.to_string()))?;
+        if decoded.chars().any(char::is_control) {
+            return Err(RouteError::ControlCharacter(raw_path.to_string()));
+        }
+        let clean = clean_path(&decoded);
+        let forward_path = if clean != raw_path {
+            Some(utf8_percent_encode(&clean, PATH_ENCODE).to_string())
+        } else {
+            None
+        };
+        let (version, rest) = split_version(&clean);
+        let endpoint = if version.is_none() && clean.starts_with(FORGE_PREFIX) {
+            Endpoint::Forge(clean[FORGE_PREFIX.len()..].to_string())
+        } else {
+            classify_docker(method, rest)
+        };
+        Ok(Route {
+            endpoint,
+            version: version.map(str::to_string),
+            forward_path,
+        })
+    }
+}
+
+/// Removes empty and `.` segments and resolves `..`, as Go's `path.Clean`
+/// does for dockerd's redirect; the result always starts with `/` and keeps a
+/// trailing slash only for the root.
+fn clean_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut clean = String::with_capacity(path.len());
+    for segment in &segments {
+        clean.push('/');
+        clean.push_str(segment);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    clean
+}
+
+/// Splits `/v1.41/containers/json` into `Some("1.41")` and `/containers/json`.
+/// dockerd's pattern is `/v{version:[0-9.]+}`.
+fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let version = &rest[..end];
+        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            let tail = &rest[end..];
+            return (Some(version), if tail.is_empty() { "/" } else { tail });
+        }
+    }
+    (None, path)
+}
+
+fn classify_docker(method: &Method, path: &str) -> Endpoint {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = |s: &str| s.to_string();
+    let use_ = |id: &str, action| Endpoint::ContainerUse {
+        id: id.to_string(),
+        action,
+    };
+    use ContainerAction as A;
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["containers", "create"]) => Endpoint::ContainerCreate,
+        ("POST", ["containers", c, "update"]) => Endpoint::ContainerUpdate { id: id(c) },
+        ("POST", ["containers", c, "exec"]) => Endpoint::ExecCreate { id: id(c) },
+        ("POST", ["exec", e, "start"]) => Endpoint::ExecStart { exec_id: id(e) },
+        ("POST", ["containers", c, "attach"]) | ("GET", ["containers", c, "attach", "ws"]) => {
+            Endpoint::Attach { id: id(c) }
+        }
+        ("POST", ["containers", c, "start"]) => use_(c, A::Start),
+        ("POST", ["containers", c, "stop"]) => use_(c, A::Stop),
+        ("POST", ["containers", c, "restart"]) => use_(c, A::Restart),
+        ("POST", ["containers", c, "kill"]) => use_(c, A::Kill),
+        ("POST", ["containers", c, "pause"]) => use_(c, A::Pause),
+        ("POST", ["containers", c, "unpause"]) => use_(c, A::Unpause),
+        ("DELETE", ["containers", c]) => use_(c, A::Remove),
+        ("GET" | "HEAD" | "PUT", ["containers", c, "archive"]) => use_(c, A::Archive),
+        ("GET", ["containers", c, "top"]) => use_(c, A::Top),
+        ("POST", ["containers", c, "resize"]) => use_(c, A::Resize),
+        ("GET", ["containers", c, "logs"]) => use_(c, A::Logs),
+        ("GET", ["containers", c, "stats"]) => use_(c, A::Stats),
+        ("GET", ["containers", c, "export"]) => use_(c, A::Export),
+        ("GET", ["containers", c, "changes"]) => use_(c, A::Changes),
+        ("POST", ["containers", c, "rename"]) => use_(c, A::Rename),
+        ("GET", ["containers", c, "json"]) => use_(c, A::Inspect),
+        ("POST", ["containers", c, "wait"]) => use_(c, A::Wait),
+        // The container of a commit is in the query (`?container=`).
+        ("POST", ["commit"]) => use_("", A::Commit),
+        ("POST", ["networks", _, "connect" | "disconnect"]) => Endpoint::NetworkAttach,
+        ("POST", ["services", "create"]) => Endpoint::ServiceCreate,
+        ("POST", ["services", s, "update"]) => Endpoint::ServiceUpdate { id: id(s) },
+        _ => Endpoint::Passthrough,
+    }
+}
+
+/// The first value of `key` in a query string, decoded as Go's
+/// `url.ParseQuery` + `Form.Get` would: first occurrence wins, `+` is a
+/// space, and pairs holding a `;` are skipped (Go rejects them).
+pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    for pair in query?.split('&') {
+        if pair.contains(';') {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        };
+        if decode(k).as_deref() == Some(key) {
+            return decode(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(method: &str, path: &str) -> Endpoint {
+        Route::classify(&method.parse().unwrap(), path)
+            .unwrap()
+            .endpoint
+    }
+
+    #[test]
+    fn create_is_found_however_spelled() {
+        for path in [
+            "/containers/create",
+            "/v1.41/containers/create",
+            "/v1.47/containers/create",
+            "//containers//create",
+            "/v1.41/containers/./create",
+            "/v1.41/images/../containers/create",
+            "/containers%2Fcreate",
+            "/%63ontainers/create",
+            "/v1.41/containers/create/",
+        ] {
+            assert_eq!(endpoint("POST", path), Endpoint::ContainerCreate, "{path}");
+        }
+        assert_eq!(endpoint("GET", "/containers/create"), Endpoint::Passthrough);
+        assert_eq!(
+            endpoint("POST", "/Containers/create"),
+            Endpoint::Passthrough
+        );
+    }
+
+    #[test]
+    fn forward_path_is_set_only_when_changed() {
+        let route = Route::classify(&Method::POST, "/v1.41/containers/create").unwrap();
+        assert_eq!(route.forward_path, None);
+        assert_eq!(route.version.as_deref(), Some("1.41"));
+        let route = Route::classify(&Method::POST, "/v1.41//containers/%63reate").unwrap();
+        assert_eq!(
+            route.forward_path.as_deref(),
+            Some("/v1.41/containers/create")
+        );
+        // A literal percent survives one more decode by dockerd.
+        let route = Route::classify(&Method::GET, "/containers/a%2525b/json").unwrap();
+        assert_eq!(
+            route.forward_path.as_deref(),
+            Some("/containers/a%25b/json")
+        );
+    }
+
+    #[test]
+    fn container_endpoints() {
+        assert_eq!(
+            endpoint("POST", "/v1.41/containers/abc/exec"),
+            Endpoint::ExecCreate { id: "abc".into() }
+        );
+        assert_eq!(
+            endpoint("POST", "/exec/e1/start"),
+            Endpoint::ExecStart {
+                exec_id: "e1".into()
+            }
+        );
+        assert_eq!(
+            endpoint("GET", "/containers/web/attach/ws"),
+            Endpoint::Attach { id: "web".into() }
+        );
+        assert_eq!(
+            endpoint("PUT", "/v1.41/containers/web/archive"),
+            Endpoint::ContainerUse {
+                id: "web".into(),
+                action: ContainerAction::Archive
+            }
+        );
+        assert_eq!(
+            endpoint("POST", "/containers/web/update"),
+            Endpoint::ContainerUpdate { id: "web".into() }
+        );
+        assert_eq!(
+            endpoint("POST", "/networks/n1/connect"),
+            Endpoint::NetworkAttach
+        );
+        assert_eq!(
+            endpoint("POST", "/services/s1/update"),
+            Endpoint::ServiceUpdate { id: "s1".into() }
+        );
+        assert_eq!(endpoint("HEAD", "/_ping"), Endpoint::Passthrough);
+        assert_eq!(endpoint("POST", "/session"), Endpoint::Passthrough);
+    }
+
+    #[test]
+    fn forge_api_only_unversioned() {
+        assert_eq!(
+            endpoint("GET", "/_forge/v1/health"),
+            Endpoint::Forge("health".into())
+        );
+        assert_eq!(
+            endpoint("GET", "/%5Fforge/v1/health"),
+            Endpoint::Forge("health".into())
+        );
+        assert_eq!(
+            endpoint("GET", "/v1.41/_forge/v1/health"),
+            Endpoint::Passthrough
+        );
+    }
+
+    #[test]
+    fn bad_paths() {
+        assert!(Route::classify(&Method::GET, "/containers/%ff/json").is_err());
+        assert!(Route::classify(&Method::GET, "/containers/a%00b/json").is_err());
+    }
+
+    #[test]
+    fn query_values_like_go() {
+        assert_eq!(
+            query_value(Some("name=web&name=other"), "name").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            query_value(Some("name=a%2Fb+c"), "name").as_deref(),
+            Some("a/b c")
+        );
+        assert_eq!(
+            query_value(Some("x=1;name=evil&name=ok"), "name").as_deref(),
+            Some("ok")
+        );
+        assert_eq!(query_value(Some("other=1"), "name"), None);
+        assert_eq!(query_value(None, "name"), None);
+    }
+}

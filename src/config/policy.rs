@@ -366,9 +366,18 @@ mod tests {
     fn service_keys_match_compose_labels() {
         let plain = CompiledSelector::from_service_key("web");
         let qualified = CompiledSelector::from_service_key("shop/web");
-        let web_in_shop = labels(&[(LABEL_COMPOSE_PROJECT, "shop"), (LABEL_COMPOSE_SERVICE, "web")]);
-        let web_in_blog = labels(&[(LABEL_COMPOSE_PROJECT, "blog"), (LABEL_COMPOSE_SERVICE, "web")]);
-        let who = |l| ContainerIdentity { labels: Some(l), ..Default::default() };
+        let web_in_shop = labels(&[
+            (LABEL_COMPOSE_PROJECT, "shop"),
+            (LABEL_COMPOSE_SERVICE, "web"),
+        ]);
+        let web_in_blog = labels(&[
+            (LABEL_COMPOSE_PROJECT, "blog"),
+            (LABEL_COMPOSE_SERVICE, "web"),
+        ]);
+        let who = |l| ContainerIdentity {
+            labels: Some(l),
+            ..Default::default()
+        };
         assert!(plain.matches(&who(&web_in_shop)));
         assert!(plain.matches(&who(&web_in_blog)));
         assert!(qualified.matches(&who(&web_in_shop)));

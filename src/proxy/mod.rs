@@ -1,1 +1,223 @@
-//! TODO
+//! The proxy: accept connections on the shim's socket, classify each request
+//! once, run the phases that apply (standards, wake), and forward the rest
+//! untouched and unbuffered.
+//!
+//! Shutdown: one [`CancellationToken`] stops the accept loop and asks every
+//! connection to finish its current request; streams that are still open
+//! after the grace period (`events`, `logs -f`, attach) are cut.
+
+pub mod forward;
+pub mod listener;
+pub mod standards;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::LoadedConfig;
+use crate::error::ShimError;
+use crate::route::{Endpoint, Route};
+pub use forward::ConnState;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body the shim sends: dockerd's, streamed, or its own.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The shared handle every connection holds.
+#[derive(Clone)]
+pub struct Shim {
+    pub inner: Arc<ShimInner>,
+}
+
+pub struct ShimInner {
+    pub config: LoadedConfig,
+    pub upstream_path: PathBuf,
+    pub upstream_connect_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub shutdown: Shutdown,
+    /// Connections and hijacked streams, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    pub docker: crate::docker::Docker,
+    pub standards: standards::StandardsState,
+    pub stats: ProxyStats,
+}
+
+#[derive(Clone)]
+pub struct Shutdown {
+    pub token: CancellationToken,
+    pub grace: Duration,
+}
+
+/// Counters for `/_forge/v1/health`.
+#[derive(Default)]
+pub struct ProxyStats {
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub requests_total: AtomicU64,
+}
+
+impl Shim {
+    pub fn new(config: LoadedConfig, token: CancellationToken) -> Shim {
+        let upstream_path = config.config.upstream_path();
+        let timeouts = config.config.timeouts.clone();
+        let docker = crate::docker::Docker::new(&upstream_path);
+        let standards = standards::StandardsState::default();
+        Shim {
+            inner: Arc::new(ShimInner {
+                upstream_path,
+                upstream_connect_timeout: timeouts.upstream_connect.as_duration(),
+                header_read_timeout: timeouts.header_read.as_duration(),
+                shutdown: Shutdown {
+                    token,
+                    grace: timeouts.shutdown_grace.as_duration(),
+                },
+                tasks: TaskTracker::new(),
+                docker,
+                standards,
+                stats: ProxyStats::default(),
+                config,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &LoadedConfig {
+        &self.inner.config
+    }
+
+    /// Accepts connections until shutdown starts.
+    pub async fn serve(&self, listener: UnixListener) {
+        let token = self.inner.shutdown.token.clone();
+        loop {
+            let accepted = tokio::select! {
+                _ = token.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let shim = self.clone();
+                    self.inner
+                        .tasks
+                        .spawn(async move { shim.serve_connection(stream).await });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        tracing::info!("stopped accepting connections");
+    }
+
+    /// Waits for connections and streams to finish, at most the grace
+    /// period; returns how many were cut.
+    pub async fn drain(&self) -> usize {
+        let tasks = &self.inner.tasks;
+        tasks.close();
+        let grace = self.inner.shutdown.grace;
+        if tokio::time::timeout(grace, tasks.wait()).await.is_ok() {
+            return 0;
+        }
+        tasks.len()
+    }
+
+    async fn serve_connection(self, stream: UnixStream) {
+        let stats = &self.inner.stats;
+        stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let conn_state = Arc::new(ConnState::default());
+        let shim = self.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let shim = shim.clone();
+            let conn_state = conn_state.clone();
+            async move { Ok::<_, Infallible>(shim.handle(&conn_state, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.inner.header_read_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let token = self.inner.shutdown.token.clone();
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            _ = token.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "client connection ended with an error");
+        }
+        stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Classifies the request and runs it through its phases.
+    async fn handle(&self, conn: &ConnState, request: Request<Incoming>) -> Response<ProxyBody> {
+        self.inner
+            .stats
+            .requests_total
+            .fetch_add(1, Ordering::Relaxed);
+        let method = request.method().clone();
+        let route = match Route::classify(&method, request.uri().path()) {
+            Ok(route) => route,
+            Err(e) => return ShimError::BadRequest(e.to_string()).into_response(),
+        };
+        let request = match rewrite_path(request, &route) {
+            Ok(request) => request.map(forward::box_incoming),
+            Err(e) => return e.into_response(),
+        };
+        let result = match &route.endpoint {
+            Endpoint::Forge(rest) => crate::api::handle(self, rest, request).await,
+            endpoint if standards::intercepts(self, endpoint) => {
+                standards::handle(self, conn, &route, request).await
+            }
+            _ => self.forward(conn, request).await,
+        };
+        match result {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(%method, path = %route_path(&route), error = %e, "request failed");
+                e.into_response()
+            }
+        }
+    }
+}
+
+/// Replaces the path with the normalised one when classification changed it,
+/// so dockerd routes exactly what the shim classified.
+fn rewrite_path(
+    mut request: Request<Incoming>,
+    route: &Route,
+) -> Result<Request<Incoming>, ShimError> {
+    let Some(path) = &route.forward_path else {
+        return Ok(request);
+    };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.clone(),
+    };
+    let uri: Uri = path_and_query
+        .parse()
+        .map_err(|e| ShimError::BadRequest(format!("cannot forward path {path:?}: {e}")))?;
+    *request.uri_mut() = uri;
+    Ok(request)
+}
+
+fn route_path(route: &Route) -> String {
+    format!("{:?}", route.endpoint)
+}
