@@ -1,0 +1,45 @@
+# forge-shim: `make run` starts the shim in front of the local dockerd with
+# the embedded default config; `make test` runs every test layer.
+
+CARGO ?= cargo
+SOCKET ?= /run/forge-shim/docker.sock
+
+.PHONY: build release run check test test-unit test-real lint fmt bench clean
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+run: release
+	@echo "forge-shim: export DOCKER_HOST=unix://$(SOCKET)"
+	./target/release/forge-shim serve --listen $(SOCKET)
+
+check: build
+	./target/debug/forge-shim check
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# Pure and in-process tests: no dockerd needed.
+test-unit:
+	$(CARGO) test --lib --bins
+
+# The real binary in front of the real dockerd, driven by the docker CLI,
+# docker compose and bollard. Fails (never skips) when dockerd is not there.
+test-real:
+	@docker version >/dev/null 2>&1 || { echo "make test: dockerd is not answering; run scripts/setup-docker.sh" >&2; exit 1; }
+	$(CARGO) test --test '*' -- --test-threads=4
+
+test: lint test-unit test-real
+
+bench: release
+	bash scripts/bench-proxy.sh
+
+clean:
+	$(CARGO) clean
