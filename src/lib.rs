@@ -10,15 +10,21 @@
 //! - [`proxy`]: the listener, forwarding, hijacked streams, shutdown.
 //! - [`standards`]: the create-body rules (pure, no I/O) and their glue.
 //! - [`docker`]: the only place that talks to dockerd as a client (bollard).
+//! - [`lifecycle`]: sleep and wake: idle detection, pause, squeeze, wake.
 //! - [`api`]: the shim's own endpoints under `/_forge/v1/`.
+//! - [`audit`]: `forge-shim audit`, the compliance checklist over every container.
+//! - [`cli`]: `status`, `sleep`, `wake`: the operator's client of the shim's API.
 //! - [`error`]: errors turned into Docker-style JSON responses, in one place.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod docker;
 pub mod error;
+pub mod lifecycle;
 pub mod proxy;
 pub mod route;
 pub mod standards;
@@ -51,10 +57,21 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
         let shim = shim.clone();
         async move { shim.serve(listener).await }
     });
+    let lifecycle = shim.inner.lifecycle.clone();
+    let lifecycle_task = lifecycle.clone().map(|lifecycle| tokio::spawn(lifecycle.run()));
     wait_for_signal().await?;
     tracing::info!("shutting down");
     token.cancel();
     let _ = serving.await;
+    if let Some(task) = lifecycle_task {
+        let _ = task.await;
+    }
+    if let Some(lifecycle) = &lifecycle {
+        let grace = shim.inner.shutdown.grace;
+        if tokio::time::timeout(grace, lifecycle.shutdown()).await.is_err() {
+            tracing::warn!("on_shutdown: waking sleepers took longer than the grace period");
+        }
+    }
     let cut = shim.drain().await;
     if cut > 0 {
         tracing::warn!(

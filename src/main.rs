@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use forge_shim::config::{Config, LoadedConfig, LogFormat};
 
-/// Exit code for a bad config or bad arguments (EX_USAGE... EX_DATAERR's
-/// neighbour; sysexits' EX_USAGE is 64).
+/// Exit code for a bad config (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser)]
@@ -40,6 +39,72 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check every container on the host against the standards' checklist.
+    Audit {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every container the running shim tracks, with its sleep state.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put containers to sleep now (they must have nothing in use).
+    Sleep {
+        #[command(flatten)]
+        target: Target,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Wake containers the shim put to sleep.
+    Wake {
+        #[command(flatten)]
+        target: Target,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// Which running shim a client command talks to.
+#[derive(clap::Args)]
+struct Target {
+    /// The shim's socket; default: FORGE_SHIM_SOCKET, else the config's `listen`.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Config whose `listen` names the socket.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl Target {
+    fn socket(self) -> Result<PathBuf, ExitCode> {
+        let loaded = load_config(self.config.as_deref())?;
+        Ok(forge_shim::cli::socket_path(self.socket, &loaded.config.listen))
+    }
+}
+
+/// Runs a client command on a small runtime; errors print and exit 1.
+fn client<F: std::future::Future<Output = anyhow::Result<()>>>(work: impl FnOnce() -> F) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("forge-shim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("forge-shim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,6 +119,32 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
+            Err(code) => code,
+        },
+        Command::Audit { config, json } => match load_config(config.as_deref()) {
+            Ok(loaded) => client(|| async move {
+                let reports = forge_shim::audit::run(&loaded.config.upstream_path()).await?;
+                if json {
+                    let compliant = reports.iter().filter(|r| r.compliant()).count();
+                    let value = serde_json::json!({ "containers": reports, "compliant": compliant, "total": reports.len() });
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                } else {
+                    forge_shim::audit::print_text(&reports);
+                }
+                Ok(())
+            }),
+            Err(code) => code,
+        },
+        Command::Status { target, json } => match target.socket() {
+            Ok(socket) => client(|| async move { forge_shim::cli::status(&socket, json).await }),
+            Err(code) => code,
+        },
+        Command::Sleep { target, names } => match target.socket() {
+            Ok(socket) => client(|| async move { forge_shim::cli::transition(&socket, "sleep", &names).await }),
+            Err(code) => code,
+        },
+        Command::Wake { target, names } => match target.socket() {
+            Ok(socket) => client(|| async move { forge_shim::cli::transition(&socket, "wake", &names).await }),
             Err(code) => code,
         },
         Command::Serve {

@@ -43,6 +43,8 @@ pub enum Endpoint {
     /// `POST /networks/{id}/connect|disconnect`; the container is in the body.
     NetworkAttach,
     ServiceCreate,
+    /// `POST /volumes/create`: a local volume can bind the Docker socket.
+    VolumeCreate,
     ServiceUpdate {
         id: String,
     },
@@ -141,11 +143,9 @@ impl Route {
             return Err(RouteError::ControlCharacter(raw_path.to_string()));
         }
         let clean = clean_path(&decoded);
-        let forward_path = if clean != raw_path {
-            Some(utf8_percent_encode(&clean, PATH_ENCODE).to_string())
-        } else {
-            None
-        };
+        // Forward the cleaned path re-encoded, unless that is what was sent.
+        let encoded = utf8_percent_encode(&clean, PATH_ENCODE).to_string();
+        let forward_path = (encoded != raw_path).then_some(encoded);
         let (version, rest) = split_version(&clean);
         let endpoint = if version.is_none() && clean.starts_with(FORGE_PREFIX) {
             Endpoint::Forge(clean[FORGE_PREFIX.len()..].to_string())
@@ -236,6 +236,7 @@ fn classify_docker(method: &Method, path: &str) -> Endpoint {
         ("POST", ["commit"]) => use_("", A::Commit),
         ("POST", ["networks", _, "connect" | "disconnect"]) => Endpoint::NetworkAttach,
         ("POST", ["services", "create"]) => Endpoint::ServiceCreate,
+        ("POST", ["volumes", "create"]) => Endpoint::VolumeCreate,
         ("POST", ["services", s, "update"]) => Endpoint::ServiceUpdate { id: id(s) },
         _ => Endpoint::Passthrough,
     }
@@ -305,12 +306,12 @@ mod tests {
             route.forward_path.as_deref(),
             Some("/v1.41/containers/create")
         );
-        // A literal percent survives one more decode by dockerd.
+        // A literal percent stays encoded, so dockerd's one decode sees
+        // what we saw.
+        let route = Route::classify(&Method::GET, "/containers/a%2525b//json").unwrap();
+        assert_eq!(route.forward_path.as_deref(), Some("/containers/a%2525b/json"));
         let route = Route::classify(&Method::GET, "/containers/a%2525b/json").unwrap();
-        assert_eq!(
-            route.forward_path.as_deref(),
-            Some("/containers/a%25b/json")
-        );
+        assert_eq!(route.forward_path, None);
     }
 
     #[test]

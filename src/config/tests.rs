@@ -202,3 +202,36 @@ fn socket_modes() {
     assert_eq!(parse_socket_mode("rw"), None);
     assert_eq!(parse_socket_mode("0999"), None);
 }
+
+/// Every key of `timeouts`, `standards` and `auto_sleep` (and every
+/// top-level key) has a row in README.md's configuration tables.
+#[test]
+fn readme_documents_every_key() {
+    let readme = include_str!("../../README.md");
+    let loaded = Config::load(None).unwrap();
+    let value = serde_json::to_value(&loaded.config).unwrap();
+    let mut keys = Vec::new();
+    fn walk(prefix: &str, value: &serde_json::Value, keys: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, child) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                keys.push(path.clone());
+                // Maps keyed by the operator's names and lists are
+                // documented by their item schema, not walked.
+                let nested = ["timeouts", "standards", "auto_sleep"];
+                if nested.iter().any(|n| path == *n || path.starts_with(&format!("{n}.")))
+                    && !path.ends_with(".exempt")
+                {
+                    walk(&path, child, keys);
+                }
+            }
+        }
+    }
+    walk("", &value, &mut keys);
+    assert!(keys.len() > 40, "walked too few keys: {keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|key| !readme.contains(&format!("| `{key}` |")))
+        .collect();
+    assert!(missing.is_empty(), "README.md has no table row for: {missing:?}");
+}

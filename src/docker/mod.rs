@@ -78,3 +78,80 @@ impl Docker {
         }
     }
 }
+
+/// What the shim needs of a container's inspect.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: Option<String>,
+    /// The image as the create request named it (`Config.Image`).
+    pub image: Option<String>,
+    pub labels: Option<serde_json::Map<String, serde_json::Value>>,
+    pub pid: Option<i64>,
+    pub running: bool,
+    pub paused: bool,
+    pub started_at: Option<String>,
+    pub nano_cpus: Option<i64>,
+    pub memory_limit: Option<i64>,
+    /// The container's addresses on its Docker networks.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// `Config.User` (merged with the image's).
+    pub user: Option<String>,
+    /// `HostConfig` as dockerd's JSON, for the update rules.
+    pub host_config: Option<serde_json::Value>,
+}
+
+impl Docker {
+    /// Inspects a container by id, name or id prefix; `None` when dockerd
+    /// does not know it or cannot be reached (the caller then forwards the
+    /// request and dockerd gives its own answer).
+    pub async fn inspect_container(&self, reference: &str) -> Option<ContainerInfo> {
+        let client = self.client().await.ok()?;
+        let inspect = match client.inspect_container(reference, None::<bollard::query_parameters::InspectContainerOptions>).await {
+            Ok(inspect) => inspect,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return None,
+            Err(e) => {
+                tracing::debug!(reference, error = %e, "inspect failed");
+                self.reset();
+                return None;
+            }
+        };
+        let config = inspect.config.unwrap_or_default();
+        let state = inspect.state.unwrap_or_default();
+        let host_config = inspect.host_config.unwrap_or_default();
+        let host_config_json = serde_json::to_value(&host_config).ok();
+        let addresses = inspect
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .map(|networks| {
+                networks
+                    .values()
+                    .flat_map(|n| [n.ip_address.clone(), n.global_ipv6_address.clone()])
+                    .flatten()
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(ContainerInfo {
+            id: inspect.id.unwrap_or_default(),
+            name: inspect.name.map(|n| n.trim_start_matches('/').to_string()),
+            image: config.image.clone(),
+            labels: config.labels.clone().map(|labels| {
+                labels
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect()
+            }),
+            pid: state.pid,
+            running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
+            started_at: state.started_at,
+            nano_cpus: host_config.nano_cpus,
+            memory_limit: host_config.memory,
+            addresses,
+            user: config.user.clone(),
+            host_config: host_config_json,
+        })
+    }
+}

@@ -2,6 +2,10 @@
 //! reused across keep-alive requests, and a fresh one for every upgraded
 //! (hijacked) request, spliced both ways with half-close preserved.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -13,6 +17,7 @@ use tokio::net::UnixStream;
 
 use super::{ProxyBody, Shim};
 use crate::error::ShimError;
+use crate::lifecycle::InUse;
 
 /// Per client connection: the upstream connection its requests reuse.
 /// hyper serves one request at a time per HTTP/1 connection, so the slot is
@@ -75,10 +80,12 @@ impl Shim {
     pub async fn forward(
         &self,
         conn: &ConnState,
-        request: Request<ProxyBody>,
+        mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, ShimError> {
+        // The in-use mark of the wake phase lives as long as the response.
+        let in_use = request.extensions_mut().remove::<Arc<InUse>>();
         if is_upgrade(&request) {
-            return self.forward_upgrade(request).await;
+            return self.forward_upgrade(request, in_use).await;
         }
         let reusable = conn.upstream.lock().take().filter(|s| !s.is_closed());
         let mut sender = match reusable {
@@ -95,7 +102,10 @@ impl Shim {
         let response = sender.send_request(request).await;
         *conn.upstream.lock() = Some(sender);
         let response = response.map_err(|source| self.upstream_error(source))?;
-        Ok(response.map(box_incoming))
+        Ok(match in_use {
+            Some(in_use) => response.map(|body| GuardedBody { body: box_incoming(body), _in_use: in_use }.boxed_unsync()),
+            None => response.map(box_incoming),
+        })
     }
 
     /// An upgraded request (`Upgrade: tcp` for attach and exec start, `h2c`
@@ -104,6 +114,7 @@ impl Shim {
     async fn forward_upgrade(
         &self,
         mut request: Request<ProxyBody>,
+        in_use: Option<Arc<InUse>>,
     ) -> Result<Response<ProxyBody>, ShimError> {
         let client_upgrade = hyper::upgrade::on(&mut request);
         let mut sender = self.connect_upstream(true).await?;
@@ -121,6 +132,8 @@ impl Shim {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
+            // Held until the stream closes: no sleep under a live session.
+            let _in_use = in_use;
             let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {
                 (Ok(client), Ok(upstream)) => (client, upstream),
                 (Err(e), _) | (_, Err(e)) => {
@@ -171,6 +184,32 @@ fn is_upgrade<B>(request: &Request<B>) -> bool {
     request.headers().contains_key(header::UPGRADE)
 }
 
+/// A response body that keeps its container marked in use until it ends.
+struct GuardedBody {
+    body: ProxyBody,
+    _in_use: Arc<InUse>,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 pub fn box_incoming(body: Incoming) -> ProxyBody {
-    body.map_err(Into::into).boxed_unsync()
+    body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync()
 }

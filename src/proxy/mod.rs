@@ -9,6 +9,7 @@
 pub mod forward;
 pub mod listener;
 pub mod standards;
+pub mod wake;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -50,7 +51,9 @@ pub struct ShimInner {
     pub shutdown: Shutdown,
     /// Connections and hijacked streams, so shutdown can wait for them.
     pub tasks: TaskTracker,
-    pub docker: crate::docker::Docker,
+    pub docker: Arc<crate::docker::Docker>,
+    /// `None` when `auto_sleep` is off and nothing is tracked.
+    pub lifecycle: Option<crate::lifecycle::Lifecycle>,
     pub standards: standards::StandardsState,
     pub stats: ProxyStats,
 }
@@ -73,7 +76,12 @@ impl Shim {
     pub fn new(config: LoadedConfig, token: CancellationToken) -> Shim {
         let upstream_path = config.config.upstream_path();
         let timeouts = config.config.timeouts.clone();
-        let docker = crate::docker::Docker::new(&upstream_path);
+        let docker = Arc::new(crate::docker::Docker::new(&upstream_path));
+        let lifecycle = config
+            .config
+            .auto_sleep
+            .enabled
+            .then(|| crate::lifecycle::Lifecycle::new(docker.clone(), config.clone(), token.clone()));
         let standards = standards::StandardsState::default();
         Shim {
             inner: Arc::new(ShimInner {
@@ -86,6 +94,7 @@ impl Shim {
                 },
                 tasks: TaskTracker::new(),
                 docker,
+                lifecycle,
                 standards,
                 stats: ProxyStats::default(),
                 config,
@@ -183,10 +192,7 @@ impl Shim {
         };
         let result = match &route.endpoint {
             Endpoint::Forge(rest) => crate::api::handle(self, rest, request).await,
-            endpoint if standards::intercepts(self, endpoint) => {
-                standards::handle(self, conn, &route, request).await
-            }
-            _ => self.forward(conn, request).await,
+            _ => self.proxy_request(conn, &route, request).await,
         };
         match result {
             Ok(response) => response,
@@ -195,6 +201,31 @@ impl Shim {
                 e.into_response()
             }
         }
+    }
+}
+
+impl Shim {
+    /// The Docker API phases: wake (mark in use, wake a sleeper), then
+    /// standards (rewrite or deny), then forward.
+    async fn proxy_request(
+        &self,
+        conn: &ConnState,
+        route: &Route,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, ShimError> {
+        let request = match wake::before_forward(self, route, request).await? {
+            wake::WakeOutcome::Answer(response) => return Ok(response),
+            wake::WakeOutcome::Forward(mut request, guard) => {
+                if let Some(guard) = guard {
+                    request.extensions_mut().insert(Arc::new(guard));
+                }
+                request
+            }
+        };
+        if standards::intercepts(self, &route.endpoint) {
+            return standards::handle(self, conn, route, request).await;
+        }
+        self.forward(conn, request).await
     }
 }
 
@@ -220,4 +251,21 @@ fn rewrite_path(
 
 fn route_path(route: &Route) -> String {
     format!("{:?}", route.endpoint)
+}
+
+/// Reads a whole body of at most `limit` bytes: the standards and the wake
+/// phase read small JSON bodies; anything larger is refused with 413.
+pub async fn read_body_limited(mut body: ProxyBody, limit: u64) -> Result<Bytes, ShimError> {
+    use http_body_util::BodyExt;
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ShimError::ClientBody(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if (buffer.len() + data.len()) as u64 > limit {
+                return Err(ShimError::BodyTooLarge { limit });
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
 }

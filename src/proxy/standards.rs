@@ -1,27 +1,277 @@
 //! The standards phase: for the requests the standards cover, read the body
 //! (bounded), let [`crate::standards`] judge it, forward the result and
 //! report every change as a create warning.
+//!
+//! This is the only place that buffers a request body; every other body is
+//! streamed. The pure rules live in `crate::standards` and do no I/O: the
+//! image's configured user is looked up here (cached, invalidated on image
+//! events) and handed in.
 
-use http::{Request, Response};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use serde_json::Value;
 
 use super::{ConnState, ProxyBody, Shim};
-use crate::error::ShimError;
-use crate::route::{Endpoint, Route};
+use crate::config::{ContainerIdentity, StandardsMode};
+use crate::error::{full_body, ShimError};
+use crate::route::{query_value, Endpoint, Route};
+use crate::standards::{self, Change, CreateContext, Rejection};
+
+/// The default cap on a body the standards read.
+const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// Responses we rewrite (create answers) are small; anything bigger is
+/// passed on untouched.
+const MAX_RESPONSE_BODY: u64 = 1 << 20;
 
 /// Caches the standards phase keeps between requests.
 #[derive(Default)]
-pub struct StandardsState {}
+pub struct StandardsState {
+    /// Image reference → its configured user (`None`: no such image).
+    image_users: Mutex<HashMap<String, Option<String>>>,
+    /// The cache is only trusted while the image-event watcher runs; without
+    /// it a retagged image could keep a stale user.
+    events_live: AtomicBool,
+    /// Bumped on every image event, so a lookup that raced with one is not
+    /// cached.
+    generation: AtomicU64,
+}
+
+impl StandardsState {
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.image_users.lock().clear();
+    }
+}
 
 /// Whether the standards phase handles this endpoint.
-pub fn intercepts(_shim: &Shim, _endpoint: &Endpoint) -> bool {
-    false
+pub fn intercepts(shim: &Shim, endpoint: &Endpoint) -> bool {
+    if shim.config().config.standards.mode == StandardsMode::Off {
+        return false;
+    }
+    matches!(
+        endpoint,
+        Endpoint::ContainerCreate
+            | Endpoint::ContainerUpdate { .. }
+            | Endpoint::ExecCreate { .. }
+            | Endpoint::ServiceCreate
+            | Endpoint::ServiceUpdate { .. }
+            | Endpoint::VolumeCreate
+    )
 }
 
 pub async fn handle(
     shim: &Shim,
     conn: &ConnState,
-    _route: &Route,
+    route: &Route,
     request: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ShimError> {
-    shim.forward(conn, request).await
+    let (parts, body) = request.into_parts();
+    let max_body = shim
+        .config()
+        .config
+        .standards
+        .max_body
+        .map(|b| b.bytes())
+        .unwrap_or(DEFAULT_MAX_BODY);
+    let bytes = super::read_body_limited(body, max_body).await?;
+    let query = parts.uri.query().map(str::to_string);
+    let loaded = shim.config();
+
+    // An empty body is dockerd's to reject; there is nothing to judge.
+    let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        return forward_bytes(shim, conn, parts, bytes).await;
+    } else {
+        standards::parse_body(&bytes).map_err(|e| ShimError::BadRequest(e.to_string()))?
+    };
+
+    let outcome = match &route.endpoint {
+        Endpoint::ContainerCreate => {
+            let name = query_value(query.as_deref(), "name");
+            let image_user = match needs_image_user(&value) {
+                Some(image) => shim.image_user(&image).await,
+                None => None,
+            };
+            let context = CreateContext { name, image_user };
+            standards::apply_create(loaded, &context, value)
+        }
+        Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
+            // No such container: dockerd answers the 404 itself.
+            let Some(info) = shim.inner.docker.inspect_container(id).await else {
+                return forward_bytes(shim, conn, parts, bytes).await;
+            };
+            let identity = ContainerIdentity {
+                name: info.name.as_deref(),
+                image: info.image.as_deref(),
+                labels: info.labels.as_ref(),
+            };
+            if matches!(route.endpoint, Endpoint::ContainerUpdate { .. }) {
+                standards::check_update(loaded, &identity, info.host_config.as_ref(), value)
+            } else {
+                standards::check_exec(loaded, &identity, info.user.as_deref(), value)
+            }
+        }
+        Endpoint::ServiceCreate | Endpoint::ServiceUpdate { .. } => {
+            let image = value.pointer("/TaskTemplate/ContainerSpec/Image").and_then(Value::as_str);
+            let image_user = match image {
+                Some(image) => shim.image_user(image.split('@').next().unwrap_or(image)).await,
+                None => None,
+            };
+            let context = CreateContext { name: None, image_user };
+            standards::apply_service_spec(loaded, &context, value)
+        }
+        Endpoint::VolumeCreate => standards::check_volume_create(loaded, value),
+        _ => return forward_bytes(shim, conn, parts, bytes).await,
+    };
+
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(Rejection::BadRequest(e)) => return Err(ShimError::BadRequest(e.to_string())),
+        Err(Rejection::Denied(denial)) => {
+            tracing::warn!(endpoint = ?route.endpoint, rule = %denial.rule, "denied: {denial}");
+            return Err(ShimError::Denied(denial.to_string()));
+        }
+    };
+    for change in &outcome.changes {
+        tracing::info!(endpoint = ?route.endpoint, rule = %change.rule, "{}", change.warning());
+    }
+    let body = serde_json::to_vec(&outcome.body).map_err(|e| ShimError::Internal(e.to_string()))?;
+    let response = forward_bytes(shim, conn, parts, Bytes::from(body)).await?;
+    if outcome.changes.is_empty() || !matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate) {
+        return Ok(response);
+    }
+    add_warnings(response, &outcome.changes).await
+}
+
+/// The image whose user matters: only when the request leaves `User` unset.
+fn needs_image_user(body: &Value) -> Option<String> {
+    let user_set = body.get("User").and_then(Value::as_str).is_some_and(|u| !u.is_empty());
+    if user_set {
+        return None;
+    }
+    body.get("Image").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Forwards a request whose body the shim holds, with an exact length.
+async fn forward_bytes(
+    shim: &Shim,
+    conn: &ConnState,
+    mut parts: http::request::Parts,
+    body: Bytes,
+) -> Result<Response<ProxyBody>, ShimError> {
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    shim.forward(conn, Request::from_parts(parts, full_body(body))).await
+}
+
+/// Appends each change to the create response's `Warnings` (which older
+/// daemons send as `null`) and recomputes `Content-Length`. Error responses
+/// (404 for a missing image, which makes the CLI pull and retry) pass as
+/// they are.
+async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Result<Response<ProxyBody>, ShimError> {
+    if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = super::read_body_limited(body, MAX_RESPONSE_BODY)
+        .await
+        .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
+    let mut value: Value = match serde_json::from_slice(&bytes) {
+        Ok(value @ Value::Object(_)) => value,
+        // Not what we expected: hand it over unchanged.
+        _ => return Ok(Response::from_parts(parts, full_body(bytes))),
+    };
+    let warnings = value
+        .as_object_mut()
+        .expect("checked above")
+        .entry("Warnings")
+        .or_insert(Value::Null);
+    if !warnings.is_array() {
+        *warnings = Value::Array(Vec::new());
+    }
+    if let Value::Array(list) = warnings {
+        list.extend(changes.iter().map(|c| Value::String(c.warning())));
+    }
+    let mut out = serde_json::to_vec(&value).map_err(|e| ShimError::Internal(e.to_string()))?;
+    out.push(b'\n');
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(parts, full_body(out)))
+}
+
+impl Shim {
+    /// The configured user of `image`, cached while the image-event watcher
+    /// runs. `None` when the image does not exist or dockerd cannot say: the
+    /// rules then assume root, the safe side.
+    pub async fn image_user(&self, image: &str) -> Option<String> {
+        let state = &self.inner.standards;
+        if state.events_live.load(Ordering::Acquire) {
+            if let Some(cached) = state.image_users.lock().get(image) {
+                return cached.clone();
+            }
+        } else {
+            self.start_image_watcher();
+        }
+        let generation = state.generation.load(Ordering::Acquire);
+        match self.inner.docker.image_user(image).await {
+            Ok(user) => {
+                let unchanged = state.generation.load(Ordering::Acquire) == generation;
+                if unchanged && state.events_live.load(Ordering::Acquire) && user.is_some() {
+                    state.image_users.lock().insert(image.to_string(), user.clone());
+                }
+                user
+            }
+            Err(e) => {
+                tracing::warn!(image, error = %e, "cannot inspect image; assuming it runs as root");
+                None
+            }
+        }
+    }
+
+    /// Watches image events and clears the image-user cache on each one
+    /// (tag, untag, delete, load, import, pull). Started on first use;
+    /// restarts itself after dockerd goes away.
+    fn start_image_watcher(&self) {
+        static STARTED: std::sync::Once = std::sync::Once::new();
+        let shim = self.clone();
+        STARTED.call_once(|| {
+            tokio::spawn(async move { shim.watch_image_events().await });
+        });
+    }
+
+    async fn watch_image_events(self) {
+        let state = &self.inner.standards;
+        let token = self.inner.shutdown.token.clone();
+        loop {
+            if let Ok(client) = self.inner.docker.client().await {
+                let mut filters = HashMap::new();
+                filters.insert("type".to_string(), vec!["image".to_string()]);
+                let options = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
+                let mut events = client.events(Some(options));
+                state.invalidate();
+                state.events_live.store(true, Ordering::Release);
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        event = events.next() => match event {
+                            Some(Ok(_)) => state.invalidate(),
+                            _ => break,
+                        },
+                    }
+                }
+                state.events_live.store(false, Ordering::Release);
+                state.invalidate();
+                self.inner.docker.reset();
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
 }

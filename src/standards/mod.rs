@@ -1,1 +1,228 @@
-//! TODO
+//! The standards: what every container created through the shim must meet.
+//!
+//! This module is **pure**: no I/O, no async, no clock. The proxy reads a
+//! request body, looks up what it needs from dockerd (the image's configured
+//! user, the container's identity for update and exec), and calls one
+//! function here per endpoint:
+//!
+//! | endpoint | parse | apply |
+//! |---|---|---|
+//! | `POST /containers/create` | [`parse_create_body`] | [`apply_create`] |
+//! | `POST /containers/{id}/update` | [`parse_body`] | [`check_update`] |
+//! | `POST /containers/{id}/exec` | [`parse_body`] | [`check_exec`] |
+//! | `POST /services/create`, `/services/{id}/update` | [`parse_body`] | [`apply_service_spec`] |
+//! | `POST /volumes/create` | [`parse_body`] | [`check_volume_create`] |
+//!
+//! Each `apply`/`check` returns an [`Outcome`] (the body to forward and the
+//! [`Change`]s made, one warning each) or a [`Rejection`]: a [`Denial`] (403)
+//! or a [`BadRequest`] (400). Bodies are edited as JSON values and never
+//! round-tripped through a typed model, so fields the shim does not know are
+//! forwarded as they came.
+//!
+//! How a body is read (see [`canon`]): dockerd's Go decoder matches keys
+//! case-insensitively and lets the last duplicate win, so parsing rejects
+//! duplicates on the raw bytes and canonicalisation renames every key the
+//! rules read to dockerd's spelling before any rule looks at it.
+//!
+//! Modes: `enforce` edits and denies; `audit` returns the body untouched with
+//! the same findings phrased `would set …` / `would deny …`; `off` returns the
+//! body untouched with no findings (the caller may skip parsing altogether).
+//! A malformed body is a [`BadRequest`] in `enforce` and `audit` alike.
+//!
+//! Every rule has a name from [`crate::config::RULE_NAMES`]; `exempt:` entries
+//! (and, only with `allow_label_exemptions: true`, the [`LABEL_EXEMPT`] label)
+//! switch rules off per container. The decisions this module makes where
+//! Docker leaves room are listed in `rules.rs`'s module doc.
+
+mod canon;
+mod rules;
+mod service;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::config::{ContainerIdentity, LoadedConfig};
+
+pub use canon::{canonicalize_create, parse_body, parse_create_body};
+
+/// A label listing rules (comma-separated, or `all`) to switch off for this
+/// container. Honoured only when `standards.allow_label_exemptions` is true:
+/// the config is the operator's, a label is the user's.
+pub const LABEL_EXEMPT: &str = "forge.exempt";
+
+/// The rule names this module uses, each one of [`crate::config::RULE_NAMES`].
+pub mod rule {
+    pub const DEFAULTS_MEMORY: &str = "defaults.memory";
+    pub const DEFAULTS_MEMORY_RESERVATION: &str = "defaults.memory_reservation";
+    pub const DEFAULTS_CPUS: &str = "defaults.cpus";
+    pub const DEFAULTS_PIDS_LIMIT: &str = "defaults.pids_limit";
+    pub const DEFAULTS_READ_ONLY_ROOTFS: &str = "defaults.read_only_rootfs";
+    pub const DEFAULTS_CAP_DROP: &str = "defaults.cap_drop";
+    pub const DEFAULTS_NO_NEW_PRIVILEGES: &str = "defaults.no_new_privileges";
+    pub const NON_ROOT: &str = "non_root";
+    pub const LIMITS_MEMORY: &str = "limits.memory";
+    pub const LIMITS_CPUS: &str = "limits.cpus";
+    pub const LIMITS_PIDS_LIMIT: &str = "limits.pids_limit";
+    pub const DENY_PRIVILEGED: &str = "deny.privileged";
+    pub const DENY_DOCKER_SOCKET: &str = "deny.docker_socket";
+    pub const DENY_HOST_PID: &str = "deny.host_pid";
+    pub const DENY_HOST_IPC: &str = "deny.host_ipc";
+    pub const DENY_HOST_NETWORK: &str = "deny.host_network";
+    pub const DENY_CAP_ADD: &str = "deny.cap_add";
+    pub const DENY_DEVICES: &str = "deny.devices";
+    pub const DENY_SECCOMP_UNCONFINED: &str = "deny.seccomp_unconfined";
+    pub const DENY_APPARMOR_UNCONFINED: &str = "deny.apparmor_unconfined";
+}
+
+/// What the caller knows about a create request beyond its body.
+#[derive(Clone, Debug, Default)]
+pub struct CreateContext {
+    /// The `?name=` query parameter, if any.
+    pub name: Option<String>,
+    /// The image's configured `Config.User`, looked up by the caller. `None`
+    /// means unknown (image not found, lookup failed) and is treated as root:
+    /// the safe side. For services, [`apply_service_spec`] reads it the same way.
+    pub image_user: Option<String>,
+}
+
+/// The body to forward and what was changed (or, in audit mode, what would
+/// have been changed or denied).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub body: Value,
+    pub changes: Vec<Change>,
+}
+
+/// One thing the standards did (or would do) to a request. The caller adds
+/// [`Change::warning`] to the response's `Warnings` and logs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The rule's name as `exempt:` entries spell it, e.g. `defaults.memory`.
+    pub rule: &'static str,
+    /// What was done, e.g. `set memory limit 512M`.
+    pub message: String,
+}
+
+impl Change {
+    /// The text for the response's `Warnings` array, e.g.
+    /// `forge-shim: set memory limit 512M (standards.defaults.memory)`.
+    pub fn warning(&self) -> String {
+        format!("forge-shim: {self}")
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (standards.{})", self.message, self.rule)
+    }
+}
+
+/// A request the standards refuse: HTTP 403. Renders as
+/// `standards: <what> is not allowed (rule standards.<rule>); <hint>`; the
+/// caller prefixes `forge-shim: `.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("standards: {what} is not allowed (rule standards.{rule}); {hint}")]
+pub struct Denial {
+    /// The rule's name as `exempt:` entries spell it, e.g. `deny.privileged`.
+    pub rule: String,
+    /// What was asked for, e.g. `privileged mode (HostConfig.Privileged)`.
+    pub what: String,
+    /// How to get it allowed, or what to ask for instead.
+    pub hint: String,
+}
+
+impl Denial {
+    pub const STATUS: u16 = 403;
+}
+
+/// A body the shim cannot judge: not JSON, not an object, a duplicate key,
+/// a field of the wrong type. HTTP 400; dockerd would reject most of these
+/// too, the rest (case-folded duplicates) it would silently misread.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadRequest {
+    pub message: String,
+}
+
+impl BadRequest {
+    pub const STATUS: u16 = 400;
+
+    pub(crate) fn new(message: impl Into<String>) -> BadRequest {
+        BadRequest {
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a request does not go through.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
+    #[error(transparent)]
+    Denied(#[from] Denial),
+}
+
+impl Rejection {
+    /// The HTTP status to answer with: 400 or 403.
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::BadRequest(_) => BadRequest::STATUS,
+            Rejection::Denied(_) => Denial::STATUS,
+        }
+    }
+}
+
+/// `POST /containers/create`: fills in defaults, enforces limits and denies
+/// what is forbidden. `body` comes from [`parse_create_body`]; it is
+/// canonicalised here again, so a value built any other way is safe too.
+pub fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
+    rules::apply_create(cfg, ctx, body)
+}
+
+/// `POST /containers/{id}/update`: a flat resources object. It may not raise
+/// a value above a `limits:` maximum nor remove a limit the standards set.
+/// `who` is the container's identity and `current_host_config` its current
+/// `HostConfig` (both from inspect); the latter is needed to judge a
+/// `CpuQuota` or `CpuPeriod` sent alone, and without it such an update is
+/// judged against Docker's default period.
+pub fn check_update(
+    cfg: &LoadedConfig,
+    who: &ContainerIdentity<'_>,
+    current_host_config: Option<&Value>,
+    body: Value,
+) -> Result<Outcome, Rejection> {
+    rules::check_update(cfg, who, current_host_config, body)
+}
+
+/// `POST /containers/{id}/exec`: denies `Privileged: true` (rule
+/// `deny.privileged`) and, with `non_root.deny_root_exec`, running as root.
+/// An exec without `User` runs as the container's `Config.User`, which the
+/// caller passes as `container_user` (`None` = unknown, treated as root).
+pub fn check_exec(
+    cfg: &LoadedConfig,
+    who: &ContainerIdentity<'_>,
+    container_user: Option<&str>,
+    body: Value,
+) -> Result<Outcome, Rejection> {
+    rules::check_exec(cfg, who, container_user, body)
+}
+
+/// `POST /services/create` and `POST /services/{id}/update` (Swarm): the same
+/// defaults and denials, applied to `TaskTemplate.ContainerSpec` and
+/// `TaskTemplate.Resources`. `ctx.name` defaults to the spec's `Name`.
+pub fn apply_service_spec(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
+    service::apply_service_spec(cfg, ctx, body)
+}
+
+/// `POST /volumes/create`: a local volume with `o=bind` and a `device` that
+/// exposes the Docker socket is the same as binding the socket, only one
+/// request earlier (rule `deny.docker_socket`). Exemptions match the volume's
+/// `Name` as `name` and its `Labels`.
+pub fn check_volume_create(cfg: &LoadedConfig, body: Value) -> Result<Outcome, Rejection> {
+    rules::check_volume_create(cfg, body)
+}

@@ -1,0 +1,936 @@
+//! Sleep and wake: pause idle containers, wake them before anyone notices.
+//!
+//! - [`state`]: a container's state and the pure decisions on it;
+//! - [`activity`]: sampling network and CPU use for idle detection;
+//! - [`cgroup`]: the cgroup v1/v2 seam (usage, memory squeeze, restore);
+//! - [`store`]: which containers the shim put to sleep, persisted atomically.
+//!
+//! **Only this module pauses, unpauses, stops or starts containers on its own
+//! initiative.** Transitions of one container are serialised by a per-container
+//! lock; a request marks its container in use *before* it looks at its state,
+//! and a sleep re-checks "nothing in use" under the same table lock right
+//! before it pauses, so a container is never paused under a live request.
+
+pub mod activity;
+pub mod cgroup;
+pub mod conntrack;
+pub mod state;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{LoadedConfig, OnShutdown};
+use crate::docker::Docker;
+use crate::error::ShimError;
+pub use state::{Entry, State, WakeRecord};
+
+/// One state transition, as streamed by `/_forge/v1/events`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Transition {
+    pub id: String,
+    pub name: String,
+    /// `sleeping`, `waking`, `running`, `stopping`, `deep_sleep`, …
+    pub transition: &'static str,
+    pub from: State,
+    pub to: State,
+    pub trigger: String,
+    pub duration_ms: f64,
+    pub at_unix_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One row of `/_forge/v1/containers` and `forge-shim status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusRow {
+    pub id: String,
+    pub name: String,
+    pub project: Option<String>,
+    pub service: Option<String>,
+    pub class: String,
+    pub state: State,
+    pub sleeps: bool,
+    pub idle_timeout_s: Option<f64>,
+    pub since_unix_ms: u64,
+    pub idle_for_s: f64,
+    pub in_use: u32,
+    pub memory_running: Option<u64>,
+    pub memory_asleep: Option<u64>,
+    pub wakes: u64,
+    pub last_wake: Option<WakeRecord>,
+}
+
+#[derive(Clone)]
+pub struct Lifecycle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    docker: Arc<Docker>,
+    loaded: LoadedConfig,
+    table: Mutex<HashMap<String, Entry>>,
+    /// Serialises the transitions of each container.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Exec id → container id, learnt on exec start.
+    exec_owner: Mutex<HashMap<String, String>>,
+    store: store::Store,
+    events: broadcast::Sender<Transition>,
+    token: CancellationToken,
+    proc_root: PathBuf,
+    cgroup_root: PathBuf,
+}
+
+/// Marks a container in use for as long as it lives: a request in flight, or
+/// an exec/attach/logs stream still open. Dropping it records activity.
+pub struct InUse {
+    lifecycle: Lifecycle,
+    id: String,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let mut table = self.lifecycle.inner.table.lock();
+        if let Some(entry) = table.get_mut(&self.id) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            entry.last_activity = Instant::now();
+        }
+    }
+}
+
+impl Lifecycle {
+    pub fn new(docker: Arc<Docker>, loaded: LoadedConfig, token: CancellationToken) -> Lifecycle {
+        let store = store::Store::open(&loaded.config.state_dir);
+        let (events, _) = broadcast::channel(1024);
+        Lifecycle {
+            inner: Arc::new(Inner {
+                docker,
+                loaded,
+                table: Mutex::new(HashMap::new()),
+                locks: Mutex::new(HashMap::new()),
+                exec_owner: Mutex::new(HashMap::new()),
+                store,
+                events,
+                token,
+                proc_root: PathBuf::from("/proc"),
+                cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            }),
+        }
+    }
+
+    fn auto_sleep(&self) -> &crate::config::AutoSleep {
+        &self.inner.loaded.config.auto_sleep
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.inner.events.subscribe()
+    }
+
+    /// Rebuilds the view from dockerd and the state file, then runs the
+    /// event watcher, the idle sampler and the wake poller until shutdown.
+    pub async fn run(self) {
+        // dockerd may not be up yet; keep trying without blocking the proxy.
+        loop {
+            match self.reconcile().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lifecycle: cannot list containers yet; retrying");
+                    tokio::select! {
+                        _ = self.inner.token.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        let watcher = tokio::spawn(self.clone().watch_events());
+        let poller = tokio::spawn(self.clone().wake_poller());
+        if self.auto_sleep().enabled {
+            self.clone().sampler().await;
+        } else {
+            self.inner.token.cancelled().await;
+        }
+        watcher.abort();
+        poller.abort();
+    }
+
+    /// Lists every container, restores what the shim put to sleep from the
+    /// state file, and forgets records of containers that are gone or were
+    /// woken behind its back.
+    async fn reconcile(&self) -> Result<(), ShimError> {
+        let client = self.inner.docker.client().await.map_err(|e| ShimError::Internal(e.to_string()))?;
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).build();
+        let listed = client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        let records = self.inner.store.load_or_quarantine();
+        let now = Instant::now();
+        let mut entries = HashMap::new();
+        for summary in listed {
+            let Some(id) = summary.id else { continue };
+            let Some(info) = self.inner.docker.inspect_container(&id).await else { continue };
+            let mut entry = Entry::new(&info, &self.inner.loaded, now);
+            if let Some(record) = records.iter().find(|r| r.id == id) {
+                match (record.state, info.paused, info.running) {
+                    (store::SleptState::Paused, true, _) => {
+                        entry.set_state(State::Sleeping);
+                        entry.asleep_since = Some(now);
+                        entry.saved_limits = record.saved_limits.clone();
+                        entry.memory_running = record.memory_before;
+                        entry.memory_asleep = record.memory_after;
+                        entry.net_bytes_at_sleep = entry.pid.and_then(|pid| self.net_bytes(pid));
+                    }
+                    (store::SleptState::Stopped, false, false) => {
+                        entry.set_state(State::DeepSleep);
+                        entry.asleep_since = Some(now);
+                    }
+                    _ => {}
+                }
+            }
+            entries.insert(id, entry);
+        }
+        let n_asleep = entries.values().filter(|e| e.state.is_asleep()).count();
+        tracing::info!(containers = entries.len(), asleep = n_asleep, "lifecycle: view rebuilt");
+        *self.inner.table.lock() = entries;
+        self.persist();
+        Ok(())
+    }
+
+    /// Writes the sleep records; a failure is logged, never fatal.
+    fn persist(&self) {
+        let records: Vec<store::SleepRecord> = {
+            let table = self.inner.table.lock();
+            table
+                .values()
+                .filter_map(|entry| {
+                    let state = match entry.state {
+                        State::Pausing | State::Sleeping | State::Waking => store::SleptState::Paused,
+                        State::Stopping | State::DeepSleep => store::SleptState::Stopped,
+                        _ => return None,
+                    };
+                    Some(store::SleepRecord {
+                        id: entry.id.clone(),
+                        name: entry.name.clone(),
+                        state,
+                        since_unix_ms: unix_ms(entry.since),
+                        saved_limits: entry.saved_limits.clone(),
+                        memory_before: entry.memory_running,
+                        memory_after: entry.memory_asleep,
+                    })
+                })
+                .collect()
+        };
+        if let Err(e) = self.inner.store.save(&records) {
+            tracing::warn!(error = %e, "lifecycle: cannot persist sleep state");
+        }
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner.locks.lock().entry(id.to_string()).or_default().clone()
+    }
+
+    /// Finds a tracked container by full id, name or unique id prefix.
+    pub fn resolve(&self, reference: &str) -> Option<String> {
+        let reference = reference.trim_start_matches('/');
+        if reference.is_empty() {
+            return None;
+        }
+        let table = self.inner.table.lock();
+        if table.contains_key(reference) {
+            return Some(reference.to_string());
+        }
+        if let Some(entry) = table.values().find(|e| e.name == reference) {
+            return Some(entry.id.clone());
+        }
+        let mut matches = table.keys().filter(|id| id.starts_with(reference));
+        match (matches.next(), matches.next()) {
+            (Some(id), None) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    /// Marks the container in use, then wakes it if the shim put it to
+    /// sleep. The returned guard keeps it awake until dropped.
+    pub async fn use_container(&self, reference: &str, trigger: &str, wake: bool) -> Result<Option<InUse>, ShimError> {
+        let Some(id) = self.resolve(reference) else {
+            return Ok(None);
+        };
+        let asleep = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(&id) else {
+                return Ok(None);
+            };
+            entry.in_flight += 1;
+            entry.last_activity = Instant::now();
+            entry.state.is_asleep()
+        };
+        let guard = InUse {
+            lifecycle: self.clone(),
+            id: id.clone(),
+        };
+        if asleep && wake {
+            self.wake(&id, trigger).await?;
+        }
+        Ok(Some(guard))
+    }
+
+    /// The container an exec belongs to, asked of dockerd once per exec.
+    pub async fn exec_container(&self, exec_id: &str) -> Option<String> {
+        if let Some(id) = self.inner.exec_owner.lock().get(exec_id) {
+            return Some(id.clone());
+        }
+        let client = self.inner.docker.client().await.ok()?;
+        let inspect = client.inspect_exec(exec_id).await.ok()?;
+        let container = inspect.container_id?;
+        let mut owners = self.inner.exec_owner.lock();
+        // Exec ids are never reused; keep the map from growing without bound.
+        if owners.len() > 10_000 {
+            owners.clear();
+        }
+        owners.insert(exec_id.to_string(), container.clone());
+        Some(container)
+    }
+
+    /// Whether the shim holds this container asleep.
+    pub fn is_asleep(&self, id: &str) -> bool {
+        self.inner.table.lock().get(id).is_some_and(|e| e.state.is_asleep())
+    }
+
+    /// The compose services `id` depends on that are asleep, as ids.
+    pub fn sleeping_dependencies(&self, id: &str) -> Vec<String> {
+        let table = self.inner.table.lock();
+        let Some(entry) = table.get(id) else { return Vec::new() };
+        let Some(project) = &entry.project else { return Vec::new() };
+        table
+            .values()
+            .filter(|other| {
+                other.project.as_ref() == Some(project)
+                    && other.service.as_ref().is_some_and(|s| entry.depends_on.contains(s))
+                    && other.state.is_asleep()
+            })
+            .map(|other| other.id.clone())
+            .collect()
+    }
+
+    /// A user `docker pause` of a container the shim holds asleep: it becomes
+    /// the user's (limits restored), and stays paused.
+    pub async fn hand_to_user(&self, id: &str) -> Result<(), ShimError> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let saved = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return Ok(()) };
+            if entry.state != State::Sleeping {
+                return Ok(());
+            }
+            entry.set_state(State::UserPaused);
+            entry.saved_limits.take().zip(entry.pid)
+        };
+        if let Some((limits, pid)) = saved {
+            self.restore_limits(id, pid, &limits);
+        }
+        self.persist();
+        Ok(())
+    }
+
+    /// Wakes a container the shim put to sleep: unpause (or start, from deep
+    /// sleep), limits restored first. Concurrent callers share one wake.
+    pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), ShimError> {
+        let started = Instant::now();
+        let timeout = self.auto_sleep().transition_timeout.as_duration();
+        let lock = self.lock_for(id);
+        let held = tokio::time::timeout(timeout, lock.lock()).await;
+        let Ok(_held) = held else {
+            return Err(self.wake_error(id, "timed out waiting for another transition"));
+        };
+        let (from, name, saved, pid) = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return Ok(()) };
+            let from = entry.state;
+            if !matches!(from, State::Sleeping | State::DeepSleep) {
+                return Ok(());
+            }
+            entry.set_state(State::Waking);
+            (from, entry.name.clone(), entry.saved_limits.take(), entry.pid)
+        };
+        if let (Some(limits), Some(pid)) = (&saved, pid) {
+            self.restore_limits(id, pid, limits);
+        }
+        let client = self.inner.docker.client().await.map_err(|e| self.wake_error(id, &e.to_string()));
+        let result = match client {
+            Ok(client) => {
+                let call = async {
+                    if from == State::DeepSleep {
+                        client
+                            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+                            .await
+                    } else {
+                        client.unpause_container(id).await
+                    }
+                };
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(())) => Ok(()),
+                    // Someone unpaused or started it behind our back: fine.
+                    Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 409, .. }))
+                        if self.is_running_now(id).await =>
+                    {
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let elapsed = started.elapsed();
+        let now = Instant::now();
+        let to = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return Ok(()) };
+            match &result {
+                Ok(()) => {
+                    entry.set_state(State::Running);
+                    entry.asleep_since = None;
+                    entry.last_activity = now;
+                    entry.wakes += 1;
+                    if from == State::DeepSleep {
+                        entry.running_since = now;
+                    }
+                    entry.last_wake = Some(WakeRecord {
+                        latency_ms: elapsed.as_secs_f64() * 1e3,
+                        trigger: trigger.to_string(),
+                        at_unix_ms: unix_ms(SystemTime::now()),
+                    });
+                }
+                Err(_) => {
+                    entry.set_state(from);
+                    entry.saved_limits = saved;
+                }
+            }
+            entry.state
+        };
+        if result.is_ok() {
+            self.refresh_pid(id).await;
+        }
+        self.persist();
+        self.emit(id, &name, "wake", from, to, trigger, elapsed, result.as_ref().err().cloned());
+        match result {
+            Ok(()) => {
+                tracing::info!(container = %name, trigger, latency_ms = elapsed.as_secs_f64() * 1e3, "woke");
+                Ok(())
+            }
+            Err(message) => Err(self.wake_error(id, &format!("wake failed: {message}"))),
+        }
+    }
+
+    fn wake_error(&self, id: &str, message: &str) -> ShimError {
+        let name = self.inner.table.lock().get(id).map(|e| e.name.clone()).unwrap_or_else(|| id.to_string());
+        ShimError::Wake {
+            container: name,
+            message: message.to_string(),
+        }
+    }
+
+    async fn is_running_now(&self, id: &str) -> bool {
+        self.inner.docker.inspect_container(id).await.is_some_and(|i| i.running && !i.paused)
+    }
+
+    async fn refresh_pid(&self, id: &str) {
+        if let Some(info) = self.inner.docker.inspect_container(id).await {
+            if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
+                entry.addresses = info.addresses;
+            }
+        }
+    }
+
+    /// Puts a container to sleep if it is still idle: pause, then squeeze its
+    /// memory when the policy and swap allow. `force` skips the idle check
+    /// (an operator's `forge-shim sleep`), never the live-session check.
+    pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, ShimError> {
+        let started = Instant::now();
+        let timeout = self.auto_sleep().transition_timeout.as_duration();
+        let min_uptime = self.auto_sleep().min_uptime.as_duration();
+        let lock = self.lock_for(id);
+        let Ok(_held) = lock.try_lock() else {
+            return Ok(false);
+        };
+        let (name, pid, reservation) = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return Ok(false) };
+            let eligible = if force {
+                entry.state == State::Running && entry.in_flight == 0
+            } else {
+                entry.may_sleep(Instant::now(), min_uptime)
+            };
+            if !eligible {
+                return Ok(false);
+            }
+            entry.set_state(State::Pausing);
+            (entry.name.clone(), entry.pid, entry.policy.sleep_policy.memory_reservation)
+        };
+        let memory_before = pid.and_then(|pid| self.cgroup(id, pid)).and_then(|cg| cg.memory_usage().ok());
+        let paused = match self.inner.docker.client().await {
+            Ok(client) => match tokio::time::timeout(timeout, client.pause_container(id)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(message) = paused {
+            if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                entry.set_state(State::Running);
+                entry.last_activity = Instant::now();
+            }
+            self.emit(id, &name, "sleep", State::Running, State::Running, trigger, started.elapsed(), Some(message.clone()));
+            return Err(ShimError::Internal(format!("container {name}: pause failed: {message}")));
+        }
+        let net_bytes = pid.and_then(|pid| self.net_bytes(pid));
+        {
+            let mut table = self.inner.table.lock();
+            if let Some(entry) = table.get_mut(id) {
+                entry.set_state(State::Sleeping);
+                entry.asleep_since = Some(Instant::now());
+                entry.net_bytes_at_sleep = net_bytes;
+                entry.memory_running = memory_before;
+                entry.memory_asleep = memory_before;
+            }
+        }
+        self.persist();
+        let paused_in = started.elapsed();
+        // Squeeze while frozen: the tasks cannot fault pages back in.
+        if let (Some(target), Some(pid)) = (reservation, pid) {
+            if self.auto_sleep().memory_squeeze {
+                self.squeeze(id, pid, target.bytes());
+            }
+        }
+        self.emit(id, &name, "sleep", State::Running, State::Sleeping, trigger, paused_in, None);
+        tracing::info!(container = %name, trigger, pause_ms = paused_in.as_secs_f64() * 1e3, "asleep");
+        Ok(true)
+    }
+
+    fn squeeze(&self, id: &str, pid: u32, target: u64) {
+        if !cgroup::swap_available(&self.inner.proc_root) {
+            tracing::debug!(id, "no swap: memory squeeze skipped");
+        }
+        let Some(cg) = self.cgroup(id, pid) else { return };
+        match cg.squeeze(target, Duration::from_secs(2)) {
+            Ok(report) => {
+                let mut table = self.inner.table.lock();
+                if let Some(entry) = table.get_mut(id) {
+                    entry.memory_asleep = Some(report.after);
+                    entry.saved_limits = Some(report.saved.clone());
+                }
+                drop(table);
+                tracing::info!(id, before = report.before, after = report.after, "memory squeezed");
+                self.persist();
+            }
+            Err(e) => tracing::warn!(id, error = %e, "memory squeeze failed"),
+        }
+    }
+
+    fn restore_limits(&self, id: &str, pid: u32, limits: &cgroup::SavedLimits) {
+        match self.cgroup(id, pid) {
+            Some(cg) => {
+                if let Err(e) = cg.restore(limits) {
+                    tracing::warn!(id, error = %e, "could not restore memory limits");
+                }
+            }
+            None => tracing::warn!(id, "cgroup not found; memory limits not restored"),
+        }
+    }
+
+    fn cgroup(&self, id: &str, pid: u32) -> Option<cgroup::ContainerCgroup> {
+        cgroup::ContainerCgroup::for_pid(&self.inner.cgroup_root, &self.inner.proc_root, pid)
+            .or_else(|_| cgroup::ContainerCgroup::for_id(&self.inner.cgroup_root, id))
+            .ok()
+    }
+
+    fn net_bytes(&self, pid: u32) -> Option<u64> {
+        activity::net_bytes(&self.inner.proc_root, pid).ok()
+    }
+
+    /// Stops a long sleeper whose class allows deep sleep.
+    async fn deep_sleep(&self, id: &str) {
+        let lock = self.lock_for(id);
+        let Ok(_held) = lock.try_lock() else { return };
+        let (name, saved, pid) = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return };
+            if entry.state != State::Sleeping || entry.in_flight > 0 {
+                return;
+            }
+            entry.set_state(State::Stopping);
+            (entry.name.clone(), entry.saved_limits.take(), entry.pid)
+        };
+        let started = Instant::now();
+        if let (Some(limits), Some(pid)) = (&saved, pid) {
+            self.restore_limits(id, pid, limits);
+        }
+        let result = match self.inner.docker.client().await {
+            Ok(client) => client
+                .stop_container(id, Some(bollard::query_parameters::StopContainerOptionsBuilder::default().t(10).build()))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let to = if result.is_ok() { State::DeepSleep } else { State::Sleeping };
+        if let Some(entry) = self.inner.table.lock().get_mut(id) {
+            entry.set_state(to);
+            entry.pid = None;
+        }
+        self.persist();
+        self.emit(id, &name, "deep_sleep", State::Sleeping, to, "max_sleep_time", started.elapsed(), result.err());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        id: &str,
+        name: &str,
+        transition: &'static str,
+        from: State,
+        to: State,
+        trigger: &str,
+        duration: Duration,
+        error: Option<String>,
+    ) {
+        let _ = self.inner.events.send(Transition {
+            id: id.to_string(),
+            name: name.to_string(),
+            transition,
+            from,
+            to,
+            trigger: trigger.to_string(),
+            duration_ms: duration.as_secs_f64() * 1e3,
+            at_unix_ms: unix_ms(SystemTime::now()),
+            error,
+        });
+    }
+
+    /// Samples every running sleep-enabled container each `check_interval`,
+    /// records activity, and puts the idle ones to sleep; stops long
+    /// sleepers whose class allows deep sleep.
+    async fn sampler(self) {
+        let interval = self.auto_sleep().check_interval.as_duration();
+        let idle_threshold = self.auto_sleep().idle_threshold;
+        let network_rate = self.auto_sleep().network_idle_rate.bytes();
+        let max_sleep = self.auto_sleep().max_sleep_time.as_duration();
+        let mut samples: HashMap<String, activity::Sample> = HashMap::new();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.inner.token.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let candidates: Vec<(String, Option<u32>, f64)> = {
+                let table = self.inner.table.lock();
+                table
+                    .values()
+                    .filter(|e| e.state == State::Running && e.idle_timeout.is_some())
+                    .map(|e| (e.id.clone(), e.pid, e.cpu_limit))
+                    .collect()
+            };
+            samples.retain(|id, _| candidates.iter().any(|(c, _, _)| c == id));
+            let now = Instant::now();
+            for (id, pid, cpu_limit) in &candidates {
+                let Some(pid) = pid else { continue };
+                let sample = activity::Sample {
+                    at: now.into_std(),
+                    net_bytes: self.net_bytes(*pid).unwrap_or(0),
+                    cpu_nanos: self.cgroup(id, *pid).and_then(|cg| cg.cpu_usage_nanos().ok()).unwrap_or(0),
+                };
+                if let Some(previous) = samples.insert(id.clone(), sample.clone()) {
+                    let verdict = activity::judge(&previous, &sample, *cpu_limit, idle_threshold, network_rate);
+                    if !matches!(verdict, activity::Activity::Idle) {
+                        if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                            entry.last_activity = now;
+                        }
+                    }
+                }
+            }
+            let (to_sleep, to_stop): (Vec<String>, Vec<String>) = {
+                let table = self.inner.table.lock();
+                let min_uptime = self.auto_sleep().min_uptime.as_duration();
+                let to_sleep = table.values().filter(|e| e.may_sleep(now, min_uptime)).map(|e| e.id.clone()).collect();
+                let to_stop = table
+                    .values()
+                    .filter(|e| {
+                        e.state == State::Sleeping
+                            && e.policy.sleep_policy.deep_sleep == Some(true)
+                            && e.asleep_since.is_some_and(|t| now.saturating_duration_since(t) >= max_sleep)
+                    })
+                    .map(|e| e.id.clone())
+                    .collect();
+                (to_sleep, to_stop)
+            };
+            for id in to_sleep {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = this.sleep(&id, "idle", false).await {
+                        tracing::warn!(error = %e, "sleep failed");
+                    }
+                });
+            }
+            for id in to_stop {
+                let this = self.clone();
+                tokio::spawn(async move { this.deep_sleep(&id).await });
+            }
+        }
+    }
+
+    /// Wakes sleepers that see network traffic. New connections raise a
+    /// conntrack event at once; data on a connection that was already open
+    /// is caught by the sleepers' byte counters, read every
+    /// [`COUNTER_POLL`]: a packet to a frozen container still lands in its
+    /// network namespace's counters, and the kernel queues it until the
+    /// container thaws. Counters only wake on [`COUNTER_WAKE_BYTES`] or more
+    /// in one interval, so ARP and neighbour chatter does not.
+    async fn wake_poller(self) {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
+        let follower = tokio::spawn(async move {
+            if let Err(e) = conntrack::follow(sender).await {
+                tracing::warn!(error = %e, "conntrack events unavailable; waking on byte counters only");
+            }
+        });
+        let mut ticker = tokio::time::interval(COUNTER_POLL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.inner.token.cancelled() => break,
+                Some(addresses) = receiver.recv() => {
+                    let ids: Vec<String> = {
+                        let table = self.inner.table.lock();
+                        table
+                            .values()
+                            .filter(|e| e.state == State::Sleeping || e.state == State::Pausing)
+                            .filter(|e| e.addresses.iter().any(|a| addresses.contains(a)))
+                            .map(|e| e.id.clone())
+                            .collect()
+                    };
+                    for id in ids {
+                        self.spawn_wake(id, "connection");
+                    }
+                }
+                _ = ticker.tick() => self.poll_counters(),
+            }
+        }
+        follower.abort();
+    }
+
+    fn poll_counters(&self) {
+        let sleepers: Vec<(String, u32, u64)> = {
+            let table = self.inner.table.lock();
+            table
+                .values()
+                .filter(|e| e.state == State::Sleeping)
+                .filter_map(|e| Some((e.id.clone(), e.pid?, e.net_bytes_at_sleep?)))
+                .collect()
+        };
+        for (id, pid, baseline) in sleepers {
+            let Some(now) = self.net_bytes(pid) else { continue };
+            if now >= baseline + COUNTER_WAKE_BYTES {
+                self.spawn_wake(id, "network");
+            } else if now != baseline {
+                // Chatter below the threshold: move the baseline so it never
+                // adds up to a wake.
+                if let Some(entry) = self.inner.table.lock().get_mut(&id) {
+                    entry.net_bytes_at_sleep = Some(now);
+                }
+            }
+        }
+    }
+
+    fn spawn_wake(&self, id: String, trigger: &'static str) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.wake(&id, trigger).await {
+                tracing::warn!(error = %e, trigger, "wake failed");
+            }
+        });
+    }
+
+    /// Follows dockerd's container events so the view stays true when
+    /// containers are created, started, paused or removed by anyone.
+    async fn watch_events(self) {
+        loop {
+            if let Ok(client) = self.inner.docker.client().await {
+                let mut filters = HashMap::new();
+                filters.insert("type".to_string(), vec!["container".to_string()]);
+                let options = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
+                let mut events = client.events(Some(options));
+                // Events missed while disconnected: resynchronise.
+                let _ = self.reconcile().await;
+                loop {
+                    let event = tokio::select! {
+                        _ = self.inner.token.cancelled() => return,
+                        event = events.next() => event,
+                    };
+                    match event {
+                        Some(Ok(event)) => {
+                            let action = event.action.unwrap_or_default();
+                            let Some(id) = event.actor.and_then(|a| a.id) else { continue };
+                            self.on_event(&id, &action).await;
+                        }
+                        _ => break,
+                    }
+                }
+                self.inner.docker.reset();
+            }
+            tokio::select! {
+                _ = self.inner.token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn on_event(&self, id: &str, action: &str) {
+        // exec_start: "exec_start: sh -c ..." and similar carry a suffix.
+        let action = action.split(':').next().unwrap_or(action).trim();
+        match action {
+            "create" | "start" | "restart" => {
+                let Some(info) = self.inner.docker.inspect_container(id).await else { return };
+                let now = Instant::now();
+                let mut table = self.inner.table.lock();
+                match table.get_mut(id) {
+                    Some(entry) if action != "create" => {
+                        entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
+                        entry.addresses = info.addresses.clone();
+                        if !matches!(entry.state, State::Waking) {
+                            entry.set_state(State::Running);
+                            entry.running_since = now;
+                            entry.last_activity = now;
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        table.insert(id.to_string(), Entry::new(&info, &self.inner.loaded, now));
+                    }
+                }
+            }
+            "pause" => {
+                if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                    if entry.state == State::Running {
+                        entry.set_state(State::UserPaused);
+                    }
+                }
+            }
+            "unpause" => {
+                let restore = {
+                    let mut table = self.inner.table.lock();
+                    let Some(entry) = table.get_mut(id) else { return };
+                    match entry.state {
+                        State::UserPaused => {
+                            entry.set_state(State::Running);
+                            entry.last_activity = Instant::now();
+                            None
+                        }
+                        // Unpaused behind the shim's back: it is running now,
+                        // so its limits must come back at once.
+                        State::Sleeping => {
+                            entry.set_state(State::Running);
+                            entry.last_activity = Instant::now();
+                            entry.saved_limits.take().zip(entry.pid)
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some((limits, pid)) = restore {
+                    self.restore_limits(id, pid, &limits);
+                }
+                self.persist();
+            }
+            "die" | "stop" | "kill" | "oom" => {
+                if action != "die" {
+                    return;
+                }
+                if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                    if !matches!(entry.state, State::Stopping | State::DeepSleep | State::Waking) {
+                        entry.set_state(State::Stopped);
+                    }
+                }
+                self.persist();
+            }
+            "destroy" => {
+                self.inner.table.lock().remove(id);
+                self.inner.locks.lock().remove(id);
+                self.persist();
+            }
+            "rename" => {
+                if let Some(info) = self.inner.docker.inspect_container(id).await {
+                    if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                        entry.name = info.name.unwrap_or_default();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `on_shutdown: wake_all` wakes every container the shim put to sleep;
+    /// `leave` keeps them asleep (the state file lets the next start pick
+    /// them up).
+    pub async fn shutdown(&self) {
+        if self.inner.loaded.config.on_shutdown == OnShutdown::Leave {
+            return;
+        }
+        let asleep: Vec<String> = {
+            let table = self.inner.table.lock();
+            table.values().filter(|e| e.state == State::Sleeping).map(|e| e.id.clone()).collect()
+        };
+        let wakes = asleep.iter().map(|id| self.wake(id, "shutdown"));
+        for result in futures_util::future::join_all(wakes).await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "wake on shutdown failed");
+            }
+        }
+    }
+
+    pub fn status(&self) -> Vec<StatusRow> {
+        let now = Instant::now();
+        let table = self.inner.table.lock();
+        let mut rows: Vec<StatusRow> = table
+            .values()
+            .map(|e| StatusRow {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                project: e.project.clone(),
+                service: e.service.clone(),
+                class: e.policy.class.clone(),
+                state: e.state,
+                sleeps: e.idle_timeout.is_some(),
+                idle_timeout_s: e.idle_timeout.map(|d| d.as_secs_f64()),
+                since_unix_ms: unix_ms(e.since),
+                idle_for_s: now.saturating_duration_since(e.last_activity).as_secs_f64(),
+                in_use: e.in_flight,
+                memory_running: e.memory_running,
+                memory_asleep: e.memory_asleep,
+                wakes: e.wakes,
+                last_wake: e.last_wake.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+}
+
+/// How often sleepers' network counters are read.
+const COUNTER_POLL: Duration = Duration::from_millis(250);
+/// Bytes in one counter interval that wake a sleeper: more than an ARP or
+/// neighbour solicitation, less than any real request.
+const COUNTER_WAKE_BYTES: u64 = 128;
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

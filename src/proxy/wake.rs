@@ -1,0 +1,134 @@
+//! The wake phase: before a request that uses a container is forwarded, mark
+//! the container in use and wake it if the shim put it to sleep. The in-use
+//! mark travels with the response (its body, or the hijacked stream) so a
+//! container is never paused under a live session.
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+
+use super::{ProxyBody, Shim};
+use crate::error::{full_body, ShimError};
+use crate::lifecycle::InUse;
+use crate::route::{query_value, ContainerAction, Endpoint, Route};
+
+/// The largest `network connect` body read to find its container.
+const MAX_NETWORK_BODY: u64 = 64 * 1024;
+
+/// What the wake phase decided.
+pub enum WakeOutcome {
+    /// Forward the request; keep the guard alive with its response.
+    Forward(Request<ProxyBody>, Option<InUse>),
+    /// The shim answers itself (e.g. `unpause` of a container it holds
+    /// asleep is a wake).
+    Answer(Response<ProxyBody>),
+}
+
+pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBody>) -> Result<WakeOutcome, ShimError> {
+    let Some(lifecycle) = shim.inner.lifecycle.as_ref() else {
+        return Ok(WakeOutcome::Forward(request, None));
+    };
+    use ContainerAction as A;
+    let query = request.uri().query().map(str::to_string);
+    let (reference, wake, trigger): (String, bool, &str) = match &route.endpoint {
+        Endpoint::ExecCreate { id } => (id.clone(), true, "exec"),
+        Endpoint::ExecStart { exec_id } => match lifecycle.exec_container(exec_id).await {
+            Some(id) => (id, true, "exec"),
+            None => return Ok(WakeOutcome::Forward(request, None)),
+        },
+        Endpoint::Attach { id } => (id.clone(), true, "attach"),
+        Endpoint::ContainerUpdate { id } => (id.clone(), true, "update"),
+        Endpoint::NetworkAttach => {
+            let (request, container) = network_container(request).await?;
+            return match container {
+                Some(id) => {
+                    let guard = lifecycle.use_container(&id, "network_connect", true).await?;
+                    Ok(WakeOutcome::Forward(request, guard))
+                }
+                None => Ok(WakeOutcome::Forward(request, None)),
+            };
+        }
+        Endpoint::ContainerUse { id, action } => {
+            let follow = query_value(query.as_deref(), "follow").is_some_and(|f| f == "1" || f == "true");
+            match action {
+                // Monitoring does not count as use and must not wake.
+                A::Inspect | A::Stats | A::Changes | A::Wait => return Ok(WakeOutcome::Forward(request, None)),
+                A::Logs => (id.clone(), follow, "logs"),
+                A::Commit => match query_value(query.as_deref(), "container") {
+                    Some(id) => (id, true, "commit"),
+                    None => return Ok(WakeOutcome::Forward(request, None)),
+                },
+                A::Unpause => {
+                    if let Some(id) = lifecycle.resolve(id).filter(|id| lifecycle.is_asleep(id)) {
+                        lifecycle.wake(&id, "unpause").await?;
+                        return Ok(WakeOutcome::Answer(no_content()));
+                    }
+                    return Ok(WakeOutcome::Forward(request, None));
+                }
+                A::Pause => {
+                    if let Some(id) = lifecycle.resolve(id).filter(|id| lifecycle.is_asleep(id)) {
+                        lifecycle.hand_to_user(&id).await?;
+                        return Ok(WakeOutcome::Answer(no_content()));
+                    }
+                    return Ok(WakeOutcome::Forward(request, None));
+                }
+                A::Start => {
+                    if let Some(id) = lifecycle.resolve(id) {
+                        let dependencies = lifecycle.sleeping_dependencies(&id);
+                        let wakes = dependencies.iter().map(|dep| lifecycle.wake(dep, "depends_on"));
+                        for result in futures_util::future::join_all(wakes).await {
+                            result?;
+                        }
+                    }
+                    (id.clone(), true, "start")
+                }
+                other => (id.clone(), other.needs_running(), action_name(*other)),
+            }
+        }
+        _ => return Ok(WakeOutcome::Forward(request, None)),
+    };
+    let guard = lifecycle.use_container(&reference, trigger, wake).await?;
+    Ok(WakeOutcome::Forward(request, guard))
+}
+
+fn action_name(action: ContainerAction) -> &'static str {
+    use ContainerAction as A;
+    match action {
+        A::Stop => "stop",
+        A::Restart => "restart",
+        A::Kill => "kill",
+        A::Remove => "remove",
+        A::Archive => "archive",
+        A::Top => "top",
+        A::Resize => "resize",
+        A::Export => "export",
+        A::Rename => "rename",
+        _ => "api",
+    }
+}
+
+fn no_content() -> Response<ProxyBody> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+        .expect("static response is valid")
+}
+
+/// Reads the small JSON body of `network connect|disconnect` for its
+/// `Container`, and rebuilds the request with the same bytes.
+async fn network_container(request: Request<ProxyBody>) -> Result<(Request<ProxyBody>, Option<String>), ShimError> {
+    let (mut parts, body) = request.into_parts();
+    let bytes = super::read_body_limited(body, MAX_NETWORK_BODY).await?;
+    // Go matches keys case-insensitively; so do we.
+    let container = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|value| {
+        value.as_object()?.iter().find_map(|(k, v)| {
+            if k.eq_ignore_ascii_case("container") {
+                v.as_str().map(str::to_string)
+            } else {
+                None
+            }
+        })
+    });
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Ok((Request::from_parts(parts, full_body(bytes)), container))
+}
