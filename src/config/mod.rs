@@ -672,7 +672,8 @@ pub const RULE_NAMES: &[&str] = &[
 /// `root`, `0`, `0:…` and `root:…` name the root user.
 pub fn is_root_user(user: &str) -> bool {
     let name = user.split(':').next().unwrap_or("").trim();
-    name == "root" || (!name.is_empty() && name.chars().all(|c| c == '0'))
+    // Go's strconv reads `+0`, `-0` and `00` as uid 0 too.
+    name == "root" || name.parse::<i64>() == Ok(0)
 }
 
 pub fn parse_socket_mode(mode: &str) -> Option<u32> {

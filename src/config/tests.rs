@@ -186,7 +186,7 @@ services:
 
 #[test]
 fn root_users() {
-    for user in ["root", "0", "0:0", "root:root", "00"] {
+    for user in ["root", "0", "0:0", "root:root", "00", "+0", "-0"] {
         assert!(is_root_user(user), "{user}");
     }
     for user in ["1000", "65534:65534", "app", "", "1000:0"] {

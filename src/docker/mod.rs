@@ -96,6 +96,9 @@ pub struct ContainerInfo {
     pub memory_limit: Option<i64>,
     /// The container's addresses on its Docker networks.
     pub addresses: Vec<std::net::IpAddr>,
+    /// Whether it has a network namespace of its own (not `host`, not
+    /// `container:<id>`), so its `/proc/<pid>/net/dev` is its own traffic.
+    pub own_network: bool,
     /// `Config.User` (merged with the image's).
     pub user: Option<String>,
     /// `HostConfig` as dockerd's JSON, for the update rules.
@@ -150,6 +153,10 @@ impl Docker {
             nano_cpus: host_config.nano_cpus,
             memory_limit: host_config.memory,
             addresses,
+            own_network: host_config
+                .network_mode
+                .as_deref()
+                .is_none_or(|mode| mode != "host" && !mode.starts_with("container:")),
             user: config.user.clone(),
             host_config: host_config_json,
         })

@@ -19,6 +19,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -83,8 +84,11 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Exec id → container id, learnt on exec start.
     exec_owner: Mutex<HashMap<String, String>>,
+    /// Set by a wake to cut short a squeeze in progress.
+    squeeze_cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
     store: store::Store,
     events: broadcast::Sender<Transition>,
+    persist_requested: tokio::sync::Notify,
     token: CancellationToken,
     proc_root: PathBuf,
     cgroup_root: PathBuf,
@@ -118,8 +122,10 @@ impl Lifecycle {
                 table: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 exec_owner: Mutex::new(HashMap::new()),
+                squeeze_cancel: Mutex::new(HashMap::new()),
                 store,
                 events,
+                persist_requested: tokio::sync::Notify::new(),
                 token,
                 proc_root: PathBuf::from("/proc"),
                 cgroup_root: PathBuf::from("/sys/fs/cgroup"),
@@ -152,6 +158,7 @@ impl Lifecycle {
             }
         }
         let watcher = tokio::spawn(self.clone().watch_events());
+        let persister = tokio::spawn(self.clone().persister());
         let poller = tokio::spawn(self.clone().wake_poller());
         if self.auto_sleep().enabled {
             self.clone().sampler().await;
@@ -160,6 +167,7 @@ impl Lifecycle {
         }
         watcher.abort();
         poller.abort();
+        persister.abort();
     }
 
     /// Lists every container, restores what the shim put to sleep from the
@@ -201,12 +209,31 @@ impl Lifecycle {
         let n_asleep = entries.values().filter(|e| e.state.is_asleep()).count();
         tracing::info!(containers = entries.len(), asleep = n_asleep, "lifecycle: view rebuilt");
         *self.inner.table.lock() = entries;
-        self.persist();
+        self.write_records();
         Ok(())
     }
 
-    /// Writes the sleep records; a failure is logged, never fatal.
+    /// Asks the persister to write the sleep records soon. Transitions never
+    /// wait for the disk: if the shim dies before the write, the next start
+    /// reconciles the file with what dockerd says.
     fn persist(&self) {
+        self.inner.persist_requested.notify_one();
+    }
+
+    /// Writes the sleep records whenever asked, coalescing bursts.
+    async fn persister(self) {
+        loop {
+            tokio::select! {
+                _ = self.inner.token.cancelled() => break,
+                _ = self.inner.persist_requested.notified() => {}
+            }
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.write_records()).await;
+        }
+    }
+
+    /// Writes the sleep records now; a failure is logged, never fatal.
+    fn write_records(&self) {
         let records: Vec<store::SleepRecord> = {
             let table = self.inner.table.lock();
             table
@@ -347,6 +374,9 @@ impl Lifecycle {
     pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), ShimError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
+        if let Some(cancel) = self.inner.squeeze_cancel.lock().get(id) {
+            cancel.store(true, Ordering::Relaxed);
+        }
         let lock = self.lock_for(id);
         let held = tokio::time::timeout(timeout, lock.lock()).await;
         let Ok(_held) = held else {
@@ -418,7 +448,9 @@ impl Lifecycle {
             }
             entry.state
         };
-        if result.is_ok() {
+        // A start gives the container a new pid and maybe new addresses; an
+        // unpause does not.
+        if result.is_ok() && from == State::DeepSleep {
             self.refresh_pid(id).await;
         }
         self.persist();
@@ -464,7 +496,7 @@ impl Lifecycle {
         let Ok(_held) = lock.try_lock() else {
             return Ok(false);
         };
-        let (name, pid, reservation) = {
+        let (name, pid, reservation, own_network) = {
             let mut table = self.inner.table.lock();
             let Some(entry) = table.get_mut(id) else { return Ok(false) };
             let eligible = if force {
@@ -476,9 +508,10 @@ impl Lifecycle {
                 return Ok(false);
             }
             entry.set_state(State::Pausing);
-            (entry.name.clone(), entry.pid, entry.policy.sleep_policy.memory_reservation)
+            let reservation = entry.policy.sleep_policy.memory_reservation;
+            (entry.name.clone(), entry.pid, reservation, entry.own_network)
         };
-        let memory_before = pid.and_then(|pid| self.cgroup(id, pid)).and_then(|cg| cg.memory_usage().ok());
+        let memory_before = self.cgroup(id, pid).and_then(|cg| cg.memory_usage().ok());
         let paused = match self.inner.docker.client().await {
             Ok(client) => match tokio::time::timeout(timeout, client.pause_container(id)).await {
                 Ok(Ok(())) => Ok(()),
@@ -495,7 +528,8 @@ impl Lifecycle {
             self.emit(id, &name, "sleep", State::Running, State::Running, trigger, started.elapsed(), Some(message.clone()));
             return Err(ShimError::Internal(format!("container {name}: pause failed: {message}")));
         }
-        let net_bytes = pid.and_then(|pid| self.net_bytes(pid));
+        // Counter wake needs counters of its own; conntrack still works.
+        let net_bytes = pid.filter(|_| own_network).and_then(|pid| self.net_bytes(pid));
         {
             let mut table = self.inner.table.lock();
             if let Some(entry) = table.get_mut(id) {
@@ -511,7 +545,7 @@ impl Lifecycle {
         // Squeeze while frozen: the tasks cannot fault pages back in.
         if let (Some(target), Some(pid)) = (reservation, pid) {
             if self.auto_sleep().memory_squeeze {
-                self.squeeze(id, pid, target.bytes());
+                self.squeeze(id, pid, target.bytes()).await;
             }
         }
         self.emit(id, &name, "sleep", State::Running, State::Sleeping, trigger, paused_in, None);
@@ -519,28 +553,49 @@ impl Lifecycle {
         Ok(true)
     }
 
-    fn squeeze(&self, id: &str, pid: u32, target: u64) {
+    /// Pushes a frozen container's memory out (to swap; without swap only
+    /// page cache goes), then puts its limits straight back: frozen tasks
+    /// cannot fault pages in, so memory stays out until the container runs
+    /// and touches it, and a container unpaused behind the shim's back never
+    /// runs with a squeezed limit. A wake cancels a squeeze in progress.
+    async fn squeeze(&self, id: &str, pid: u32, target: u64) {
         if !cgroup::swap_available(&self.inner.proc_root) {
-            tracing::debug!(id, "no swap: memory squeeze skipped");
+            tracing::debug!(id, "no swap: only page cache can be reclaimed");
         }
-        let Some(cg) = self.cgroup(id, pid) else { return };
-        match cg.squeeze(target, Duration::from_secs(2)) {
-            Ok(report) => {
-                let mut table = self.inner.table.lock();
-                if let Some(entry) = table.get_mut(id) {
+        let Some(cg) = self.cgroup(id, Some(pid)) else { return };
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.inner.squeeze_cancel.lock().insert(id.to_string(), cancel.clone());
+        let squeezed = tokio::task::spawn_blocking(move || {
+            let report = cg.squeeze_cancellable(target, SQUEEZE_TIMEOUT, &cancel);
+            if let Ok(report) = &report {
+                cg.restore(&report.saved)?;
+            }
+            report
+        })
+        .await;
+        self.inner.squeeze_cancel.lock().remove(id);
+        match squeezed {
+            Ok(Ok(report)) => {
+                if let Some(entry) = self.inner.table.lock().get_mut(id) {
                     entry.memory_asleep = Some(report.after);
-                    entry.saved_limits = Some(report.saved.clone());
                 }
-                drop(table);
-                tracing::info!(id, before = report.before, after = report.after, "memory squeezed");
+                tracing::info!(
+                    id,
+                    before = report.before,
+                    after = report.after,
+                    ms = report.elapsed.as_secs_f64() * 1e3,
+                    stop = ?report.stop,
+                    "memory squeezed"
+                );
                 self.persist();
             }
-            Err(e) => tracing::warn!(id, error = %e, "memory squeeze failed"),
+            Ok(Err(e)) => tracing::warn!(id, error = %e, "memory squeeze failed"),
+            Err(e) => tracing::warn!(id, error = %e, "memory squeeze task failed"),
         }
     }
 
     fn restore_limits(&self, id: &str, pid: u32, limits: &cgroup::SavedLimits) {
-        match self.cgroup(id, pid) {
+        match self.cgroup(id, Some(pid)) {
             Some(cg) => {
                 if let Err(e) = cg.restore(limits) {
                     tracing::warn!(id, error = %e, "could not restore memory limits");
@@ -550,10 +605,10 @@ impl Lifecycle {
         }
     }
 
-    fn cgroup(&self, id: &str, pid: u32) -> Option<cgroup::ContainerCgroup> {
-        cgroup::ContainerCgroup::for_pid(&self.inner.cgroup_root, &self.inner.proc_root, pid)
-            .or_else(|_| cgroup::ContainerCgroup::for_id(&self.inner.cgroup_root, id))
-            .ok()
+    /// The container's cgroup, checked against its id so a reused pid can
+    /// never point at another container's.
+    fn cgroup(&self, id: &str, pid: Option<u32>) -> Option<cgroup::ContainerCgroup> {
+        cgroup::ContainerCgroup::resolve(&self.inner.cgroup_root, &self.inner.proc_root, pid, id).ok()
     }
 
     fn net_bytes(&self, pid: u32) -> Option<u64> {
@@ -634,24 +689,25 @@ impl Lifecycle {
                 _ = self.inner.token.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let candidates: Vec<(String, Option<u32>, f64)> = {
+            let candidates: Vec<(String, Option<u32>, f64, bool)> = {
                 let table = self.inner.table.lock();
                 table
                     .values()
                     .filter(|e| e.state == State::Running && e.idle_timeout.is_some())
-                    .map(|e| (e.id.clone(), e.pid, e.cpu_limit))
+                    .map(|e| (e.id.clone(), e.pid, e.cpu_limit, e.own_network))
                     .collect()
             };
-            samples.retain(|id, _| candidates.iter().any(|(c, _, _)| c == id));
+            samples.retain(|id, _| candidates.iter().any(|(c, _, _, _)| c == id));
             let now = Instant::now();
-            for (id, pid, cpu_limit) in &candidates {
+            for (id, pid, cpu_limit, own_network) in &candidates {
                 let Some(pid) = pid else { continue };
                 let sample = activity::Sample {
                     at: now.into_std(),
-                    net_bytes: self.net_bytes(*pid).unwrap_or(0),
-                    cpu_nanos: self.cgroup(id, *pid).and_then(|cg| cg.cpu_usage_nanos().ok()).unwrap_or(0),
+                    // Host or shared network: the counters are not its own.
+                    net_bytes: if *own_network { self.net_bytes(*pid).unwrap_or(0) } else { 0 },
+                    cpu_nanos: self.cgroup(id, Some(*pid)).and_then(|cg| cg.cpu_usage_nanos().ok()).unwrap_or(0),
                 };
-                if let Some(previous) = samples.insert(id.clone(), sample.clone()) {
+                if let Some(previous) = samples.insert(id.clone(), sample) {
                     let verdict = activity::judge(&previous, &sample, *cpu_limit, idle_threshold, network_rate);
                     if !matches!(verdict, activity::Activity::Idle) {
                         if let Some(entry) = self.inner.table.lock().get_mut(id) {
@@ -734,7 +790,7 @@ impl Lifecycle {
             let table = self.inner.table.lock();
             table
                 .values()
-                .filter(|e| e.state == State::Sleeping)
+                .filter(|e| e.state == State::Sleeping && e.own_network)
                 .filter_map(|e| Some((e.id.clone(), e.pid?, e.net_bytes_at_sleep?)))
                 .collect()
         };
@@ -883,6 +939,7 @@ impl Lifecycle {
     /// them up).
     pub async fn shutdown(&self) {
         if self.inner.loaded.config.on_shutdown == OnShutdown::Leave {
+            self.write_records();
             return;
         }
         let asleep: Vec<String> = {
@@ -895,6 +952,7 @@ impl Lifecycle {
                 tracing::warn!(error = %e, "wake on shutdown failed");
             }
         }
+        self.write_records();
     }
 
     pub fn status(&self) -> Vec<StatusRow> {
@@ -924,6 +982,9 @@ impl Lifecycle {
         rows
     }
 }
+
+/// Upper bound on one memory squeeze.
+const SQUEEZE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often sleepers' network counters are read.
 const COUNTER_POLL: Duration = Duration::from_millis(250);

@@ -58,6 +58,8 @@ pub struct Entry {
     /// Requests and streams through the shim that use the container now.
     pub in_flight: u32,
     pub pid: Option<u32>,
+    /// Whether its network counters are its own (see `ContainerInfo`).
+    pub own_network: bool,
     /// Its addresses on Docker networks, to match conntrack events.
     pub addresses: Vec<std::net::IpAddr>,
     /// CPU limit in cores, for the idle threshold (one core when unset).
@@ -116,6 +118,7 @@ impl Entry {
             in_flight: 0,
             pid: info.pid.filter(|p| *p > 0).map(|p| p as u32),
             addresses: info.addresses.clone(),
+            own_network: info.own_network,
             cpu_limit: info
                 .nano_cpus
                 .filter(|n| *n > 0)

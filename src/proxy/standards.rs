@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{ConnState, ProxyBody, Shim};
 use crate::config::{ContainerIdentity, StandardsMode};
 use crate::error::{full_body, ShimError};
-use crate::route::{query_value, Endpoint, Route};
+use crate::route::{query_value, ContainerAction, Endpoint, Route};
 use crate::standards::{self, Change, CreateContext, Rejection};
 
 /// The default cap on a body the standards read.
@@ -62,6 +62,10 @@ pub fn intercepts(shim: &Shim, endpoint: &Endpoint) -> bool {
             | Endpoint::ServiceCreate
             | Endpoint::ServiceUpdate { .. }
             | Endpoint::VolumeCreate
+            | Endpoint::ContainerUse {
+                action: ContainerAction::Start,
+                ..
+            }
     )
 }
 
@@ -90,8 +94,27 @@ pub async fn handle(
         standards::parse_body(&bytes).map_err(|e| ShimError::BadRequest(e.to_string()))?
     };
 
+    // dockerd before API 1.24 applies a HostConfig sent with `start`, which
+    // would bypass every create rule; from 1.24 it refuses it. Refuse it for
+    // every version.
+    if let Endpoint::ContainerUse {
+        action: ContainerAction::Start,
+        ..
+    } = route.endpoint
+    {
+        let empty = value.is_null() || value.as_object().is_some_and(|o| o.is_empty());
+        if !empty {
+            return Err(ShimError::BadRequest(
+                "a HostConfig on container start is not accepted; set it when creating the container".into(),
+            ));
+        }
+        return forward_bytes(shim, conn, parts, bytes).await;
+    }
+
     let outcome = match &route.endpoint {
         Endpoint::ContainerCreate => {
+            // Canonical keys first, so `"image"` finds the image's user.
+            let value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
             let name = query_value(query.as_deref(), "name");
             let image_user = match needs_image_user(&value) {
                 Some(image) => shim.image_user(&image).await,

@@ -443,8 +443,8 @@ fn seccomp_profile_allows_all(profile: &str) -> bool {
     })
 }
 
-/// The `SecurityOpt` and capability deny rules shared by containers and
-/// services' `Privileges`-less equivalents.
+/// The deny rules read from a container's `SecurityOpt`: seccomp, AppArmor,
+/// SELinux labels and `systempaths`.
 fn deny_security_opts(e: &mut Engine<'_>, opts: &[&str], field: &str) {
     let deny = &e.standards.deny;
     let (seccomp, apparmor, privileged) = (deny.seccomp_unconfined, deny.apparmor_unconfined, deny.privileged);
@@ -497,8 +497,8 @@ pub(crate) fn deny_cap_add(e: &mut Engine<'_>, caps: &[&str], field: &str) {
     }
 }
 
-/// Adds the `defaults.cap_drop` entries missing from `list`; returns what
-/// was added.
+/// The `defaults.cap_drop` entries missing from `present`, in the config's
+/// spelling.
 pub(crate) fn missing_cap_drops(e: &Engine<'_>, present: &[&str]) -> Vec<String> {
     let present: Vec<String> = present.iter().map(|c| normalize_cap(c)).collect();
     e.standards
@@ -958,6 +958,7 @@ fn cpus_create(
                 if nano > 0 {
                     // Dropping the quota lets NanoCpus (clamped below) limit.
                     host.insert("CpuQuota".to_string(), 0.into());
+                    e.change(LIMITS_CPUS, "removed CpuQuota -1, which would lift the CPU limit");
                 } else {
                     host.insert("CpuQuota".to_string(), nano_to_quota(max, effective_period).into());
                     e.change(
