@@ -162,3 +162,16 @@ impl Docker {
         })
     }
 }
+
+impl Docker {
+    /// A container's inspect as dockerd's JSON (`HostConfig`, `Mounts`, …),
+    /// for rules that judge another container; `None` when it is unknown.
+    pub async fn inspect_container_json(&self, reference: &str) -> Option<serde_json::Value> {
+        let client = self.client().await.ok()?;
+        let inspect = client
+            .inspect_container(reference, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .ok()?;
+        serde_json::to_value(inspect).ok()
+    }
+}

@@ -120,8 +120,15 @@ pub async fn handle(
                 Some(image) => shim.image_user(&image).await,
                 None => None,
             };
+            let inherited = inherited_changes(shim, loaded, name.as_deref(), &value).await;
             let context = CreateContext { name, image_user };
-            standards::apply_create(loaded, &context, value)
+            match inherited {
+                Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
+                    outcome.changes.extend(changes);
+                    outcome
+                }),
+                Err(rejection) => Err(rejection),
+            }
         }
         Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
             // No such container: dockerd answers the 404 itself.
@@ -178,6 +185,32 @@ fn needs_image_user(body: &Value) -> Option<String> {
         return None;
     }
     body.get("Image").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Judges what a create would inherit from other containers (`VolumesFrom`,
+/// `container:<id>` namespaces), looking the sources up first.
+async fn inherited_changes(
+    shim: &Shim,
+    loaded: &crate::config::LoadedConfig,
+    name: Option<&str>,
+    body: &Value,
+) -> Result<Vec<Change>, Rejection> {
+    let sources = standards::inherited_sources(body);
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inherited = Vec::with_capacity(sources.len());
+    for (kind, source) in sources {
+        let inspect = shim.inner.docker.inspect_container_json(&source).await;
+        inherited.push(standards::Inherited { kind, source, inspect });
+    }
+    let labels = body.get("Labels").and_then(Value::as_object);
+    let who = ContainerIdentity {
+        name,
+        image: body.get("Image").and_then(Value::as_str),
+        labels,
+    };
+    standards::check_inherited(loaded, &who, &inherited)
 }
 
 /// Forwards a request whose body the shim holds, with an exact length.

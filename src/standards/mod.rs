@@ -12,6 +12,7 @@
 //! | `POST /containers/{id}/exec` | [`parse_body`] | [`check_exec`] |
 //! | `POST /services/create`, `/services/{id}/update` | [`parse_body`] | [`apply_service_spec`] |
 //! | `POST /volumes/create` | [`parse_body`] | [`check_volume_create`] |
+//! | create with `VolumesFrom` / `container:<id>` modes | [`inherited_sources`] | [`check_inherited`] |
 //!
 //! Each `apply`/`check` returns an [`Outcome`] (the body to forward and the
 //! [`Change`]s made, one warning each) or a [`Rejection`]: a [`Denial`] (403)
@@ -35,8 +36,11 @@
 //! Docker leaves room are listed in `rules.rs`'s module doc.
 
 mod canon;
+mod inherit;
 mod rules;
 mod service;
+
+pub use inherit::{check_inherited, inherited_sources, Inheritance, Inherited};
 
 #[cfg(test)]
 mod tests;
