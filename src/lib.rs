@@ -11,6 +11,7 @@
 //! - [`standards`]: the create-body rules (pure, no I/O) and their glue.
 //! - [`docker`]: the only place that talks to dockerd as a client (bollard).
 //! - [`lifecycle`]: sleep and wake: idle detection, pause, squeeze, wake.
+//! - [`metrics`]: the seed's metrics in Prometheus text at `/_forge/v1/metrics`.
 //! - [`api`]: the shim's own endpoints under `/_forge/v1/`.
 //! - [`audit`]: `forge-shim audit`, the compliance checklist over every container.
 //! - [`cli`]: `status`, `sleep`, `wake`: the operator's client of the shim's API.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod lifecycle;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod standards;

@@ -26,9 +26,10 @@ pub async fn handle(
         (&Method::GET, ["health"]) => health(shim).await,
         (&Method::GET, ["containers"]) => containers(shim),
         (&Method::GET, ["events"]) => events(shim),
+        (&Method::GET, ["metrics"]) => Ok(metrics(shim)),
         (&Method::POST, ["containers", reference, "sleep"]) => sleep(shim, reference).await,
         (&Method::POST, ["containers", reference, "wake"]) => wake(shim, reference).await,
-        (_, ["health" | "containers" | "events"]) | (_, ["containers", _, "sleep" | "wake"]) => {
+        (_, ["health" | "containers" | "events" | "metrics"]) | (_, ["containers", _, "sleep" | "wake"]) => {
             Err(ShimError::MethodNotAllowed(request.method().to_string()))
         }
         _ => Err(ShimError::NotFound(format!("/_forge/v1/{rest}"))),
@@ -40,6 +41,21 @@ fn lifecycle(shim: &Shim) -> Result<&Lifecycle, ShimError> {
         .lifecycle
         .as_ref()
         .ok_or_else(|| ShimError::NotFound("sleep and wake are off (auto_sleep.enabled: false)".into()))
+}
+
+/// `GET /_forge/v1/metrics`: Prometheus text exposition.
+fn metrics(shim: &Shim) -> Response<ProxyBody> {
+    let rows = shim.inner.lifecycle.as_ref().map(Lifecycle::status).unwrap_or_default();
+    let text = shim.inner.metrics.render(&rows, &shim.inner.stats);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .header(http::header::CONTENT_LENGTH, text.len())
+        .body(crate::error::full_body(text))
+        .expect("static response parts are valid")
 }
 
 /// `GET /_forge/v1/containers`: every tracked container and its state.

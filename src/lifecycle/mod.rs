@@ -89,6 +89,7 @@ struct Inner {
     store: store::Store,
     events: broadcast::Sender<Transition>,
     persist_requested: tokio::sync::Notify,
+    metrics: Arc<crate::metrics::Metrics>,
     token: CancellationToken,
     proc_root: PathBuf,
     cgroup_root: PathBuf,
@@ -112,7 +113,12 @@ impl Drop for InUse {
 }
 
 impl Lifecycle {
-    pub fn new(docker: Arc<Docker>, loaded: LoadedConfig, token: CancellationToken) -> Lifecycle {
+    pub fn new(
+        docker: Arc<Docker>,
+        loaded: LoadedConfig,
+        token: CancellationToken,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Lifecycle {
         let store = store::Store::open(&loaded.config.state_dir);
         let (events, _) = broadcast::channel(1024);
         Lifecycle {
@@ -126,6 +132,7 @@ impl Lifecycle {
                 store,
                 events,
                 persist_requested: tokio::sync::Notify::new(),
+                metrics,
                 token,
                 proc_root: PathBuf::from("/proc"),
                 cgroup_root: PathBuf::from("/sys/fs/cgroup"),
@@ -660,6 +667,15 @@ impl Lifecycle {
         duration: Duration,
         error: Option<String>,
     ) {
+        let metrics = &self.inner.metrics;
+        metrics.transition(transition, trigger, error.is_none());
+        if error.is_none() {
+            match transition {
+                "wake" => metrics.wake_seconds.observe(duration.as_secs_f64()),
+                "sleep" => metrics.sleep_seconds.observe(duration.as_secs_f64()),
+                _ => {}
+            }
+        }
         let _ = self.inner.events.send(Transition {
             id: id.to_string(),
             name: name.to_string(),

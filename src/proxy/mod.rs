@@ -56,6 +56,7 @@ pub struct ShimInner {
     pub lifecycle: Option<crate::lifecycle::Lifecycle>,
     pub standards: standards::StandardsState,
     pub stats: ProxyStats,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Clone)]
@@ -77,11 +78,12 @@ impl Shim {
         let upstream_path = config.config.upstream_path();
         let timeouts = config.config.timeouts.clone();
         let docker = Arc::new(crate::docker::Docker::new(&upstream_path));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let lifecycle = config
             .config
             .auto_sleep
             .enabled
-            .then(|| crate::lifecycle::Lifecycle::new(docker.clone(), config.clone(), token.clone()));
+            .then(|| crate::lifecycle::Lifecycle::new(docker.clone(), config.clone(), token.clone(), metrics.clone()));
         let standards = standards::StandardsState::default();
         Shim {
             inner: Arc::new(ShimInner {
@@ -97,6 +99,7 @@ impl Shim {
                 lifecycle,
                 standards,
                 stats: ProxyStats::default(),
+                metrics,
                 config,
             }),
         }

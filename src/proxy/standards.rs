@@ -163,11 +163,13 @@ pub async fn handle(
         Ok(outcome) => outcome,
         Err(Rejection::BadRequest(e)) => return Err(ShimError::BadRequest(e.to_string())),
         Err(Rejection::Denied(denial)) => {
+            crate::metrics::Metrics::rule(&shim.inner.metrics.standards_denials, &denial.rule);
             tracing::warn!(endpoint = ?route.endpoint, rule = %denial.rule, "denied: {denial}");
             return Err(ShimError::Denied(denial.to_string()));
         }
     };
     for change in &outcome.changes {
+        crate::metrics::Metrics::rule(&shim.inner.metrics.standards_changes, change.rule);
         tracing::info!(endpoint = ?route.endpoint, rule = %change.rule, "{}", change.warning());
     }
     let body = serde_json::to_vec(&outcome.body).map_err(|e| ShimError::Internal(e.to_string()))?;
