@@ -96,6 +96,8 @@ pub struct ContainerInfo {
     pub memory_limit: Option<i64>,
     /// The container's addresses on its Docker networks.
     pub addresses: Vec<std::net::IpAddr>,
+    /// Its TCP ports published on the host, as bound while it runs.
+    pub published: Vec<PublishedPort>,
     /// Whether it has a network namespace of its own (not `host`, not
     /// `container:<id>`), so its `/proc/<pid>/net/dev` is its own traffic.
     pub own_network: bool,
@@ -124,6 +126,12 @@ impl Docker {
         let state = inspect.state.unwrap_or_default();
         let host_config = inspect.host_config.unwrap_or_default();
         let host_config_json = serde_json::to_value(&host_config).ok();
+        let published = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|settings| settings.ports.as_ref())
+            .map(published_ports)
+            .unwrap_or_default();
         let addresses = inspect
             .network_settings
             .and_then(|settings| settings.networks)
@@ -153,6 +161,7 @@ impl Docker {
             nano_cpus: host_config.nano_cpus,
             memory_limit: host_config.memory,
             addresses,
+            published,
             own_network: host_config
                 .network_mode
                 .as_deref()
@@ -174,4 +183,36 @@ impl Docker {
             .ok()?;
         serde_json::to_value(inspect).ok()
     }
+}
+
+/// One TCP port published on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub host_ip: std::net::IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// `NetworkSettings.Ports` (`"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]`)
+/// to the TCP ports bound on the host.
+fn published_ports(ports: &std::collections::HashMap<String, Option<Vec<bollard::models::PortBinding>>>) -> Vec<PublishedPort> {
+    let mut published = Vec::new();
+    for (key, bindings) in ports {
+        let Some((port, "tcp")) = key.split_once('/') else { continue };
+        let Ok(container_port) = port.parse() else { continue };
+        for binding in bindings.iter().flatten() {
+            let host_port = binding.host_port.as_deref().and_then(|p| p.parse().ok());
+            let host_ip = binding.host_ip.as_deref().filter(|ip| !ip.is_empty()).unwrap_or("0.0.0.0");
+            if let (Some(host_port), Ok(host_ip)) = (host_port, host_ip.parse()) {
+                published.push(PublishedPort {
+                    host_ip,
+                    host_port,
+                    container_port,
+                });
+            }
+        }
+    }
+    published.sort_by_key(|p| (p.host_port, p.host_ip));
+    published.dedup();
+    published
 }

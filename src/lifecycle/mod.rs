@@ -14,6 +14,7 @@
 pub mod activity;
 pub mod cgroup;
 pub mod conntrack;
+pub mod ports;
 pub mod state;
 pub mod store;
 
@@ -69,6 +70,8 @@ pub struct StatusRow {
     pub memory_asleep: Option<u64>,
     pub wakes: u64,
     pub last_wake: Option<WakeRecord>,
+    /// Published TCP ports, `host_ip:host_port->container_port`.
+    pub ports: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -86,6 +89,8 @@ struct Inner {
     exec_owner: Mutex<HashMap<String, String>>,
     /// Set by a wake to cut short a squeeze in progress.
     squeeze_cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Published ports held for deep sleepers.
+    port_holds: Mutex<HashMap<String, ports::PortHold>>,
     store: store::Store,
     events: broadcast::Sender<Transition>,
     persist_requested: tokio::sync::Notify,
@@ -129,6 +134,7 @@ impl Lifecycle {
                 locks: Mutex::new(HashMap::new()),
                 exec_owner: Mutex::new(HashMap::new()),
                 squeeze_cancel: Mutex::new(HashMap::new()),
+                port_holds: Mutex::new(HashMap::new()),
                 store,
                 events,
                 persist_requested: tokio::sync::Notify::new(),
@@ -180,7 +186,14 @@ impl Lifecycle {
     /// Lists every container, restores what the shim put to sleep from the
     /// state file, and forgets records of containers that are gone or were
     /// woken behind its back.
+    ///
+    /// Listing takes a while, and requests, transitions and events go on
+    /// meanwhile: an entry whose state changed after the listing began is
+    /// newer than what was listed and is kept as it is; the others take the
+    /// listed view but keep the shim's own bookkeeping (requests and
+    /// sessions in flight, last activity, wakes).
     async fn reconcile(&self) -> Result<(), ShimError> {
+        let started = SystemTime::now();
         let client = self.inner.docker.client().await.map_err(|e| ShimError::Internal(e.to_string()))?;
         let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).build();
         let listed = client
@@ -213,9 +226,36 @@ impl Lifecycle {
             }
             entries.insert(id, entry);
         }
-        let n_asleep = entries.values().filter(|e| e.state.is_asleep()).count();
-        tracing::info!(containers = entries.len(), asleep = n_asleep, "lifecycle: view rebuilt");
-        *self.inner.table.lock() = entries;
+        {
+            let mut table = self.inner.table.lock();
+            let mut merged = HashMap::with_capacity(entries.len());
+            for (id, mut fresh) in entries {
+                match table.remove(&id) {
+                    Some(current) if current.since >= started => {
+                        merged.insert(id, current);
+                    }
+                    Some(current) => {
+                        fresh.in_flight = current.in_flight;
+                        fresh.last_activity = current.last_activity;
+                        fresh.running_since = current.running_since;
+                        fresh.wakes = current.wakes;
+                        fresh.last_wake = current.last_wake;
+                        if fresh.state.is_asleep() && current.state.is_asleep() {
+                            fresh.asleep_since = current.asleep_since;
+                        }
+                        merged.insert(id, fresh);
+                    }
+                    None => {
+                        merged.insert(id, fresh);
+                    }
+                }
+            }
+            // Created while we listed (the event watcher added them).
+            merged.extend(table.drain().filter(|(_, entry)| entry.since >= started));
+            let n_asleep = merged.values().filter(|e| e.state.is_asleep()).count();
+            tracing::info!(containers = merged.len(), asleep = n_asleep, "lifecycle: view rebuilt");
+            *table = merged;
+        }
         self.write_records();
         Ok(())
     }
@@ -355,6 +395,25 @@ impl Lifecycle {
             .collect()
     }
 
+    /// `stop`, `kill` or `rm` of a container the shim stopped: it is already
+    /// stopped, so it is handed back (ports released) instead of started
+    /// only to be stopped again. Returns whether it was a deep sleeper.
+    pub fn release_deep_sleeper(&self, id: &str) -> bool {
+        {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return false };
+            if entry.state != State::DeepSleep {
+                return false;
+            }
+            entry.set_state(State::Stopped);
+        }
+        if let Some(hold) = self.inner.port_holds.lock().remove(id) {
+            drop(hold.release());
+        }
+        self.persist();
+        true
+    }
+
     /// A user `docker pause` of a container the shim holds asleep: it becomes
     /// the user's (limits restored), and stays paused.
     pub async fn hand_to_user(&self, id: &str) -> Result<(), ShimError> {
@@ -402,6 +461,11 @@ impl Lifecycle {
         if let (Some(limits), Some(pid)) = (&saved, pid) {
             self.restore_limits(id, pid, limits);
         }
+        // dockerd needs the published ports back to start it.
+        let held = match self.inner.port_holds.lock().remove(id) {
+            Some(hold) if from == State::DeepSleep => hold.release(),
+            _ => Vec::new(),
+        };
         let client = self.inner.docker.client().await.map_err(|e| self.wake_error(id, &e.to_string()));
         let result = match client {
             Ok(client) => {
@@ -459,6 +523,10 @@ impl Lifecycle {
         // unpause does not.
         if result.is_ok() && from == State::DeepSleep {
             self.refresh_pid(id).await;
+            if !held.is_empty() {
+                let addresses = self.inner.table.lock().get(id).map(|e| e.addresses.clone()).unwrap_or_default();
+                ports::hand_over(held, &addresses);
+            }
         }
         self.persist();
         self.emit(id, &name, "wake", from, to, trigger, elapsed, result.as_ref().err().cloned());
@@ -488,6 +556,7 @@ impl Lifecycle {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
                 entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
                 entry.addresses = info.addresses;
+                entry.published = info.published;
             }
         }
     }
@@ -519,17 +588,27 @@ impl Lifecycle {
             (entry.name.clone(), entry.pid, reservation, entry.own_network)
         };
         let memory_before = self.cgroup(id, pid).and_then(|cg| cg.memory_usage().ok());
+        // Someone else paused it (and the event has not reached us yet):
+        // it is theirs, and trying again would fail the same way.
+        let mut paused_by_someone_else = false;
         let paused = match self.inner.docker.client().await {
             Ok(client) => match tokio::time::timeout(timeout, client.pause_container(id)).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => {
+                    paused_by_someone_else = matches!(
+                        &e,
+                        bollard::errors::Error::DockerResponseServerError { status_code: 409, message }
+                            if message.contains("already paused")
+                    );
+                    Err(e.to_string())
+                }
                 Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
             },
             Err(e) => Err(e.to_string()),
         };
         if let Err(message) = paused {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
-                entry.set_state(State::Running);
+                entry.set_state(if paused_by_someone_else { State::UserPaused } else { State::Running });
                 entry.last_activity = Instant::now();
             }
             self.emit(id, &name, "sleep", State::Running, State::Running, trigger, started.elapsed(), Some(message.clone()));
@@ -626,22 +705,23 @@ impl Lifecycle {
     async fn deep_sleep(&self, id: &str) {
         let lock = self.lock_for(id);
         let Ok(_held) = lock.try_lock() else { return };
-        let (name, saved, pid) = {
+        let (name, saved, pid, published) = {
             let mut table = self.inner.table.lock();
             let Some(entry) = table.get_mut(id) else { return };
             if entry.state != State::Sleeping || entry.in_flight > 0 {
                 return;
             }
             entry.set_state(State::Stopping);
-            (entry.name.clone(), entry.saved_limits.take(), entry.pid)
+            (entry.name.clone(), entry.saved_limits.take(), entry.pid, entry.published.clone())
         };
         let started = Instant::now();
         if let (Some(limits), Some(pid)) = (&saved, pid) {
             self.restore_limits(id, pid, limits);
         }
         let result = match self.inner.docker.client().await {
+            // The container's own stop timeout (or dockerd's default).
             Ok(client) => client
-                .stop_container(id, Some(bollard::query_parameters::StopContainerOptionsBuilder::default().t(10).build()))
+                .stop_container(id, None::<bollard::query_parameters::StopContainerOptions>)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -649,7 +729,18 @@ impl Lifecycle {
         let to = if result.is_ok() { State::DeepSleep } else { State::Sleeping };
         if let Some(entry) = self.inner.table.lock().get_mut(id) {
             entry.set_state(to);
-            entry.pid = None;
+            if result.is_ok() {
+                entry.pid = None;
+            }
+        }
+        if result.is_ok() && !published.is_empty() {
+            // Connections to its published ports are held, not refused.
+            let this = self.clone();
+            let waker_id = id.to_string();
+            let hold = ports::PortHold::bind(&published, move || this.spawn_wake(waker_id.clone(), "connection")).await;
+            if !hold.is_empty() {
+                self.inner.port_holds.lock().insert(id.to_string(), hold);
+            }
         }
         self.persist();
         self.emit(id, &name, "deep_sleep", State::Sleeping, to, "max_sleep_time", started.elapsed(), result.err());
@@ -840,7 +931,14 @@ impl Lifecycle {
             if let Ok(client) = self.inner.docker.client().await {
                 let mut filters = HashMap::new();
                 filters.insert("type".to_string(), vec!["container".to_string()]);
-                let options = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
+                // The stream is only requested when first polled, after the
+                // reconcile below: ask dockerd to replay from before it, so
+                // that nothing that happens while we list is missed.
+                let since = docker_timestamp(SystemTime::now());
+                let options = bollard::query_parameters::EventsOptionsBuilder::default()
+                    .filters(&filters)
+                    .since(&since)
+                    .build();
                 let mut events = client.events(Some(options));
                 // Events missed while disconnected: resynchronise.
                 let _ = self.reconcile().await;
@@ -879,6 +977,7 @@ impl Lifecycle {
                     Some(entry) if action != "create" => {
                         entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
                         entry.addresses = info.addresses.clone();
+                        entry.published = info.published.clone();
                         if !matches!(entry.state, State::Waking) {
                             entry.set_state(State::Running);
                             entry.running_since = now;
@@ -935,6 +1034,9 @@ impl Lifecycle {
                 self.persist();
             }
             "destroy" => {
+                if let Some(hold) = self.inner.port_holds.lock().remove(id) {
+                    drop(hold.release());
+                }
                 self.inner.table.lock().remove(id);
                 self.inner.locks.lock().remove(id);
                 self.persist();
@@ -992,6 +1094,11 @@ impl Lifecycle {
                 memory_asleep: e.memory_asleep,
                 wakes: e.wakes,
                 last_wake: e.last_wake.clone(),
+                ports: e
+                    .published
+                    .iter()
+                    .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port))
+                    .collect(),
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1007,6 +1114,12 @@ const COUNTER_POLL: Duration = Duration::from_millis(250);
 /// Bytes in one counter interval that wake a sleeper: more than an ARP or
 /// neighbour solicitation, less than any real request.
 const COUNTER_WAKE_BYTES: u64 = 128;
+
+/// `seconds.nanoseconds` since the epoch, as dockerd's `since` takes it.
+fn docker_timestamp(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:09}", since_epoch.as_secs(), since_epoch.subsec_nanos())
+}
 
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -58,6 +58,9 @@ pub struct Entry {
     /// Requests and streams through the shim that use the container now.
     pub in_flight: u32,
     pub pid: Option<u32>,
+    /// TCP ports published on the host while it runs, held while it is
+    /// stopped by the shim.
+    pub published: Vec<crate::docker::PublishedPort>,
     /// Whether its network counters are its own (see `ContainerInfo`).
     pub own_network: bool,
     /// Its addresses on Docker networks, to match conntrack events.
@@ -119,6 +122,7 @@ impl Entry {
             pid: info.pid.filter(|p| *p > 0).map(|p| p as u32),
             addresses: info.addresses.clone(),
             own_network: info.own_network,
+            published: info.published.clone(),
             cpu_limit: info
                 .nano_cpus
                 .filter(|n| *n > 0)

@@ -71,7 +71,9 @@ pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBo
                     }
                     return Ok(WakeOutcome::Forward(request, None));
                 }
-                A::Start => {
+                // A dependent that starts (or restarts: `compose restart app`
+                // starts only app) finds its sleeping dependencies awake.
+                A::Start | A::Restart => {
                     if let Some(id) = lifecycle.resolve(id) {
                         let dependencies = lifecycle.sleeping_dependencies(&id);
                         let wakes = dependencies.iter().map(|dep| lifecycle.wake(dep, "depends_on"));
@@ -79,7 +81,12 @@ pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBo
                             result?;
                         }
                     }
-                    (id.clone(), true, "start")
+                    (id.clone(), true, action_name(*action))
+                }
+                A::Stop | A::Kill | A::Remove
+                    if lifecycle.resolve(id).is_some_and(|id| lifecycle.release_deep_sleeper(&id)) =>
+                {
+                    return Ok(WakeOutcome::Forward(request, None));
                 }
                 other => (id.clone(), other.needs_running(), action_name(*other)),
             }
@@ -93,6 +100,7 @@ pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBo
 fn action_name(action: ContainerAction) -> &'static str {
     use ContainerAction as A;
     match action {
+        A::Start => "start",
         A::Stop => "stop",
         A::Restart => "restart",
         A::Kill => "kill",
