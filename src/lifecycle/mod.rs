@@ -351,7 +351,7 @@ impl Lifecycle {
             lifecycle: self.clone(),
             id: id.clone(),
         };
-        if asleep && wake {
+        if asleep && wake && self.auto_sleep().wake_on_request {
             self.wake(&id, trigger).await?;
         }
         Ok(Some(guard))
@@ -861,6 +861,10 @@ impl Lifecycle {
     /// container thaws. Counters only wake on [`COUNTER_WAKE_BYTES`] or more
     /// in one interval, so ARP and neighbour chatter does not.
     async fn wake_poller(self) {
+        if !self.auto_sleep().wake_on_request {
+            self.inner.token.cancelled().await;
+            return;
+        }
         let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
         let follower = tokio::spawn(async move {
             if let Err(e) = conntrack::follow(sender).await {
