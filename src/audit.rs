@@ -104,7 +104,11 @@ pub fn check(inspect: &Value) -> Vec<Finding> {
     if host["Privileged"].as_bool().unwrap_or(false) {
         find("deny.privileged", "privileged");
     }
-    for (mode, rule) in [("PidMode", "deny.host_pid"), ("IpcMode", "deny.host_ipc"), ("NetworkMode", "deny.host_network")] {
+    for (mode, rule) in [
+        ("PidMode", "deny.host_pid"),
+        ("IpcMode", "deny.host_ipc"),
+        ("NetworkMode", "deny.host_network"),
+    ] {
         if host[mode].as_str() == Some("host") {
             find(rule, &format!("shares the host's namespace ({mode}=host)"));
         }
@@ -132,7 +136,15 @@ pub fn read_only_advice(inspect: &Value, changes: &Value) -> ReadOnlyAdvice {
         writable.extend(tmpfs.keys().cloned());
     }
     // dockerd writes these itself at start; they are not the app's writes.
-    let ignored = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/dev", "/proc", "/sys"];
+    let ignored = [
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/etc/mtab",
+        "/dev",
+        "/proc",
+        "/sys",
+    ];
     let paths: Vec<&str> = changes
         .as_array()
         .into_iter()
@@ -156,7 +168,11 @@ pub fn read_only_advice(inspect: &Value, changes: &Value) -> ReadOnlyAdvice {
         // The folder to make writable: the first two levels (`/var/cache`),
         // or the top level for a file right under `/`.
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let depth = if parts.len() > 2 { 2 } else { parts.len().saturating_sub(1).max(1) };
+        let depth = if parts.len() > 2 {
+            2
+        } else {
+            parts.len().saturating_sub(1).max(1)
+        };
         needs.insert(format!("/{}", parts[..depth].join("/")));
     }
     // Keep only the outermost of nested suggestions.
@@ -186,7 +202,9 @@ pub async fn run(upstream: &Path) -> anyhow::Result<Vec<ContainerReport>> {
         let running = inspect["State"]["Running"].as_bool().unwrap_or(false);
         let mut findings = check(&inspect);
         let read_only = if running && findings.iter().any(|f| f.rule == "read_only_rootfs") {
-            let changes = get_json(upstream, &format!("/containers/{id}/changes")).await.unwrap_or(Value::Null);
+            let changes = get_json(upstream, &format!("/containers/{id}/changes"))
+                .await
+                .unwrap_or(Value::Null);
             Some(read_only_advice(&inspect, &changes))
         } else {
             None
@@ -194,7 +212,11 @@ pub async fn run(upstream: &Path) -> anyhow::Result<Vec<ContainerReport>> {
         findings.sort_by_key(|f| f.rule);
         reports.push(ContainerReport {
             id: id.chars().take(12).collect(),
-            name: inspect["Name"].as_str().unwrap_or("").trim_start_matches('/').to_string(),
+            name: inspect["Name"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches('/')
+                .to_string(),
             image: inspect["Config"]["Image"].as_str().unwrap_or("").to_string(),
             state: inspect["State"]["Status"].as_str().unwrap_or("").to_string(),
             findings,
@@ -208,8 +230,15 @@ pub async fn run(upstream: &Path) -> anyhow::Result<Vec<ContainerReport>> {
 /// Prints the reports as text, ending with `N/M containers compliant`.
 pub fn print_text(reports: &[ContainerReport]) {
     for report in reports {
-        let verdict = if report.compliant() { "compliant" } else { "NOT compliant" };
-        println!("{} ({}, {}, {}): {verdict}", report.name, report.id, report.image, report.state);
+        let verdict = if report.compliant() {
+            "compliant"
+        } else {
+            "NOT compliant"
+        };
+        println!(
+            "{} ({}, {}, {}): {verdict}",
+            report.name, report.id, report.image, report.state
+        );
         for finding in &report.findings {
             println!("  - {}: {}", finding.rule, finding.detail);
         }
@@ -234,12 +263,17 @@ async fn get_json(upstream: &Path, path: &str) -> anyhow::Result<Value> {
         .with_context(|| format!("cannot reach dockerd at {}", upstream.display()))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let request = Request::get(path).header(http::header::HOST, "docker").body(Empty::<bytes::Bytes>::new())?;
+    let request = Request::get(path)
+        .header(http::header::HOST, "docker")
+        .body(Empty::<bytes::Bytes>::new())?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if status != StatusCode::OK {
-        anyhow::bail!("dockerd answered {path} with {status}: {}", String::from_utf8_lossy(&body).trim());
+        anyhow::bail!(
+            "dockerd answered {path} with {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
     }
     Ok(serde_json::from_slice(&body)?)
 }
@@ -292,7 +326,13 @@ mod tests {
             "Mounts": [{"Source": "/var/run/docker.sock", "Destination": "/var/run/docker.sock"}]
         });
         let found = rules(&check(&inspect));
-        for rule in ["deny.privileged", "deny.host_network", "deny.docker_socket", "non_root", "health_check"] {
+        for rule in [
+            "deny.privileged",
+            "deny.host_network",
+            "deny.docker_socket",
+            "non_root",
+            "health_check",
+        ] {
             assert!(found.contains(&rule), "missing {rule} in {found:?}");
         }
     }

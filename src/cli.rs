@@ -25,7 +25,8 @@ pub async fn call(socket: &Path, method: Method, path: &str) -> anyhow::Result<V
         .with_context(|| format!("cannot reach forge-shim at {}", socket.display()))?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
-    let value: Value = serde_json::from_slice(&body).with_context(|| format!("forge-shim answered {status} with no JSON"))?;
+    let value: Value =
+        serde_json::from_slice(&body).with_context(|| format!("forge-shim answered {status} with no JSON"))?;
     if !status.is_success() {
         let message = value.get("message").and_then(Value::as_str).unwrap_or("(no message)");
         bail!("{message}");

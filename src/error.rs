@@ -49,9 +49,9 @@ pub enum ShimError {
 impl ShimError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ShimError::UpstreamConnect { .. }
-            | ShimError::UpstreamTimeout { .. }
-            | ShimError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ShimError::UpstreamConnect { .. } | ShimError::UpstreamTimeout { .. } | ShimError::Upstream { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             ShimError::BadRequest(_) | ShimError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ShimError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ShimError::Denied(_) => StatusCode::FORBIDDEN,
@@ -87,9 +87,7 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 }
 
 pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 #[cfg(test)]
@@ -98,8 +96,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_docker_style_json() {
-        let response =
-            ShimError::Denied("standards: privileged mode is not allowed".into()).into_response();
+        let response = ShimError::Denied("standards: privileged mode is not allowed".into()).into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();

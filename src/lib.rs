@@ -42,10 +42,9 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
     let cfg = &loaded.config;
     let mode = config::parse_socket_mode(&cfg.socket_mode).context("socket_mode was validated")?;
-    let (listener, socket_guard) =
-        proxy::listener::bind(&cfg.listen, mode, cfg.socket_group.as_deref())
-            .await
-            .context("cannot listen")?;
+    let (listener, socket_guard) = proxy::listener::bind(&cfg.listen, mode, cfg.socket_group.as_deref())
+        .await
+        .context("cannot listen")?;
     tracing::info!(
         listen = %cfg.listen.display(),
         upstream = %cfg.upstream_path().display(),
@@ -76,10 +75,7 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
     }
     let cut = shim.drain().await;
     if cut > 0 {
-        tracing::warn!(
-            cut,
-            "grace period over; cutting connections and streams still open"
-        );
+        tracing::warn!(cut, "grace period over; cutting connections and streams still open");
     }
     drop(socket_guard);
     tracing::info!("stopped");

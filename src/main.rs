@@ -113,10 +113,7 @@ fn main() -> ExitCode {
         Command::Check { config } => match load_config(config.as_deref()) {
             Ok(loaded) => {
                 println!("# effective config from {}", loaded.source);
-                print!(
-                    "{}",
-                    serde_norway::to_string(&loaded.config).unwrap_or_default()
-                );
+                print!("{}", serde_norway::to_string(&loaded.config).unwrap_or_default());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -126,7 +123,8 @@ fn main() -> ExitCode {
                 let reports = forge_shim::audit::run(&loaded.config.upstream_path()).await?;
                 if json {
                     let compliant = reports.iter().filter(|r| r.compliant()).count();
-                    let value = serde_json::json!({ "containers": reports, "compliant": compliant, "total": reports.len() });
+                    let value =
+                        serde_json::json!({ "containers": reports, "compliant": compliant, "total": reports.len() });
                     println!("{}", serde_json::to_string_pretty(&value)?);
                 } else {
                     forge_shim::audit::print_text(&reports);
@@ -163,10 +161,7 @@ fn main() -> ExitCode {
                 loaded.config.upstream = upstream;
             }
             init_tracing(loaded.config.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     eprintln!("forge-shim: cannot start the runtime: {e}");

@@ -59,18 +59,42 @@ impl Metrics {
         let transitions = Family::<TransitionLabels, Counter>::default();
         registry.register("transitions", "Sleep and wake transitions", transitions.clone());
         // 1 ms .. ~4 s: the seed's targets are 50, 200 and 500 ms.
-        let wake_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13));
-        registry.register("wake_seconds", "Time to wake a sleeping container", wake_seconds.clone());
-        let sleep_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13));
-        registry.register("sleep_seconds", "Time to pause an idle container", sleep_seconds.clone());
+        let wake_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.001, 2.0, 13,
+        ));
+        registry.register(
+            "wake_seconds",
+            "Time to wake a sleeping container",
+            wake_seconds.clone(),
+        );
+        let sleep_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.001, 2.0, 13,
+        ));
+        registry.register(
+            "sleep_seconds",
+            "Time to pause an idle container",
+            sleep_seconds.clone(),
+        );
         let standards_changes = Family::<RuleLabels, Counter>::default();
-        registry.register("standards_changes", "Changes made to requests by the standards", standards_changes.clone());
+        registry.register(
+            "standards_changes",
+            "Changes made to requests by the standards",
+            standards_changes.clone(),
+        );
         let standards_denials = Family::<RuleLabels, Counter>::default();
-        registry.register("standards_denials", "Requests denied by the standards", standards_denials.clone());
+        registry.register(
+            "standards_denials",
+            "Requests denied by the standards",
+            standards_denials.clone(),
+        );
         let containers = Family::<StateLabels, Gauge>::default();
         registry.register("containers", "Tracked containers by state", containers.clone());
         let memory_bytes = Family::<StateLabels, Gauge>::default();
-        registry.register("memory_bytes", "Memory of tracked containers by state", memory_bytes.clone());
+        registry.register(
+            "memory_bytes",
+            "Memory of tracked containers by state",
+            memory_bytes.clone(),
+        );
         let requests = Counter::default();
         registry.register("requests", "Requests through the shim", requests.clone());
         let connections_open = Gauge::default();
@@ -109,11 +133,15 @@ impl Metrics {
         self.containers.clear();
         self.memory_bytes.clear();
         for state in ["running", "sleeping", "deep_sleep", "user_paused", "stopped"] {
-            self.containers.get_or_create(&StateLabels { state: state.into() }).set(0);
+            self.containers
+                .get_or_create(&StateLabels { state: state.into() })
+                .set(0);
         }
         for row in rows {
             let state = state_name(row.state);
-            self.containers.get_or_create(&StateLabels { state: state.into() }).inc();
+            self.containers
+                .get_or_create(&StateLabels { state: state.into() })
+                .inc();
             let memory = match row.state {
                 State::Sleeping => row.memory_asleep,
                 State::Running => row.memory_running,
@@ -125,8 +153,12 @@ impl Metrics {
                     .inc_by(bytes as i64);
             }
         }
-        self.requests
-            .inc_by(stats.requests_total.load(Ordering::Relaxed).saturating_sub(self.requests.get()));
+        self.requests.inc_by(
+            stats
+                .requests_total
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.requests.get()),
+        );
         self.connections_open
             .set(stats.connections_open.load(Ordering::Relaxed) as i64);
         let mut text = String::new();
@@ -158,8 +190,14 @@ mod tests {
         metrics.wake_seconds.observe(0.009);
         Metrics::rule(&metrics.standards_denials, "deny.privileged");
         let text = metrics.render(&[], &crate::proxy::ProxyStats::default());
-        assert!(text.contains("forge_shim_transitions_total{transition=\"wake\",trigger=\"exec\",result=\"ok\"} 1"), "{text}");
-        assert!(text.contains("forge_shim_standards_denials_total{rule=\"deny.privileged\"} 1"), "{text}");
+        assert!(
+            text.contains("forge_shim_transitions_total{transition=\"wake\",trigger=\"exec\",result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("forge_shim_standards_denials_total{rule=\"deny.privileged\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("forge_shim_containers{state=\"sleeping\"} 0"), "{text}");
         assert!(text.contains("forge_shim_wake_seconds_bucket"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");

@@ -83,17 +83,7 @@ impl ContainerAction {
         use ContainerAction::*;
         matches!(
             self,
-            Start
-                | Stop
-                | Restart
-                | Kill
-                | Remove
-                | Archive
-                | Top
-                | Resize
-                | Commit
-                | Export
-                | Rename
+            Start | Stop | Restart | Kill | Remove | Archive | Top | Resize | Commit | Export | Rename
         )
     }
 }
@@ -269,9 +259,7 @@ mod tests {
     use super::*;
 
     fn endpoint(method: &str, path: &str) -> Endpoint {
-        Route::classify(&method.parse().unwrap(), path)
-            .unwrap()
-            .endpoint
+        Route::classify(&method.parse().unwrap(), path).unwrap().endpoint
     }
 
     #[test]
@@ -290,10 +278,7 @@ mod tests {
             assert_eq!(endpoint("POST", path), Endpoint::ContainerCreate, "{path}");
         }
         assert_eq!(endpoint("GET", "/containers/create"), Endpoint::Passthrough);
-        assert_eq!(
-            endpoint("POST", "/Containers/create"),
-            Endpoint::Passthrough
-        );
+        assert_eq!(endpoint("POST", "/Containers/create"), Endpoint::Passthrough);
     }
 
     #[test]
@@ -302,10 +287,7 @@ mod tests {
         assert_eq!(route.forward_path, None);
         assert_eq!(route.version.as_deref(), Some("1.41"));
         let route = Route::classify(&Method::POST, "/v1.41//containers/%63reate").unwrap();
-        assert_eq!(
-            route.forward_path.as_deref(),
-            Some("/v1.41/containers/create")
-        );
+        assert_eq!(route.forward_path.as_deref(), Some("/v1.41/containers/create"));
         // A literal percent stays encoded, so dockerd's one decode sees
         // what we saw.
         let route = Route::classify(&Method::GET, "/containers/a%2525b//json").unwrap();
@@ -322,9 +304,7 @@ mod tests {
         );
         assert_eq!(
             endpoint("POST", "/exec/e1/start"),
-            Endpoint::ExecStart {
-                exec_id: "e1".into()
-            }
+            Endpoint::ExecStart { exec_id: "e1".into() }
         );
         assert_eq!(
             endpoint("GET", "/containers/web/attach/ws"),
@@ -341,10 +321,7 @@ mod tests {
             endpoint("POST", "/containers/web/update"),
             Endpoint::ContainerUpdate { id: "web".into() }
         );
-        assert_eq!(
-            endpoint("POST", "/networks/n1/connect"),
-            Endpoint::NetworkAttach
-        );
+        assert_eq!(endpoint("POST", "/networks/n1/connect"), Endpoint::NetworkAttach);
         assert_eq!(
             endpoint("POST", "/services/s1/update"),
             Endpoint::ServiceUpdate { id: "s1".into() }
@@ -355,18 +332,9 @@ mod tests {
 
     #[test]
     fn forge_api_only_unversioned() {
-        assert_eq!(
-            endpoint("GET", "/_forge/v1/health"),
-            Endpoint::Forge("health".into())
-        );
-        assert_eq!(
-            endpoint("GET", "/%5Fforge/v1/health"),
-            Endpoint::Forge("health".into())
-        );
-        assert_eq!(
-            endpoint("GET", "/v1.41/_forge/v1/health"),
-            Endpoint::Passthrough
-        );
+        assert_eq!(endpoint("GET", "/_forge/v1/health"), Endpoint::Forge("health".into()));
+        assert_eq!(endpoint("GET", "/%5Fforge/v1/health"), Endpoint::Forge("health".into()));
+        assert_eq!(endpoint("GET", "/v1.41/_forge/v1/health"), Endpoint::Passthrough);
     }
 
     #[test]
@@ -377,14 +345,8 @@ mod tests {
 
     #[test]
     fn query_values_like_go() {
-        assert_eq!(
-            query_value(Some("name=web&name=other"), "name").as_deref(),
-            Some("web")
-        );
-        assert_eq!(
-            query_value(Some("name=a%2Fb+c"), "name").as_deref(),
-            Some("a/b c")
-        );
+        assert_eq!(query_value(Some("name=web&name=other"), "name").as_deref(), Some("web"));
+        assert_eq!(query_value(Some("name=a%2Fb+c"), "name").as_deref(), Some("a/b c"));
         assert_eq!(
             query_value(Some("x=1;name=evil&name=ok"), "name").as_deref(),
             Some("ok")

@@ -16,11 +16,7 @@ use crate::error::{json_response, ShimError};
 use crate::lifecycle::Lifecycle;
 use crate::proxy::{BoxError, ProxyBody, Shim};
 
-pub async fn handle(
-    shim: &Shim,
-    rest: &str,
-    request: Request<ProxyBody>,
-) -> Result<Response<ProxyBody>, ShimError> {
+pub async fn handle(shim: &Shim, rest: &str, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ShimError> {
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     match (request.method(), segments.as_slice()) {
         (&Method::GET, ["health"]) => health(shim).await,
@@ -95,7 +91,10 @@ async fn sleep(shim: &Shim, reference: &str) -> Result<Response<ProxyBody>, Shim
     let id = resolve(lifecycle, reference)?;
     let slept = lifecycle.sleep(&id, "api", true).await?;
     let row = lifecycle.status().into_iter().find(|r| r.id == id);
-    Ok(json_response(StatusCode::OK, &json!({ "changed": slept, "container": row })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "changed": slept, "container": row }),
+    ))
 }
 
 async fn wake(shim: &Shim, reference: &str) -> Result<Response<ProxyBody>, ShimError> {
@@ -104,7 +103,10 @@ async fn wake(shim: &Shim, reference: &str) -> Result<Response<ProxyBody>, ShimE
     let was_asleep = lifecycle.is_asleep(&id);
     lifecycle.wake(&id, "api").await?;
     let row = lifecycle.status().into_iter().find(|r| r.id == id);
-    Ok(json_response(StatusCode::OK, &json!({ "changed": was_asleep, "container": row })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "changed": was_asleep, "container": row }),
+    ))
 }
 
 fn resolve(lifecycle: &Lifecycle, reference: &str) -> Result<String, ShimError> {

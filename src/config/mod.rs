@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use policy::{
-    ClassSpec, ClassifyRule, CompiledSelector, ContainerIdentity, PolicyTable, Priority, Resources,
-    Selector, ServicePolicy, ServiceSpec, SleepPolicy,
+    ClassSpec, ClassifyRule, CompiledSelector, ContainerIdentity, PolicyTable, Priority, Resources, Selector,
+    ServicePolicy, ServiceSpec, SleepPolicy,
 };
 pub use units::{ByteSize, Cpus, HumanDuration};
 
@@ -427,11 +427,7 @@ impl Config {
             });
         };
 
-        if let Some(path) = self
-            .upstream
-            .strip_prefix("unix://")
-            .or(Some(self.upstream.as_str()))
-        {
+        if let Some(path) = self.upstream.strip_prefix("unix://").or(Some(self.upstream.as_str())) {
             if path.is_empty() || !path.starts_with('/') {
                 problem(
                     "upstream".into(),
@@ -443,10 +439,7 @@ impl Config {
             }
         }
         if self.upstream.contains("://") && !self.upstream.starts_with("unix://") {
-            problem(
-                "upstream".into(),
-                "only unix:// upstreams are supported".into(),
-            );
+            problem("upstream".into(), "only unix:// upstreams are supported".into());
         }
         if !self.listen.is_absolute() {
             problem(
@@ -457,18 +450,12 @@ impl Config {
         if parse_socket_mode(&self.socket_mode).is_none() {
             problem(
                 "socket_mode".into(),
-                format!(
-                    "expected an octal mode such as \"0660\", got {:?}",
-                    self.socket_mode
-                ),
+                format!("expected an octal mode such as \"0660\", got {:?}", self.socket_mode),
             );
         }
 
         let standards = &self.standards;
-        if let (Some(reservation), Some(memory)) = (
-            standards.defaults.memory_reservation,
-            standards.defaults.memory,
-        ) {
+        if let (Some(reservation), Some(memory)) = (standards.defaults.memory_reservation, standards.defaults.memory) {
             if reservation > memory {
                 problem(
                     "standards.defaults.memory_reservation".into(),
@@ -500,9 +487,7 @@ impl Config {
                 );
             }
         }
-        if standards.non_root.when_image_runs_as_root == RootImage::SetUser
-            && standards.defaults.user.is_none()
-        {
+        if standards.non_root.when_image_runs_as_root == RootImage::SetUser && standards.defaults.user.is_none() {
             problem(
                 "standards.non_root.when_image_runs_as_root".into(),
                 "set_user needs standards.defaults.user".into(),
@@ -510,10 +495,7 @@ impl Config {
         }
         if let Some(user) = &standards.defaults.user {
             if is_root_user(user) {
-                problem(
-                    "standards.defaults.user".into(),
-                    format!("{user:?} is root"),
-                );
+                problem("standards.defaults.user".into(), format!("{user:?} is root"));
             }
         }
         for (i, exemption) in standards.exempt.iter().enumerate() {
@@ -521,19 +503,12 @@ impl Config {
                 if rule != "all" && !RULE_NAMES.contains(&rule.as_str()) {
                     problem(
                         format!("standards.exempt[{i}].rules"),
-                        format!(
-                            "unknown rule {rule:?}; known rules: all, {}",
-                            RULE_NAMES.join(", ")
-                        ),
+                        format!("unknown rule {rule:?}; known rules: all, {}", RULE_NAMES.join(", ")),
                     );
                 }
             }
         }
-        for cap in standards
-            .cap_add_allowed
-            .iter()
-            .chain(&standards.defaults.cap_drop)
-        {
+        for cap in standards.cap_add_allowed.iter().chain(&standards.defaults.cap_drop) {
             let bare = cap.trim_start_matches("CAP_");
             if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
                 problem(
@@ -543,19 +518,13 @@ impl Config {
             }
         }
 
-        let default_class = self
-            .default_class
-            .clone()
-            .unwrap_or_else(|| "normal".to_string());
+        let default_class = self.default_class.clone().unwrap_or_else(|| "normal".to_string());
         let mut classes = builtin_classes();
         for (name, spec) in &self.classes {
             classes.insert(name.clone(), spec.clone());
         }
         if !classes.contains_key(&default_class) {
-            problem(
-                "default_class".into(),
-                format!("unknown class {default_class:?}"),
-            );
+            problem("default_class".into(), format!("unknown class {default_class:?}"));
         }
         let mut classify = Vec::new();
         for (i, rule) in self.classify.iter().enumerate() {
@@ -574,10 +543,7 @@ impl Config {
         for (key, spec) in &self.services {
             if let Some(class) = &spec.class {
                 if !classes.contains_key(class) {
-                    problem(
-                        format!("services.{key}.class"),
-                        format!("unknown class {class:?}"),
-                    );
+                    problem(format!("services.{key}.class"), format!("unknown class {class:?}"));
                 }
             }
             let selector = match &spec.selector {
@@ -606,17 +572,11 @@ impl Config {
         if !(0.0..=1.0).contains(&auto_sleep.idle_threshold) {
             problem(
                 "auto_sleep.idle_threshold".into(),
-                format!(
-                    "{} is not a fraction between 0 and 1",
-                    auto_sleep.idle_threshold
-                ),
+                format!("{} is not a fraction between 0 and 1", auto_sleep.idle_threshold),
             );
         }
         if auto_sleep.check_interval.as_duration().is_zero() {
-            problem(
-                "auto_sleep.check_interval".into(),
-                "must be above zero".into(),
-            );
+            problem("auto_sleep.check_interval".into(), "must be above zero".into());
         }
 
         if !problems.is_empty() {
@@ -637,11 +597,7 @@ impl Config {
 
     /// The upstream socket path, with any `unix://` stripped.
     pub fn upstream_path(&self) -> PathBuf {
-        PathBuf::from(
-            self.upstream
-                .strip_prefix("unix://")
-                .unwrap_or(&self.upstream),
-        )
+        PathBuf::from(self.upstream.strip_prefix("unix://").unwrap_or(&self.upstream))
     }
 }
 
@@ -736,8 +692,7 @@ fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
                 return found;
             }
             if indent >= min_indent
-                && (trimmed.starts_with(&format!("{part}:"))
-                    || trimmed.starts_with(&format!("\"{part}\":")))
+                && (trimmed.starts_with(&format!("{part}:")) || trimmed.starts_with(&format!("\"{part}\":")))
             {
                 found = Some((number + 1, indent + 1));
                 min_indent = indent + 1;

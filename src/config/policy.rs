@@ -295,10 +295,7 @@ impl PolicyTable {
     /// order), then the `forge.class` label, then `classify:` rules, then the
     /// default class. A service entry's own `class` wins over the label.
     pub fn resolve(&self, who: &ContainerIdentity<'_>) -> ServicePolicy {
-        let service = self
-            .services
-            .iter()
-            .find(|(_, selector, _)| selector.matches(who));
+        let service = self.services.iter().find(|(_, selector, _)| selector.matches(who));
         let class = service
             .and_then(|(_, _, spec)| spec.class.clone())
             .or_else(|| {
@@ -366,14 +363,8 @@ mod tests {
     fn service_keys_match_compose_labels() {
         let plain = CompiledSelector::from_service_key("web");
         let qualified = CompiledSelector::from_service_key("shop/web");
-        let web_in_shop = labels(&[
-            (LABEL_COMPOSE_PROJECT, "shop"),
-            (LABEL_COMPOSE_SERVICE, "web"),
-        ]);
-        let web_in_blog = labels(&[
-            (LABEL_COMPOSE_PROJECT, "blog"),
-            (LABEL_COMPOSE_SERVICE, "web"),
-        ]);
+        let web_in_shop = labels(&[(LABEL_COMPOSE_PROJECT, "shop"), (LABEL_COMPOSE_SERVICE, "web")]);
+        let web_in_blog = labels(&[(LABEL_COMPOSE_PROJECT, "blog"), (LABEL_COMPOSE_SERVICE, "web")]);
         let who = |l| ContainerIdentity {
             labels: Some(l),
             ..Default::default()

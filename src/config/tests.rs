@@ -7,14 +7,8 @@ fn load(yaml: &str) -> Result<LoadedConfig, ConfigError> {
 #[test]
 fn embedded_default_is_valid() {
     let loaded = Config::load(None).expect("embedded shim.yml is valid");
-    assert_eq!(
-        loaded.config.listen,
-        PathBuf::from("/run/forge-shim/docker.sock")
-    );
-    assert_eq!(
-        loaded.config.upstream_path(),
-        PathBuf::from("/var/run/docker.sock")
-    );
+    assert_eq!(loaded.config.listen, PathBuf::from("/run/forge-shim/docker.sock"));
+    assert_eq!(loaded.config.upstream_path(), PathBuf::from("/var/run/docker.sock"));
     assert_eq!(loaded.config.standards.mode, StandardsMode::Enforce);
     assert!(loaded.policy.classes.contains_key("browser"));
 }
@@ -32,11 +26,7 @@ fn unknown_key_names_line_and_column() {
     let problem = &err.problems[0];
     assert_eq!(problem.file, "test.yml");
     assert_eq!(problem.position.map(|p| p.0), Some(3));
-    assert!(
-        problem.message.contains("idle_timout"),
-        "{}",
-        problem.message
-    );
+    assert!(problem.message.contains("idle_timout"), "{}", problem.message);
     assert!(err.to_string().starts_with("test.yml:3:"), "{err}");
 }
 
@@ -72,10 +62,7 @@ default_class: tiny
         "standards.exempt[0].rules",
         "default_class",
     ] {
-        assert!(
-            keys.iter().any(|k| k == expected),
-            "missing {expected} in {keys:?}"
-        );
+        assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
     }
     let reservation = err
         .problems
@@ -123,14 +110,8 @@ services:
     assert_eq!(policy.service_entry.as_deref(), Some("pdf-worker"));
     assert_eq!(policy.class, "normal");
     assert_eq!(policy.resources.memory, Some(ByteSize(512 << 20)));
-    assert_eq!(
-        policy.sleep_policy.memory_reservation,
-        Some(ByteSize(128 << 20))
-    );
-    assert_eq!(
-        policy.sleep_policy.idle_timeout,
-        Some(HumanDuration::from_secs(300))
-    );
+    assert_eq!(policy.sleep_policy.memory_reservation, Some(ByteSize(128 << 20)));
+    assert_eq!(policy.sleep_policy.idle_timeout, Some(HumanDuration::from_secs(300)));
 }
 
 #[test]
@@ -147,8 +128,7 @@ services:
 "#;
     let loaded = load(yaml).unwrap();
     let resolve = |image: &str, labels: &str| {
-        let labels: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(labels).unwrap();
+        let labels: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).unwrap();
         loaded
             .policy
             .resolve(&ContainerIdentity {
@@ -160,10 +140,7 @@ services:
     };
     assert_eq!(resolve("postgres:16", "{}"), "high");
     assert_eq!(resolve("busybox", "{}"), "normal");
-    assert_eq!(
-        resolve("busybox", r#"{"forge.class":"browser"}"#),
-        "browser"
-    );
+    assert_eq!(resolve("busybox", r#"{"forge.class":"browser"}"#), "browser");
     assert_eq!(resolve("busybox", r#"{"forge.class":"no-such"}"#), "normal");
     assert_eq!(
         resolve(
@@ -214,13 +191,16 @@ fn readme_documents_every_key() {
     fn walk(prefix: &str, value: &serde_json::Value, keys: &mut Vec<String>) {
         if let serde_json::Value::Object(map) = value {
             for (key, child) in map {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 keys.push(path.clone());
                 // Maps keyed by the operator's names and lists are
                 // documented by their item schema, not walked.
                 let nested = ["timeouts", "standards", "auto_sleep"];
-                if nested.iter().any(|n| path == *n || path.starts_with(&format!("{n}.")))
-                    && !path.ends_with(".exempt")
+                if nested.iter().any(|n| path == *n || path.starts_with(&format!("{n}."))) && !path.ends_with(".exempt")
                 {
                     walk(&path, child, keys);
                 }

@@ -56,12 +56,7 @@ impl fmt::Display for ByteSize {
     /// Prints the largest unit that divides the size exactly, so `512M`
     /// round-trips and warnings read naturally.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [
-            (1 << 40, "T"),
-            (1 << 30, "G"),
-            (1 << 20, "M"),
-            (1 << 10, "K"),
-        ];
+        const UNITS: [(u64, &str); 4] = [(1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
         for (size, suffix) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{}", self.0 / size, suffix);
@@ -103,13 +98,9 @@ impl HumanDuration {
         while !rest.is_empty() {
             let digits = rest
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| {
-                    format!("invalid duration {input:?}: a number needs a unit (ms, s, m, h, d)")
-                })?;
+                .ok_or_else(|| format!("invalid duration {input:?}: a number needs a unit (ms, s, m, h, d)"))?;
             let (number, tail) = rest.split_at(digits);
-            let unit_len = tail
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(tail.len());
+            let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
             let (unit, tail) = tail.split_at(unit_len);
             let number: f64 = number
                 .parse()
@@ -126,8 +117,8 @@ impl HumanDuration {
                     ))
                 }
             };
-            total += secs_to_duration(number * scale)
-                .ok_or_else(|| format!("invalid duration {input:?}: out of range"))?;
+            total +=
+                secs_to_duration(number * scale).ok_or_else(|| format!("invalid duration {input:?}: out of range"))?;
             rest = tail;
         }
         Ok(HumanDuration(total))
@@ -173,8 +164,7 @@ impl Cpus {
             .trim()
             .parse()
             .map_err(|_| format!("invalid CPU count {input:?}: expected e.g. 0.5 or 2"))?;
-        Cpus::from_f64(value)
-            .ok_or_else(|| format!("invalid CPU count {input:?}: must be above 0 and at most 1024"))
+        Cpus::from_f64(value).ok_or_else(|| format!("invalid CPU count {input:?}: must be above 0 and at most 1024"))
     }
 
     fn from_f64(value: f64) -> Option<Cpus> {
@@ -258,11 +248,7 @@ mod tests {
             ("M", None),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                ByteSize::parse(input).ok().map(ByteSize::bytes),
-                expected,
-                "{input}"
-            );
+            assert_eq!(ByteSize::parse(input).ok().map(ByteSize::bytes), expected, "{input}");
         }
         assert_eq!(ByteSize(512 << 20).to_string(), "512M");
         assert_eq!(ByteSize(1 << 30).to_string(), "1G");
@@ -285,9 +271,7 @@ mod tests {
             ("-3", None),
         ];
         for (input, expected) in cases {
-            let parsed = HumanDuration::parse(input)
-                .ok()
-                .map(|d| d.0.as_millis() as u64);
+            let parsed = HumanDuration::parse(input).ok().map(|d| d.0.as_millis() as u64);
             assert_eq!(parsed, expected, "{input}");
         }
         assert_eq!(HumanDuration::from_secs(300).to_string(), "5m");

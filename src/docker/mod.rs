@@ -62,15 +62,8 @@ impl Docker {
     pub async fn image_user(&self, image: &str) -> Result<Option<String>, DockerError> {
         let client = self.client().await?;
         match client.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(
-                inspect
-                    .config
-                    .and_then(|config| config.user)
-                    .unwrap_or_default(),
-            )),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
+            Ok(inspect) => Ok(Some(inspect.config.and_then(|config| config.user).unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
             Err(e) => {
                 self.reset();
                 Err(DockerError::Api(e))
@@ -113,7 +106,10 @@ impl Docker {
     /// request and dockerd gives its own answer).
     pub async fn inspect_container(&self, reference: &str) -> Option<ContainerInfo> {
         let client = self.client().await.ok()?;
-        let inspect = match client.inspect_container(reference, None::<bollard::query_parameters::InspectContainerOptions>).await {
+        let inspect = match client
+            .inspect_container(reference, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+        {
             Ok(inspect) => inspect,
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return None,
             Err(e) => {
@@ -195,14 +191,22 @@ pub struct PublishedPort {
 
 /// `NetworkSettings.Ports` (`"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]`)
 /// to the TCP ports bound on the host.
-fn published_ports(ports: &std::collections::HashMap<String, Option<Vec<bollard::models::PortBinding>>>) -> Vec<PublishedPort> {
+fn published_ports(
+    ports: &std::collections::HashMap<String, Option<Vec<bollard::models::PortBinding>>>,
+) -> Vec<PublishedPort> {
     let mut published = Vec::new();
     for (key, bindings) in ports {
-        let Some((port, "tcp")) = key.split_once('/') else { continue };
+        let Some((port, "tcp")) = key.split_once('/') else {
+            continue;
+        };
         let Ok(container_port) = port.parse() else { continue };
         for binding in bindings.iter().flatten() {
             let host_port = binding.host_port.as_deref().and_then(|p| p.parse().ok());
-            let host_ip = binding.host_ip.as_deref().filter(|ip| !ip.is_empty()).unwrap_or("0.0.0.0");
+            let host_ip = binding
+                .host_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or("0.0.0.0");
             if let (Some(host_port), Ok(host_ip)) = (host_port, host_ip.parse()) {
                 published.push(PublishedPort {
                     host_ip,

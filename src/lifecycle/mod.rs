@@ -92,6 +92,9 @@ struct Inner {
     /// Published ports held for deep sleepers.
     port_holds: Mutex<HashMap<String, ports::PortHold>>,
     store: store::Store,
+    /// Serialises snapshot-and-save of the sleep records, so that an older
+    /// snapshot never lands after a newer one.
+    records_write: Mutex<()>,
     events: broadcast::Sender<Transition>,
     persist_requested: tokio::sync::Notify,
     metrics: Arc<crate::metrics::Metrics>,
@@ -136,6 +139,7 @@ impl Lifecycle {
                 squeeze_cancel: Mutex::new(HashMap::new()),
                 port_holds: Mutex::new(HashMap::new()),
                 store,
+                records_write: Mutex::new(()),
                 events,
                 persist_requested: tokio::sync::Notify::new(),
                 metrics,
@@ -194,8 +198,15 @@ impl Lifecycle {
     /// sessions in flight, last activity, wakes).
     async fn reconcile(&self) -> Result<(), ShimError> {
         let started = SystemTime::now();
-        let client = self.inner.docker.client().await.map_err(|e| ShimError::Internal(e.to_string()))?;
-        let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).build();
+        let client = self
+            .inner
+            .docker
+            .client()
+            .await
+            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .build();
         let listed = client
             .list_containers(Some(options))
             .await
@@ -205,7 +216,9 @@ impl Lifecycle {
         let mut entries = HashMap::new();
         for summary in listed {
             let Some(id) = summary.id else { continue };
-            let Some(info) = self.inner.docker.inspect_container(&id).await else { continue };
+            let Some(info) = self.inner.docker.inspect_container(&id).await else {
+                continue;
+            };
             let mut entry = Entry::new(&info, &self.inner.loaded, now);
             if let Some(record) = records.iter().find(|r| r.id == id) {
                 match (record.state, info.paused, info.running) {
@@ -279,8 +292,18 @@ impl Lifecycle {
         }
     }
 
+    /// Writes the sleep records before a pause or a stop: a shim killed
+    /// right after it then still knows the container is its own. Only the
+    /// sleep waits for it; wakes never do (a stale record of a container
+    /// that runs is dropped by the next reconcile).
+    async fn persist_now(&self) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.write_records()).await;
+    }
+
     /// Writes the sleep records now; a failure is logged, never fatal.
     fn write_records(&self) {
+        let _serialised = self.inner.records_write.lock();
         let records: Vec<store::SleepRecord> = {
             let table = self.inner.table.lock();
             table
@@ -335,8 +358,12 @@ impl Lifecycle {
     /// Marks the container in use, then wakes it if the shim put it to
     /// sleep. The returned guard keeps it awake until dropped.
     pub async fn use_container(&self, reference: &str, trigger: &str, wake: bool) -> Result<Option<InUse>, ShimError> {
-        let Some(id) = self.resolve(reference) else {
-            return Ok(None);
+        let id = match self.resolve(reference) {
+            Some(id) => id,
+            None => match self.track_now(reference).await {
+                Some(id) => id,
+                None => return Ok(None),
+            },
         };
         let asleep = {
             let mut table = self.inner.table.lock();
@@ -355,6 +382,20 @@ impl Lifecycle {
             self.wake(&id, trigger).await?;
         }
         Ok(Some(guard))
+    }
+
+    /// Adds a container the event watcher has not reported yet, from
+    /// dockerd's inspect: its events arrive a moment after `docker run`
+    /// returns, and a session opened at once must count as use.
+    async fn track_now(&self, reference: &str) -> Option<String> {
+        if reference.is_empty() {
+            return None;
+        }
+        let info = self.inner.docker.inspect_container(reference).await?;
+        let id = info.id.clone();
+        let entry = Entry::new(&info, &self.inner.loaded, Instant::now());
+        self.inner.table.lock().entry(id.clone()).or_insert(entry);
+        Some(id)
     }
 
     /// The container an exec belongs to, asked of dockerd once per exec.
@@ -383,7 +424,9 @@ impl Lifecycle {
     pub fn sleeping_dependencies(&self, id: &str) -> Vec<String> {
         let table = self.inner.table.lock();
         let Some(entry) = table.get(id) else { return Vec::new() };
-        let Some(project) = &entry.project else { return Vec::new() };
+        let Some(project) = &entry.project else {
+            return Vec::new();
+        };
         table
             .values()
             .filter(|other| {
@@ -466,7 +509,12 @@ impl Lifecycle {
             Some(hold) if from == State::DeepSleep => hold.release(),
             _ => Vec::new(),
         };
-        let client = self.inner.docker.client().await.map_err(|e| self.wake_error(id, &e.to_string()));
+        let client = self
+            .inner
+            .docker
+            .client()
+            .await
+            .map_err(|e| self.wake_error(id, &e.to_string()));
         let result = match client {
             Ok(client) => {
                 let call = async {
@@ -481,11 +529,9 @@ impl Lifecycle {
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(())) => Ok(()),
                     // Someone unpaused or started it behind our back: fine.
-                    Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 409, .. }))
-                        if self.is_running_now(id).await =>
-                    {
-                        Ok(())
-                    }
+                    Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 304 | 409, ..
+                    })) if self.is_running_now(id).await => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("no answer within {timeout:?}")),
                 }
@@ -524,12 +570,27 @@ impl Lifecycle {
         if result.is_ok() && from == State::DeepSleep {
             self.refresh_pid(id).await;
             if !held.is_empty() {
-                let addresses = self.inner.table.lock().get(id).map(|e| e.addresses.clone()).unwrap_or_default();
+                let addresses = self
+                    .inner
+                    .table
+                    .lock()
+                    .get(id)
+                    .map(|e| e.addresses.clone())
+                    .unwrap_or_default();
                 ports::hand_over(held, &addresses);
             }
         }
         self.persist();
-        self.emit(id, &name, "wake", from, to, trigger, elapsed, result.as_ref().err().cloned());
+        self.emit(
+            id,
+            &name,
+            "wake",
+            from,
+            to,
+            trigger,
+            elapsed,
+            result.as_ref().err().cloned(),
+        );
         match result {
             Ok(()) => {
                 tracing::info!(container = %name, trigger, latency_ms = elapsed.as_secs_f64() * 1e3, "woke");
@@ -540,7 +601,13 @@ impl Lifecycle {
     }
 
     fn wake_error(&self, id: &str, message: &str) -> ShimError {
-        let name = self.inner.table.lock().get(id).map(|e| e.name.clone()).unwrap_or_else(|| id.to_string());
+        let name = self
+            .inner
+            .table
+            .lock()
+            .get(id)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| id.to_string());
         ShimError::Wake {
             container: name,
             message: message.to_string(),
@@ -548,7 +615,11 @@ impl Lifecycle {
     }
 
     async fn is_running_now(&self, id: &str) -> bool {
-        self.inner.docker.inspect_container(id).await.is_some_and(|i| i.running && !i.paused)
+        self.inner
+            .docker
+            .inspect_container(id)
+            .await
+            .is_some_and(|i| i.running && !i.paused)
     }
 
     async fn refresh_pid(&self, id: &str) {
@@ -574,7 +645,9 @@ impl Lifecycle {
         };
         let (name, pid, reservation, own_network) = {
             let mut table = self.inner.table.lock();
-            let Some(entry) = table.get_mut(id) else { return Ok(false) };
+            let Some(entry) = table.get_mut(id) else {
+                return Ok(false);
+            };
             let eligible = if force {
                 entry.state == State::Running && entry.in_flight == 0
             } else {
@@ -587,6 +660,7 @@ impl Lifecycle {
             let reservation = entry.policy.sleep_policy.memory_reservation;
             (entry.name.clone(), entry.pid, reservation, entry.own_network)
         };
+        self.persist_now().await;
         let memory_before = self.cgroup(id, pid).and_then(|cg| cg.memory_usage().ok());
         // Someone else paused it (and the event has not reached us yet):
         // it is theirs, and trying again would fail the same way.
@@ -608,11 +682,26 @@ impl Lifecycle {
         };
         if let Err(message) = paused {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
-                entry.set_state(if paused_by_someone_else { State::UserPaused } else { State::Running });
+                entry.set_state(if paused_by_someone_else {
+                    State::UserPaused
+                } else {
+                    State::Running
+                });
                 entry.last_activity = Instant::now();
             }
-            self.emit(id, &name, "sleep", State::Running, State::Running, trigger, started.elapsed(), Some(message.clone()));
-            return Err(ShimError::Internal(format!("container {name}: pause failed: {message}")));
+            self.emit(
+                id,
+                &name,
+                "sleep",
+                State::Running,
+                State::Running,
+                trigger,
+                started.elapsed(),
+                Some(message.clone()),
+            );
+            return Err(ShimError::Internal(format!(
+                "container {name}: pause failed: {message}"
+            )));
         }
         // Counter wake needs counters of its own; conntrack still works.
         let net_bytes = pid.filter(|_| own_network).and_then(|pid| self.net_bytes(pid));
@@ -634,7 +723,16 @@ impl Lifecycle {
                 self.squeeze(id, pid, target.bytes()).await;
             }
         }
-        self.emit(id, &name, "sleep", State::Running, State::Sleeping, trigger, paused_in, None);
+        self.emit(
+            id,
+            &name,
+            "sleep",
+            State::Running,
+            State::Sleeping,
+            trigger,
+            paused_in,
+            None,
+        );
         tracing::info!(container = %name, trigger, pause_ms = paused_in.as_secs_f64() * 1e3, "asleep");
         Ok(true)
     }
@@ -712,9 +810,15 @@ impl Lifecycle {
                 return;
             }
             entry.set_state(State::Stopping);
-            (entry.name.clone(), entry.saved_limits.take(), entry.pid, entry.published.clone())
+            (
+                entry.name.clone(),
+                entry.saved_limits.take(),
+                entry.pid,
+                entry.published.clone(),
+            )
         };
         let started = Instant::now();
+        self.persist_now().await;
         if let (Some(limits), Some(pid)) = (&saved, pid) {
             self.restore_limits(id, pid, limits);
         }
@@ -726,7 +830,11 @@ impl Lifecycle {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let to = if result.is_ok() { State::DeepSleep } else { State::Sleeping };
+        let to = if result.is_ok() {
+            State::DeepSleep
+        } else {
+            State::Sleeping
+        };
         if let Some(entry) = self.inner.table.lock().get_mut(id) {
             entry.set_state(to);
             if result.is_ok() {
@@ -743,7 +851,16 @@ impl Lifecycle {
             }
         }
         self.persist();
-        self.emit(id, &name, "deep_sleep", State::Sleeping, to, "max_sleep_time", started.elapsed(), result.err());
+        self.emit(
+            id,
+            &name,
+            "deep_sleep",
+            State::Sleeping,
+            to,
+            "max_sleep_time",
+            started.elapsed(),
+            result.err(),
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -811,8 +928,15 @@ impl Lifecycle {
                 let sample = activity::Sample {
                     at: now.into_std(),
                     // Host or shared network: the counters are not its own.
-                    net_bytes: if *own_network { self.net_bytes(*pid).unwrap_or(0) } else { 0 },
-                    cpu_nanos: self.cgroup(id, Some(*pid)).and_then(|cg| cg.cpu_usage_nanos().ok()).unwrap_or(0),
+                    net_bytes: if *own_network {
+                        self.net_bytes(*pid).unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    cpu_nanos: self
+                        .cgroup(id, Some(*pid))
+                        .and_then(|cg| cg.cpu_usage_nanos().ok())
+                        .unwrap_or(0),
                 };
                 if let Some(previous) = samples.insert(id.clone(), sample) {
                     let verdict = activity::judge(&previous, &sample, *cpu_limit, idle_threshold, network_rate);
@@ -826,13 +950,18 @@ impl Lifecycle {
             let (to_sleep, to_stop): (Vec<String>, Vec<String>) = {
                 let table = self.inner.table.lock();
                 let min_uptime = self.auto_sleep().min_uptime.as_duration();
-                let to_sleep = table.values().filter(|e| e.may_sleep(now, min_uptime)).map(|e| e.id.clone()).collect();
+                let to_sleep = table
+                    .values()
+                    .filter(|e| e.may_sleep(now, min_uptime))
+                    .map(|e| e.id.clone())
+                    .collect();
                 let to_stop = table
                     .values()
                     .filter(|e| {
                         e.state == State::Sleeping
                             && e.policy.sleep_policy.deep_sleep == Some(true)
-                            && e.asleep_since.is_some_and(|t| now.saturating_duration_since(t) >= max_sleep)
+                            && e.asleep_since
+                                .is_some_and(|t| now.saturating_duration_since(t) >= max_sleep)
                     })
                     .map(|e| e.id.clone())
                     .collect();
@@ -954,7 +1083,9 @@ impl Lifecycle {
                     match event {
                         Some(Ok(event)) => {
                             let action = event.action.unwrap_or_default();
-                            let Some(id) = event.actor.and_then(|a| a.id) else { continue };
+                            let Some(id) = event.actor.and_then(|a| a.id) else {
+                                continue;
+                            };
                             self.on_event(&id, &action).await;
                         }
                         _ => break,
@@ -974,7 +1105,10 @@ impl Lifecycle {
         let action = action.split(':').next().unwrap_or(action).trim();
         match action {
             "create" | "start" | "restart" => {
-                let Some(info) = self.inner.docker.inspect_container(id).await else { return };
+                let state_since = self.inner.table.lock().get(id).map(|e| e.since);
+                let Some(info) = self.inner.docker.inspect_container(id).await else {
+                    return;
+                };
                 let now = Instant::now();
                 let mut table = self.inner.table.lock();
                 match table.get_mut(id) {
@@ -982,7 +1116,15 @@ impl Lifecycle {
                         entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
                         entry.addresses = info.addresses.clone();
                         entry.published = info.published.clone();
-                        if !matches!(entry.state, State::Waking) {
+                        // Events arrive late (and are replayed after a
+                        // reconcile): believe dockerd's state now, and never
+                        // undo a transition that ran since the event.
+                        let running_now = info.running && !info.paused;
+                        let unchanged = state_since == Some(entry.since);
+                        if running_now
+                            && unchanged
+                            && !matches!(entry.state, State::Waking | State::Pausing | State::Stopping)
+                        {
                             entry.set_state(State::Running);
                             entry.running_since = now;
                             entry.last_activity = now;
@@ -1066,7 +1208,11 @@ impl Lifecycle {
         }
         let asleep: Vec<String> = {
             let table = self.inner.table.lock();
-            table.values().filter(|e| e.state == State::Sleeping).map(|e| e.id.clone()).collect()
+            table
+                .values()
+                .filter(|e| e.state == State::Sleeping)
+                .map(|e| e.id.clone())
+                .collect()
         };
         let wakes = asleep.iter().map(|id| self.wake(id, "shutdown"));
         for result in futures_util::future::join_all(wakes).await {
@@ -1126,5 +1272,7 @@ fn docker_timestamp(time: SystemTime) -> String {
 }
 
 fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -84,7 +84,10 @@ impl PortHold {
 /// its own task: connect (retrying while the server starts), then splice.
 pub fn hand_over(held: Vec<(TcpStream, u16)>, addresses: &[IpAddr]) {
     let Some(address) = addresses.iter().find(|a| a.is_ipv4()).or(addresses.first()).copied() else {
-        tracing::warn!(n = held.len(), "woken container has no address; dropping held connections");
+        tracing::warn!(
+            n = held.len(),
+            "woken container has no address; dropping held connections"
+        );
         return;
     };
     for (mut client, container_port) in held {

@@ -32,7 +32,10 @@ pub enum State {
 impl State {
     /// Whether the shim put it to sleep, so a request should wake it.
     pub fn is_asleep(self) -> bool {
-        matches!(self, State::Pausing | State::Sleeping | State::Waking | State::Stopping | State::DeepSleep)
+        matches!(
+            self,
+            State::Pausing | State::Sleeping | State::Waking | State::Stopping | State::DeepSleep
+        )
     }
 }
 
@@ -95,7 +98,11 @@ impl Entry {
         };
         let resolved = loaded.policy.resolve(&identity);
         let label = |key: &str| identity.label(key).map(str::to_string);
-        let idle_timeout = sleep_timeout(&resolved, label(policy::LABEL_SLEEP), label(policy::LABEL_SLEEP_IDLE_TIMEOUT));
+        let idle_timeout = sleep_timeout(
+            &resolved,
+            label(policy::LABEL_SLEEP),
+            label(policy::LABEL_SLEEP_IDLE_TIMEOUT),
+        );
         let state = if info.paused {
             State::UserPaused
         } else if info.running {
@@ -123,11 +130,7 @@ impl Entry {
             addresses: info.addresses.clone(),
             own_network: info.own_network,
             published: info.published.clone(),
-            cpu_limit: info
-                .nano_cpus
-                .filter(|n| *n > 0)
-                .map(|n| n as f64 / 1e9)
-                .unwrap_or(1.0),
+            cpu_limit: info.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9).unwrap_or(1.0),
             asleep_since: None,
             wakes: 0,
             last_wake: None,
@@ -159,7 +162,11 @@ impl Entry {
 /// The idle timeout from class/service policy and the container's labels:
 /// `forge.sleep=false` opts out, `forge.sleep=true` opts in, and
 /// `forge.sleep.idle-timeout` overrides the timeout.
-pub fn sleep_timeout(policy: &ServicePolicy, sleep_label: Option<String>, timeout_label: Option<String>) -> Option<Duration> {
+pub fn sleep_timeout(
+    policy: &ServicePolicy,
+    sleep_label: Option<String>,
+    timeout_label: Option<String>,
+) -> Option<Duration> {
     let enabled = match sleep_label.as_deref().map(str::trim) {
         Some("false" | "0" | "no") => false,
         Some("true" | "1" | "yes") => true,
@@ -210,17 +217,32 @@ mod tests {
     #[test]
     fn labels_choose_sleep() {
         let s = |p, a: Option<&str>, b: Option<&str>| sleep_timeout(&p, a.map(Into::into), b.map(Into::into));
-        assert_eq!(s(policy(Some(true), Some(300)), None, None), Some(Duration::from_secs(300)));
+        assert_eq!(
+            s(policy(Some(true), Some(300)), None, None),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(s(policy(Some(false), Some(300)), None, None), None);
         assert_eq!(s(policy(Some(true), Some(300)), Some("false"), None), None);
-        assert_eq!(s(policy(Some(false), None), Some("true"), Some("2s")), Some(Duration::from_secs(2)));
-        assert_eq!(s(policy(Some(true), Some(300)), None, Some("5m")), Some(Duration::from_secs(300)));
-        assert_eq!(s(policy(Some(true), Some(60)), None, Some("bogus")), Some(Duration::from_secs(60)));
+        assert_eq!(
+            s(policy(Some(false), None), Some("true"), Some("2s")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            s(policy(Some(true), Some(300)), None, Some("5m")),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            s(policy(Some(true), Some(60)), None, Some("bogus")),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
     fn depends_on_label() {
-        assert_eq!(parse_depends_on("db:service_started:false,cache:service_healthy:true"), vec!["db", "cache"]);
+        assert_eq!(
+            parse_depends_on("db:service_started:false,cache:service_healthy:true"),
+            vec!["db", "cache"]
+        );
         assert_eq!(parse_depends_on(""), Vec::<String>::new());
     }
 
@@ -236,18 +258,33 @@ mod tests {
         let mut entry = Entry::new(&info, &loaded, start);
         entry.idle_timeout = Some(Duration::from_secs(10));
         let min_uptime = Duration::from_secs(5);
-        assert!(!entry.may_sleep(start + Duration::from_secs(9), min_uptime), "not idle long enough");
+        assert!(
+            !entry.may_sleep(start + Duration::from_secs(9), min_uptime),
+            "not idle long enough"
+        );
         assert!(entry.may_sleep(start + Duration::from_secs(10), min_uptime));
         entry.in_flight = 1;
-        assert!(!entry.may_sleep(start + Duration::from_secs(60), min_uptime), "a live session");
+        assert!(
+            !entry.may_sleep(start + Duration::from_secs(60), min_uptime),
+            "a live session"
+        );
         entry.in_flight = 0;
         entry.running_since = start + Duration::from_secs(58);
-        assert!(!entry.may_sleep(start + Duration::from_secs(60), min_uptime), "min_uptime");
+        assert!(
+            !entry.may_sleep(start + Duration::from_secs(60), min_uptime),
+            "min_uptime"
+        );
         entry.running_since = start;
         entry.state = State::UserPaused;
-        assert!(!entry.may_sleep(start + Duration::from_secs(60), min_uptime), "the user's");
+        assert!(
+            !entry.may_sleep(start + Duration::from_secs(60), min_uptime),
+            "the user's"
+        );
         entry.state = State::Running;
         entry.idle_timeout = None;
-        assert!(!entry.may_sleep(start + Duration::from_secs(60), min_uptime), "never sleeps");
+        assert!(
+            !entry.may_sleep(start + Duration::from_secs(60), min_uptime),
+            "never sleeps"
+        );
     }
 }

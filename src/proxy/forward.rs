@@ -34,14 +34,10 @@ const SPLICE_BUFFER: usize = 64 * 1024;
 
 impl Shim {
     /// A new HTTP/1 connection to dockerd, its driver task spawned.
-    pub async fn connect_upstream(
-        &self,
-        upgrades: bool,
-    ) -> Result<SendRequest<ProxyBody>, ShimError> {
+    pub async fn connect_upstream(&self, upgrades: bool) -> Result<SendRequest<ProxyBody>, ShimError> {
         let path = &self.inner.upstream_path;
         let connect = UnixStream::connect(path);
-        let stream = match tokio::time::timeout(self.inner.upstream_connect_timeout, connect).await
-        {
+        let stream = match tokio::time::timeout(self.inner.upstream_connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
                 return Err(ShimError::UpstreamConnect {
@@ -95,15 +91,18 @@ impl Shim {
             },
             None => self.connect_upstream(false).await?,
         };
-        sender
-            .ready()
-            .await
-            .map_err(|source| self.upstream_error(source))?;
+        sender.ready().await.map_err(|source| self.upstream_error(source))?;
         let response = sender.send_request(request).await;
         *conn.upstream.lock() = Some(sender);
         let response = response.map_err(|source| self.upstream_error(source))?;
         Ok(match in_use {
-            Some(in_use) => response.map(|body| GuardedBody { body: box_incoming(body), _in_use: in_use }.boxed_unsync()),
+            Some(in_use) => response.map(|body| {
+                GuardedBody {
+                    body: box_incoming(body),
+                    _in_use: in_use,
+                }
+                .boxed_unsync()
+            }),
             None => response.map(box_incoming),
         })
     }
@@ -118,10 +117,7 @@ impl Shim {
     ) -> Result<Response<ProxyBody>, ShimError> {
         let client_upgrade = hyper::upgrade::on(&mut request);
         let mut sender = self.connect_upstream(true).await?;
-        sender
-            .ready()
-            .await
-            .map_err(|source| self.upstream_error(source))?;
+        sender.ready().await.map_err(|source| self.upstream_error(source))?;
         let mut response = sender
             .send_request(request)
             .await
@@ -143,12 +139,8 @@ impl Shim {
             };
             let mut client = TokioIo::new(client);
             let mut upstream = TokioIo::new(upstream);
-            let splice = tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut upstream,
-                SPLICE_BUFFER,
-                SPLICE_BUFFER,
-            );
+            let splice =
+                tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, SPLICE_BUFFER, SPLICE_BUFFER);
             tokio::select! {
                 result = splice => match result {
                     Ok((to_upstream, to_client)) => {

@@ -41,11 +41,7 @@ impl Drop for SocketGuard {
 
 /// Binds `path`: creates its folder, replaces a stale socket (one nobody
 /// answers on), refuses a live one, then sets mode and group.
-pub async fn bind(
-    path: &Path,
-    mode: u32,
-    group: Option<&str>,
-) -> Result<(UnixListener, SocketGuard), ListenError> {
+pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<(UnixListener, SocketGuard), ListenError> {
     let io_err = |source| ListenError::Io {
         path: path.to_path_buf(),
         source,
@@ -71,9 +67,7 @@ pub async fn bind(
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
     let gid = match group {
-        Some(name) => {
-            Some(lookup_group(name)?.ok_or_else(|| ListenError::NoSuchGroup(name.to_string()))?)
-        }
+        Some(name) => Some(lookup_group(name)?.ok_or_else(|| ListenError::NoSuchGroup(name.to_string()))?),
         // The default: the `docker` group, when the host has one.
         None => lookup_group("docker")?,
     };
@@ -104,10 +98,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600);
         // Live: refused, and the live socket is left alone.
-        assert!(matches!(
-            bind(&path, 0o600, None).await,
-            Err(ListenError::InUse(_))
-        ));
+        assert!(matches!(bind(&path, 0o600, None).await, Err(ListenError::InUse(_))));
         assert!(path.exists());
         // Stale: the listener is gone but the file stays behind.
         drop(listener);

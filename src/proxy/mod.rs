@@ -79,11 +79,10 @@ impl Shim {
         let timeouts = config.config.timeouts.clone();
         let docker = Arc::new(crate::docker::Docker::new(&upstream_path));
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let lifecycle = config
-            .config
-            .auto_sleep
-            .enabled
-            .then(|| crate::lifecycle::Lifecycle::new(docker.clone(), config.clone(), token.clone(), metrics.clone()));
+        let lifecycle =
+            config.config.auto_sleep.enabled.then(|| {
+                crate::lifecycle::Lifecycle::new(docker.clone(), config.clone(), token.clone(), metrics.clone())
+            });
         let standards = standards::StandardsState::default();
         Shim {
             inner: Arc::new(ShimInner {
@@ -180,10 +179,7 @@ impl Shim {
 
     /// Classifies the request and runs it through its phases.
     async fn handle(&self, conn: &ConnState, request: Request<Incoming>) -> Response<ProxyBody> {
-        self.inner
-            .stats
-            .requests_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.requests_total.fetch_add(1, Ordering::Relaxed);
         let method = request.method().clone();
         let route = match Route::classify(&method, request.uri().path()) {
             Ok(route) => route,
@@ -234,10 +230,7 @@ impl Shim {
 
 /// Replaces the path with the normalised one when classification changed it,
 /// so dockerd routes exactly what the shim classified.
-fn rewrite_path(
-    mut request: Request<Incoming>,
-    route: &Route,
-) -> Result<Request<Incoming>, ShimError> {
+fn rewrite_path(mut request: Request<Incoming>, route: &Route) -> Result<Request<Incoming>, ShimError> {
     let Some(path) = &route.forward_path else {
         return Ok(request);
     };

@@ -21,7 +21,7 @@ use super::{ConnState, ProxyBody, Shim};
 use crate::config::{ContainerIdentity, StandardsMode};
 use crate::error::{full_body, ShimError};
 use crate::route::{query_value, ContainerAction, Endpoint, Route};
-use crate::standards::{self, Change, CreateContext, Rejection};
+use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
 
 /// The default cap on a body the standards read.
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -147,7 +147,9 @@ pub async fn handle(
             }
         }
         Endpoint::ServiceCreate | Endpoint::ServiceUpdate { .. } => {
-            let image = value.pointer("/TaskTemplate/ContainerSpec/Image").and_then(Value::as_str);
+            let image = value
+                .pointer("/TaskTemplate/ContainerSpec/Image")
+                .and_then(Value::as_str);
             let image_user = match image {
                 Some(image) => shim.image_user(image.split('@').next().unwrap_or(image)).await,
                 None => None,
@@ -190,7 +192,8 @@ fn needs_image_user(body: &Value) -> Option<String> {
 }
 
 /// Judges what a create would inherit from other containers (`VolumesFrom`,
-/// `container:<id>` namespaces), looking the sources up first.
+/// `container:<id>` namespaces) and named volumes (a local volume bound to
+/// the Docker socket), looking the sources up first.
 async fn inherited_changes(
     shim: &Shim,
     loaded: &crate::config::LoadedConfig,
@@ -202,8 +205,13 @@ async fn inherited_changes(
         return Ok(Vec::new());
     }
     let mut inherited = Vec::with_capacity(sources.len());
+    let judge_volumes = loaded.config.standards.deny.docker_socket;
     for (kind, source) in sources {
-        let inspect = shim.inner.docker.inspect_container_json(&source).await;
+        let inspect = match kind {
+            Inheritance::NamedVolume if !judge_volumes => continue,
+            Inheritance::NamedVolume => inspect_volume_json(shim, &source).await,
+            _ => shim.inner.docker.inspect_container_json(&source).await,
+        };
         inherited.push(standards::Inherited { kind, source, inspect });
     }
     let labels = body.get("Labels").and_then(Value::as_object);
@@ -215,6 +223,14 @@ async fn inherited_changes(
     standards::check_inherited(loaded, &who, &inherited)
 }
 
+/// A volume's inspect JSON (`Driver`, `Options`); `None` when dockerd does
+/// not know it (the create then makes a plain one) or cannot say.
+async fn inspect_volume_json(shim: &Shim, name: &str) -> Option<Value> {
+    let client = shim.inner.docker.client().await.ok()?;
+    let volume = client.inspect_volume(name).await.ok()?;
+    serde_json::to_value(volume).ok()
+}
+
 /// Forwards a request whose body the shim holds, with an exact length.
 async fn forward_bytes(
     shim: &Shim,
@@ -223,7 +239,9 @@ async fn forward_bytes(
     body: Bytes,
 ) -> Result<Response<ProxyBody>, ShimError> {
     parts.headers.remove(header::TRANSFER_ENCODING);
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     shim.forward(conn, Request::from_parts(parts, full_body(body))).await
 }
 
@@ -258,7 +276,9 @@ async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Resu
     let mut out = serde_json::to_vec(&value).map_err(|e| ShimError::Internal(e.to_string()))?;
     out.push(b'\n');
     parts.headers.remove(header::TRANSFER_ENCODING);
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Ok(Response::from_parts(parts, full_body(out)))
 }
 
@@ -309,7 +329,9 @@ impl Shim {
             if let Ok(client) = self.inner.docker.client().await {
                 let mut filters = HashMap::new();
                 filters.insert("type".to_string(), vec!["image".to_string()]);
-                let options = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
+                let options = bollard::query_parameters::EventsOptionsBuilder::default()
+                    .filters(&filters)
+                    .build();
                 let mut events = client.events(Some(options));
                 state.invalidate();
                 state.events_live.store(true, Ordering::Release);

@@ -84,7 +84,9 @@ pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBo
                     (id.clone(), true, action_name(*action))
                 }
                 A::Stop | A::Kill | A::Remove
-                    if lifecycle.resolve(id).is_some_and(|id| lifecycle.release_deep_sleeper(&id)) =>
+                    if lifecycle
+                        .resolve(id)
+                        .is_some_and(|id| lifecycle.release_deep_sleeper(&id)) =>
                 {
                     return Ok(WakeOutcome::Forward(request, None));
                 }
@@ -127,16 +129,20 @@ async fn network_container(request: Request<ProxyBody>) -> Result<(Request<Proxy
     let (mut parts, body) = request.into_parts();
     let bytes = super::read_body_limited(body, MAX_NETWORK_BODY).await?;
     // Go matches keys case-insensitively; so do we.
-    let container = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|value| {
-        value.as_object()?.iter().find_map(|(k, v)| {
-            if k.eq_ignore_ascii_case("container") {
-                v.as_str().map(str::to_string)
-            } else {
-                None
-            }
-        })
-    });
+    let container = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|value| {
+            value.as_object()?.iter().find_map(|(k, v)| {
+                if k.eq_ignore_ascii_case("container") {
+                    v.as_str().map(str::to_string)
+                } else {
+                    None
+                }
+            })
+        });
     parts.headers.remove(header::TRANSFER_ENCODING);
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     Ok((Request::from_parts(parts, full_body(bytes)), container))
 }

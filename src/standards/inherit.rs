@@ -1,11 +1,14 @@
-//! What a create can borrow from another container: `VolumesFrom` copies its
-//! mounts, and `container:<id>` modes join its namespaces. Without this check
-//! a request could pick up a Docker socket mount or a host namespace from a
-//! container the operator exempted. The caller inspects the source
-//! containers; the judgement here is pure, like every other rule.
+//! What a create can borrow from another container or volume: `VolumesFrom`
+//! copies its mounts, `container:<id>` modes join its namespaces, and a named
+//! volume in `Binds` or `Mounts` brings whatever its driver options bind.
+//! Without this check a request could pick up a Docker socket mount or a host
+//! namespace from a container the operator exempted, or from a local volume
+//! with `o=bind` created before the shim (or around it). The caller inspects
+//! the sources; the judgement here is pure, like every other rule.
 
 use serde_json::Value;
 
+use super::canon::go_fold_eq;
 use super::rule;
 use super::rules::{exposes_docker_socket, is_host, keep_original, Engine};
 use super::{Change, Rejection};
@@ -22,10 +25,14 @@ pub enum Inheritance {
     Pid,
     /// `HostConfig.IpcMode: container:<id>`.
     Ipc,
+    /// A named volume in `HostConfig.Binds` or `HostConfig.Mounts`; its
+    /// inspect is the volume's (`Driver`, `Options`).
+    NamedVolume,
 }
 
-/// One source container and its inspect JSON (`None`: dockerd does not know
-/// it, and will refuse the create itself).
+/// One source container (or volume) and its inspect JSON (`None`: dockerd
+/// does not know it, and will refuse the create itself, or create a plain
+/// volume).
 #[derive(Clone, Debug)]
 pub struct Inherited {
     pub kind: Inheritance,
@@ -33,7 +40,7 @@ pub struct Inherited {
     pub inspect: Option<Value>,
 }
 
-/// The containers a canonicalised create body inherits from.
+/// The containers and named volumes a canonicalised create body inherits from.
 pub fn inherited_sources(body: &Value) -> Vec<(Inheritance, String)> {
     let host = &body["HostConfig"];
     let mut sources = Vec::new();
@@ -51,10 +58,32 @@ pub fn inherited_sources(body: &Value) -> Vec<(Inheritance, String)> {
         ("PidMode", Inheritance::Pid),
         ("IpcMode", Inheritance::Ipc),
     ] {
-        if let Some(source) = host[key].as_str().and_then(|mode| mode.trim().strip_prefix("container:")) {
+        if let Some(source) = host[key]
+            .as_str()
+            .and_then(|mode| mode.trim().strip_prefix("container:"))
+        {
             sources.push((kind, source.to_string()));
         }
     }
+    // `name:/target[:options]`; a source starting with `/` is a host path,
+    // judged by the create rules, and a lone path is an anonymous volume.
+    for bind in host["Binds"].as_array().into_iter().flatten() {
+        if let Some((source, _)) = bind.as_str().and_then(|b| b.split_once(':')) {
+            let source = source.trim();
+            if !source.is_empty() && !source.starts_with('/') {
+                sources.push((Inheritance::NamedVolume, source.to_string()));
+            }
+        }
+    }
+    for mount in host["Mounts"].as_array().into_iter().flatten() {
+        let is_volume = mount["Type"].as_str().is_some_and(|t| t.trim() == "volume");
+        if let (true, Some(source)) = (is_volume, mount["Source"].as_str().map(str::trim)) {
+            if !source.is_empty() {
+                sources.push((Inheritance::NamedVolume, source.to_string()));
+            }
+        }
+    }
+    sources.dedup();
     sources
 }
 
@@ -120,6 +149,22 @@ pub fn check_inherited(
                     None,
                 );
             }
+            Inheritance::NamedVolume if deny.docker_socket => {
+                // A local volume's `device` with `o=bind` is a bind mount by
+                // another name; checked whatever `o` says, as at volume create.
+                let options = inspect["Options"].as_object().into_iter().flatten();
+                let device = options
+                    .filter(|(key, _)| go_fold_eq(key, "device"))
+                    .filter_map(|(_, value)| value.as_str())
+                    .find(|device| exposes_docker_socket(cfg, device));
+                if let Some(device) = device {
+                    engine.deny(
+                        rule::DENY_DOCKER_SOCKET,
+                        format!("volume {source}, which is bound to {device} (HostConfig.Binds or Mounts)"),
+                        None,
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -171,18 +216,62 @@ mod tests {
             ]
         );
         assert!(inherited_sources(&json!({"Image": "x"})).is_empty());
+
+        let body = json!({"HostConfig": {
+            "Binds": ["/srv:/srv", "named:/data:ro", "/anonymous"],
+            "Mounts": [
+                {"Type": "volume", "Source": "other", "Target": "/o"},
+                {"Type": "volume", "Target": "/anon"},
+                {"Type": "bind", "Source": "/srv", "Target": "/b"}
+            ]
+        }});
+        assert_eq!(
+            inherited_sources(&body),
+            vec![
+                (Inheritance::NamedVolume, "named".to_string()),
+                (Inheritance::NamedVolume, "other".to_string()),
+            ]
+        );
     }
 
     #[test]
     fn borrowed_dangers_are_denied() {
         let socket = json!({"Mounts": [{"Source": "/var/run/docker.sock"}], "HostConfig": {}});
-        assert_eq!(denied_rule(judge("enforce", Inheritance::Volumes, socket)), "deny.docker_socket");
+        assert_eq!(
+            denied_rule(judge("enforce", Inheritance::Volumes, socket)),
+            "deny.docker_socket"
+        );
         let host_net = json!({"HostConfig": {"NetworkMode": "host"}});
-        assert_eq!(denied_rule(judge("enforce", Inheritance::Network, host_net)), "deny.host_network");
+        assert_eq!(
+            denied_rule(judge("enforce", Inheritance::Network, host_net)),
+            "deny.host_network"
+        );
         let privileged = json!({"HostConfig": {"Privileged": true}});
-        assert_eq!(denied_rule(judge("enforce", Inheritance::Pid, privileged)), "deny.privileged");
+        assert_eq!(
+            denied_rule(judge("enforce", Inheritance::Pid, privileged)),
+            "deny.privileged"
+        );
         let host_ipc = json!({"HostConfig": {"IpcMode": "host"}});
-        assert_eq!(denied_rule(judge("enforce", Inheritance::Ipc, host_ipc)), "deny.host_ipc");
+        assert_eq!(
+            denied_rule(judge("enforce", Inheritance::Ipc, host_ipc)),
+            "deny.host_ipc"
+        );
+        let bound = json!({"Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/var/run"}});
+        assert_eq!(
+            denied_rule(judge("enforce", Inheritance::NamedVolume, bound)),
+            "deny.docker_socket"
+        );
+        let plain = json!({"Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/srv/data"}});
+        assert_eq!(judge("enforce", Inheritance::NamedVolume, plain).unwrap(), vec![]);
+        assert_eq!(
+            judge(
+                "enforce",
+                Inheritance::NamedVolume,
+                json!({"Driver": "local", "Options": null})
+            )
+            .unwrap(),
+            vec![]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | `POST /containers/{id}/exec` | [`parse_body`] | [`check_exec`] |
 //! | `POST /services/create`, `/services/{id}/update` | [`parse_body`] | [`apply_service_spec`] |
 //! | `POST /volumes/create` | [`parse_body`] | [`check_volume_create`] |
-//! | create with `VolumesFrom` / `container:<id>` modes | [`inherited_sources`] | [`check_inherited`] |
+//! | create with `VolumesFrom`, `container:<id>` modes or named volumes | [`inherited_sources`] | [`check_inherited`] |
 //!
 //! Each `apply`/`check` returns an [`Outcome`] (the body to forward and the
 //! [`Change`]s made, one warning each) or a [`Rejection`]: a [`Denial`] (403)

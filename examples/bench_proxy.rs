@@ -1,0 +1,763 @@
+//! The proxy benchmark: the same measurements, in one run, straight to
+//! dockerd and through a release `forge-shim` (standards off, sleeping off),
+//! each figure printed with the ratio, then a Markdown table.
+//!
+//! 1. `GET /_ping` on one keep-alive connection: p50 and p99 latency;
+//!    requests/s at 1 and at 32 concurrent connections (hyper client over
+//!    Unix sockets, in this process).
+//! 2. A 1 GiB stream out of a container (`docker exec C dd if=/dev/zero
+//!    bs=1M count=1024`, read to the end), and a 256 MiB `docker cp` in and
+//!    out: MB/s.
+//! 3. The shim's RSS: idle, peak (VmHWM) over the run, and with 1,000 idle
+//!    client connections open.
+//!
+//! Each measurement alternates direct and shim runs (`--rounds`, default 3)
+//! and reports the median. Run it with `scripts/bench-proxy.sh`, or:
+//!
+//! ```text
+//! cargo build --release
+//! cargo run --release --example bench_proxy -- [--shim-bin PATH] [--rounds N]
+//!     [--requests N] [--duration SECS] [--quick]
+//! ```
+//!
+//! It needs a running dockerd on /var/run/docker.sock and the local test
+//! image `forge-test/busybox` (scripts/test-images.sh). It only talks to
+//! local Unix sockets.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+const DOCKERD_SOCKET: &str = "/var/run/docker.sock";
+const IMAGE: &str = "forge-test/busybox:latest";
+const MIB: f64 = 1024.0 * 1024.0;
+const MB: f64 = 1_000_000.0;
+
+struct Options {
+    shim_bin: PathBuf,
+    rounds: usize,
+    requests: usize,
+    duration: Duration,
+    stream_mib: usize,
+    cp_mib: usize,
+    idle_connections: usize,
+}
+
+fn parse_options() -> Result<Options> {
+    let mut options = Options {
+        shim_bin: default_shim_bin(),
+        rounds: 3,
+        requests: 20_000,
+        duration: Duration::from_secs(3),
+        stream_mib: 1024,
+        cp_mib: 256,
+        idle_connections: 1000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--shim-bin" => options.shim_bin = PathBuf::from(value()?),
+            "--rounds" => options.rounds = value()?.parse()?,
+            "--requests" => options.requests = value()?.parse()?,
+            "--duration" => options.duration = Duration::from_secs_f64(value()?.parse()?),
+            "--quick" => {
+                options.rounds = 1;
+                options.requests = 2_000;
+                options.duration = Duration::from_secs(1);
+                options.stream_mib = 128;
+                options.cp_mib = 32;
+            }
+            "-h" | "--help" => {
+                println!("bench_proxy [--shim-bin PATH] [--rounds N] [--requests N] [--duration SECS] [--quick]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(options)
+}
+
+/// `target/release/forge-shim`, next to `target/release/examples/`.
+fn default_shim_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("forge-shim")))
+        .unwrap_or_else(|| PathBuf::from("target/release/forge-shim"))
+}
+
+// ---------------------------------------------------------------------------
+// the shim under test
+
+struct ShimProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl ShimProcess {
+    fn start(bin: &Path) -> Result<ShimProcess> {
+        let dir = tempfile::Builder::new().prefix("fs-bench-").tempdir()?;
+        let config = dir.path().join("shim.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "standards: {{ mode: off }}\nauto_sleep: {{ enabled: false }}\nstate_dir: {}\n",
+                dir.path().join("state").display()
+            ),
+        )?;
+        let socket = dir.path().join("docker.sock");
+        let log = std::fs::File::create(dir.path().join("shim.log"))?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(&socket)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let shim = ShimProcess { child, dir, socket };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&shim.socket).is_err() {
+            if Instant::now() > deadline {
+                bail!("the shim did not listen within 10 s; log:\n{}", shim.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(shim)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("shim.log")).unwrap_or_default()
+    }
+
+    /// (VmRSS, VmHWM) in bytes.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for ShimProcess {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The container the streaming runs use; removed on drop.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    fn start() -> Result<Container> {
+        let name = format!("fs-bench-{}", std::process::id());
+        let out = docker(DOCKERD_SOCKET, &["run", "-d", "--name", &name, IMAGE, "sleep", "3600"]).output()?;
+        if !out.status.success() {
+            bail!(
+                "docker run {IMAGE}: {} (build the image with scripts/test-images.sh)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Container { name })
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(DOCKERD_SOCKET, &["rm", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn docker(socket: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.args(args)
+        .env("DOCKER_HOST", format!("unix://{socket}"))
+        .env_remove("DOCKER_CONTEXT")
+        .env("DOCKER_CLI_HINTS", "false")
+        .stdin(Stdio::null());
+    cmd
+}
+
+// ---------------------------------------------------------------------------
+// ping: latency and throughput
+
+async fn connect(socket: &Path) -> Result<SendRequest<Empty<Bytes>>> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connect {}", socket.display()))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+async fn ping(sender: &mut SendRequest<Empty<Bytes>>) -> Result<()> {
+    sender.ready().await?;
+    let request = Request::get("/_ping")
+        .header(hyper::header::HOST, "docker")
+        .body(Empty::new())?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if status != 200 || &body[..] != b"OK" {
+        bail!("/_ping answered {status} {body:?}");
+    }
+    Ok(())
+}
+
+/// Per-request latencies of `n` sequential pings on one connection, in µs,
+/// sorted, after a warm-up.
+async fn ping_latencies(socket: &Path, n: usize) -> Result<Vec<f64>> {
+    let mut sender = connect(socket).await?;
+    for _ in 0..(n / 20).max(100) {
+        ping(&mut sender).await?;
+    }
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        ping(&mut sender).await?;
+        latencies.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Requests per second with `connections` connections pinging for
+/// `duration`.
+async fn ping_throughput(socket: &Path, connections: usize, duration: Duration) -> Result<f64> {
+    let mut senders = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut sender = connect(socket).await?;
+        ping(&mut sender).await?;
+        senders.push(sender);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut sender in senders {
+        let stop = stop.clone();
+        let count = count.clone();
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                ping(&mut sender).await?;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------
+// streaming
+
+/// Seconds to read `mib` MiB out of `docker exec C dd`; checks the count.
+fn exec_stream_seconds(socket: &str, container: &str, mib: usize) -> Result<f64> {
+    let count = format!("count={mib}");
+    let start = Instant::now();
+    let mut child = docker(socket, &["exec", container, "dd", "if=/dev/zero", "bs=1M", &count])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    loop {
+        let n = stdout.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    let status = child.wait()?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !status.success() || total != mib << 20 {
+        bail!("docker exec dd: {status}, {total} bytes instead of {}", mib << 20);
+    }
+    Ok(seconds)
+}
+
+fn timed(mut cmd: Command) -> Result<f64> {
+    let start = Instant::now();
+    let out = cmd.output()?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(seconds)
+}
+
+fn cp_in_seconds(socket: &str, container: &str, file: &Path) -> Result<f64> {
+    timed(docker(
+        socket,
+        &["cp", file.to_str().unwrap(), &format!("{container}:/tmp/bench.bin")],
+    ))
+}
+
+fn cp_out_seconds(socket: &str, container: &str, dir: &Path) -> Result<f64> {
+    let target = dir.join("bench.bin");
+    let _ = std::fs::remove_file(&target);
+    let seconds = timed(docker(
+        socket,
+        &["cp", &format!("{container}:/tmp/bench.bin"), dir.to_str().unwrap()],
+    ))?;
+    std::fs::remove_file(&target).context("docker cp out produced no file")?;
+    Ok(seconds)
+}
+
+fn write_random_file(path: &Path, size: usize) -> Result<()> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..size.div_ceil(block.len()) {
+        for word in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&block)?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// idle connections
+
+/// Opens `n` connections to the shim, each after one `GET /_ping`, and
+/// holds them.
+fn open_idle_connections(socket: &Path, n: usize) -> Result<Vec<std::os::unix::net::UnixStream>> {
+    let mut streams = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| format!("connection {i}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")?;
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !(response.ends_with(b"\r\n\r\nOK")) {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                bail!("connection {i} closed: {:?}", String::from_utf8_lossy(&response));
+            }
+            response.extend_from_slice(&chunk[..read]);
+        }
+        streams.push(stream);
+    }
+    Ok(streams)
+}
+
+fn health_connections_open(socket: &Path) -> Option<u64> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream
+        .write_all(b"GET /_forge/v1/health HTTP/1.1\r\nHost: forge\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let value: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    value["connections_open"].as_u64()
+}
+
+// ---------------------------------------------------------------------------
+// reference: a bare byte splice
+
+/// Starts, on its own thread and runtime, the least a Unix-socket proxy can
+/// do: accept, connect to dockerd, `copy_bidirectional`. Its added latency
+/// is the floor an HTTP-aware proxy is compared with on this machine.
+fn start_bare_splice(dir: &Path) -> Result<PathBuf> {
+    let socket = dir.join("splice.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket)?;
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("splice runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::UnixListener::from_std(listener).expect("splice listener");
+            while let Ok((mut client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::UnixStream::connect(DOCKERD_SOCKET).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+    });
+    Ok(socket)
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+struct Row {
+    metric: String,
+    direct: Option<f64>,
+    shim: f64,
+    /// How to show the ratio: `shim / direct` for rates and latencies.
+    ratio: bool,
+    target: Option<(String, bool)>,
+    decimals: usize,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let dockerd = docker(
+        DOCKERD_SOCKET,
+        &[
+            "version",
+            "--format",
+            "{{.Server.Version}} (API {{.Server.APIVersion}})",
+        ],
+    )
+    .output()
+    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{nproc} cores ({cpu}), kernel {kernel}, dockerd {dockerd}")
+}
+
+fn main() -> Result<()> {
+    let options = parse_options()?;
+    if !options.shim_bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release`",
+            options.shim_bin.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let shim = ShimProcess::start(&options.shim_bin)?;
+    let shim_socket = shim.socket.clone();
+    let shim_socket_str = shim_socket.to_str().unwrap().to_string();
+    let direct = Path::new(DOCKERD_SOCKET);
+    let machine = machine();
+    println!("# forge-shim proxy benchmark");
+    println!("machine: {machine}");
+    println!("shim: {} (pid {})", options.shim_bin.display(), shim.pid());
+    std::thread::sleep(Duration::from_millis(500));
+    let (idle_rss, _) = shim.memory();
+    println!("shim RSS idle: {:.1} MB", idle_rss as f64 / MB);
+
+    let mut rows = Vec::new();
+
+    // 1. ping latency.
+    let (mut d50, mut d99, mut s50, mut s99) = (vec![], vec![], vec![], vec![]);
+    for round in 0..options.rounds {
+        let d = runtime.block_on(ping_latencies(direct, options.requests))?;
+        let s = runtime.block_on(ping_latencies(&shim_socket, options.requests))?;
+        println!(
+            "ping latency round {}: direct p50 {:.1} µs p99 {:.1} µs | shim p50 {:.1} µs p99 {:.1} µs",
+            round + 1,
+            percentile(&d, 0.5),
+            percentile(&d, 0.99),
+            percentile(&s, 0.5),
+            percentile(&s, 0.99)
+        );
+        d50.push(percentile(&d, 0.5));
+        d99.push(percentile(&d, 0.99));
+        s50.push(percentile(&s, 0.5));
+        s99.push(percentile(&s, 0.99));
+    }
+    let (d50, d99, s50, s99) = (median(d50), median(d99), median(s50), median(s99));
+    let reference = tempfile::Builder::new().prefix("fs-bench-splice-").tempdir()?;
+    let splice = start_bare_splice(reference.path())?;
+    let mut b50 = vec![];
+    for _ in 0..options.rounds {
+        let b = runtime.block_on(ping_latencies(&splice, options.requests))?;
+        b50.push(percentile(&b, 0.5));
+    }
+    let b50 = median(b50);
+    println!(
+        "reference, a bare copy_bidirectional splice: p50 {b50:.1} µs ({:.1} µs added)",
+        b50 - d50
+    );
+    rows.push(Row {
+        metric: format!(
+            "`GET /_ping` p50 latency, 1 keep-alive connection ({} requests), µs",
+            options.requests
+        ),
+        direct: Some(d50),
+        shim: s50,
+        ratio: true,
+        target: None,
+        decimals: 1,
+    });
+    rows.push(Row {
+        metric: "`GET /_ping` p99 latency, µs".into(),
+        direct: Some(d99),
+        shim: s99,
+        ratio: true,
+        target: None,
+        decimals: 1,
+    });
+    rows.push(Row {
+        metric: "added p50 latency, µs".into(),
+        direct: None,
+        shim: s50 - d50,
+        ratio: false,
+        target: Some(("≤ 30 µs".into(), s50 - d50 <= 30.0)),
+        decimals: 1,
+    });
+    rows.push(Row {
+        metric: "reference: added p50 latency of a bare byte splice (tokio `copy_bidirectional`, no HTTP), µs".into(),
+        direct: None,
+        shim: b50 - d50,
+        ratio: false,
+        target: None,
+        decimals: 1,
+    });
+
+    // 1b. throughput.
+    for connections in [1usize, 32] {
+        let (mut ds, mut ss) = (vec![], vec![]);
+        for round in 0..options.rounds {
+            let d = runtime.block_on(ping_throughput(direct, connections, options.duration))?;
+            let s = runtime.block_on(ping_throughput(&shim_socket, connections, options.duration))?;
+            println!(
+                "ping throughput, {connections} connection(s), round {}: direct {d:.0} req/s | shim {s:.0} req/s ({:.1}%)",
+                round + 1,
+                100.0 * s / d
+            );
+            ds.push(d);
+            ss.push(s);
+        }
+        let (d, s) = (median(ds), median(ss));
+        rows.push(Row {
+            metric: format!("`GET /_ping` requests/s, {connections} connection(s)"),
+            direct: Some(d),
+            shim: s,
+            ratio: true,
+            target: (connections == 32).then(|| ("≥ 85% of direct".to_string(), s >= 0.85 * d)),
+            decimals: 0,
+        });
+    }
+
+    // 2. streaming.
+    let container = Container::start()?;
+    let work = tempfile::Builder::new().prefix("fs-bench-data-").tempdir()?;
+    let (mut ds, mut ss) = (vec![], vec![]);
+    for round in 0..options.rounds {
+        let d = exec_stream_seconds(DOCKERD_SOCKET, &container.name, options.stream_mib)?;
+        let s = exec_stream_seconds(&shim_socket_str, &container.name, options.stream_mib)?;
+        let (d, s) = (
+            options.stream_mib as f64 * MIB / MB / d,
+            options.stream_mib as f64 * MIB / MB / s,
+        );
+        println!(
+            "exec stream {} MiB round {}: direct {d:.0} MB/s | shim {s:.0} MB/s ({:.1}%)",
+            options.stream_mib,
+            round + 1,
+            100.0 * s / d
+        );
+        ds.push(d);
+        ss.push(s);
+    }
+    let (d, s) = (median(ds), median(ss));
+    rows.push(Row {
+        metric: format!(
+            "{} MiB out of `docker exec C dd if=/dev/zero bs=1M`, MB/s",
+            options.stream_mib
+        ),
+        direct: Some(d),
+        shim: s,
+        ratio: true,
+        target: Some(("≥ 95% of direct".into(), s >= 0.95 * d)),
+        decimals: 0,
+    });
+
+    let file = work.path().join("cp.bin");
+    write_random_file(&file, options.cp_mib << 20)?;
+    let out_dir = work.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    let mib = options.cp_mib as f64 * MIB / MB;
+    let (mut din, mut sin, mut dout, mut sout) = (vec![], vec![], vec![], vec![]);
+    for round in 0..options.rounds {
+        let d = mib / cp_in_seconds(DOCKERD_SOCKET, &container.name, &file)?;
+        let s = mib / cp_in_seconds(&shim_socket_str, &container.name, &file)?;
+        let d_out = mib / cp_out_seconds(DOCKERD_SOCKET, &container.name, &out_dir)?;
+        let s_out = mib / cp_out_seconds(&shim_socket_str, &container.name, &out_dir)?;
+        println!(
+            "docker cp {} MiB round {}: in direct {d:.0} MB/s | shim {s:.0} MB/s; out direct {d_out:.0} MB/s | shim {s_out:.0} MB/s",
+            options.cp_mib,
+            round + 1
+        );
+        din.push(d);
+        sin.push(s);
+        dout.push(d_out);
+        sout.push(s_out);
+    }
+    for (direction, d, s) in [("in", median(din), median(sin)), ("out", median(dout), median(sout))] {
+        rows.push(Row {
+            metric: format!("`docker cp` {} MiB {direction}, MB/s", options.cp_mib),
+            direct: Some(d),
+            shim: s,
+            ratio: true,
+            target: Some(("≥ 95% of direct".into(), s >= 0.95 * d)),
+            decimals: 0,
+        });
+    }
+    drop(container);
+
+    // 3. memory.
+    let (_, peak) = shim.memory();
+    println!("shim peak RSS (VmHWM) over the run: {:.1} MB", peak as f64 / MB);
+    let (before_idle, _) = shim.memory();
+    let idle_streams = open_idle_connections(&shim_socket, options.idle_connections)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (with_idle, _) = shim.memory();
+    let open = health_connections_open(&shim_socket).unwrap_or(0);
+    println!(
+        "shim RSS with {} idle connections: {:.1} MB (health connections_open {open})",
+        idle_streams.len(),
+        with_idle as f64 / MB
+    );
+    if open < options.idle_connections as u64 {
+        println!(
+            "WARNING: only {open} of {} idle connections were still open",
+            options.idle_connections
+        );
+    }
+    drop(idle_streams);
+    std::thread::sleep(Duration::from_secs(2));
+    let (after_idle, _) = shim.memory();
+    println!("shim RSS after closing them: {:.1} MB", after_idle as f64 / MB);
+    rows.push(Row {
+        metric: "shim RSS idle, MB".into(),
+        direct: None,
+        shim: idle_rss as f64 / MB,
+        ratio: false,
+        target: Some(("≤ 30 MB".into(), (idle_rss as f64) <= 30.0 * MB)),
+        decimals: 1,
+    });
+    rows.push(Row {
+        metric: "shim peak RSS (VmHWM) over the run, MB".into(),
+        direct: None,
+        shim: peak as f64 / MB,
+        ratio: false,
+        target: None,
+        decimals: 1,
+    });
+    let per_connection_kib = (with_idle.saturating_sub(before_idle)) as f64 / 1024.0 / options.idle_connections as f64;
+    rows.push(Row {
+        metric: format!(
+            "shim RSS with {} idle client connections, MB ({per_connection_kib:.1} KiB each)",
+            options.idle_connections
+        ),
+        direct: None,
+        shim: with_idle as f64 / MB,
+        ratio: false,
+        target: None,
+        decimals: 1,
+    });
+    rows.push(Row {
+        metric: "shim RSS after closing them, MB".into(),
+        direct: None,
+        shim: after_idle as f64 / MB,
+        ratio: false,
+        target: None,
+        decimals: 1,
+    });
+
+    // The table.
+    println!();
+    println!("Machine: {machine}.");
+    println!(
+        "Command: `scripts/bench-proxy.sh` (median of {} rounds, direct and shim alternating).",
+        options.rounds
+    );
+    println!();
+    println!("| measurement | direct to dockerd | through forge-shim | shim / direct | target |");
+    println!("|---|---:|---:|---:|---|");
+    for row in &rows {
+        let fmt = |v: f64| format!("{v:.*}", row.decimals);
+        let direct = row.direct.map(fmt).unwrap_or_else(|| "—".into());
+        let ratio = match (row.ratio, row.direct) {
+            (true, Some(d)) if d > 0.0 => format!("{:.1}%", 100.0 * row.shim / d),
+            _ => "—".into(),
+        };
+        let target = match &row.target {
+            Some((text, true)) => format!("{text}: met"),
+            Some((text, false)) => format!("{text}: **missed**"),
+            None => String::new(),
+        };
+        println!("| {} | {direct} | {} | {ratio} | {target} |", row.metric, fmt(row.shim));
+    }
+    if shim.log().contains("panicked") {
+        bail!("the shim panicked:\n{}", shim.log());
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Deep sleep and published ports, through the real binary in front of the
+//! real dockerd: a container the shim stopped after a long sleep does not
+//! refuse connections on its published port; the shim holds the port,
+//! starts the container, and hands the connection over. `docker rm -f` of a
+//! deep sleeper hands it back without starting it and frees the port.
+//!
+//! Like `tests/sleep.rs`, the shim here sleeps only this test's names: the
+//! default class is `high`, and a `classify:` rule opts in the prefix.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+const CHANGE_WITHIN: Duration = Duration::from_secs(60);
+
+fn deep_sleep_config(names: &Names) -> String {
+    format!(
+        "standards: {{ mode: off }}\n\
+         default_class: high\n\
+         auto_sleep: {{ enabled: true, check_interval: 500ms, min_uptime: 0, max_sleep_time: 1s }}\n\
+         classes:\n  deep:\n    sleep_policy: {{ enabled: true, idle_timeout: 1s, deep_sleep: true }}\n\
+         classify:\n  - match: {{ name: \"{}-*\" }}\n    class: deep\n",
+        names.prefix()
+    )
+}
+
+fn state_of(name: &str) -> String {
+    let out = direct_docker(&["inspect", "-f", "{{.State.Status}}", name]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn shim_state(shim: &Shim, name: &str) -> String {
+    let rows = shim.get("/_forge/v1/containers").json();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["name"] == name)
+        .and_then(|row| row["state"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `docker port NAME 8080` → the host port.
+fn host_port(shim: &Shim, name: &str) -> u16 {
+    let out = shim.docker(&["port", name, "8080/tcp"]);
+    assert!(
+        out.status.success(),
+        "docker port: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or_default();
+    line.rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .expect("a port number")
+}
+
+fn http_get(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect: the port must not refuse");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        .expect("send request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    answer
+}
+
+#[test]
+fn connection_to_a_deep_sleeper_is_held_and_served() {
+    let names = Names::new("deep-port");
+    let shim = Shim::start(&deep_sleep_config(&names));
+    let web = names.name("web");
+    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
+    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    let port = host_port(&shim, &web);
+
+    wait_until("the shim stops the idle container (deep sleep)", CHANGE_WITHIN, || {
+        state_of(&web) == "exited" && shim_state(&shim, &web) == "deep_sleep"
+    });
+
+    // The port answers although the container is stopped.
+    let answer = http_get(port);
+    assert!(answer.contains("forge-test-ok"), "answer: {answer}");
+    assert_eq!(state_of(&web), "running");
+    assert_eq!(shim_state(&shim, &web), "running");
+    let rows = shim.get("/_forge/v1/containers").json();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == web.as_str())
+        .unwrap();
+    assert_eq!(row["last_wake"]["trigger"], "connection", "{row}");
+    shim.assert_no_panic();
+}
+
+#[test]
+fn removing_a_deep_sleeper_does_not_start_it_and_frees_its_port() {
+    let names = Names::new("deep-rm");
+    let shim = Shim::start(&deep_sleep_config(&names));
+    let web = names.name("web");
+    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
+    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    let port = host_port(&shim, &web);
+    wait_until("deep sleep", CHANGE_WITHIN, || shim_state(&shim, &web) == "deep_sleep");
+
+    let out = shim.docker(&["rm", &web]);
+    assert!(out.status.success(), "rm: {}", String::from_utf8_lossy(&out.stderr));
+    let events = direct_docker(&[
+        "events",
+        "--since",
+        "60s",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={web}"),
+        "--filter",
+        "event=start",
+    ]);
+    let starts = String::from_utf8_lossy(&events.stdout).lines().count();
+    assert_eq!(
+        starts,
+        1,
+        "only the first start; rm must not start it: {}",
+        String::from_utf8_lossy(&events.stdout)
+    );
+    wait_until("the held port is released", Duration::from_secs(10), || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    });
+}
