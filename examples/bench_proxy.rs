@@ -51,6 +51,14 @@ struct Options {
     stream_mib: usize,
     cp_mib: usize,
     idle_connections: usize,
+    /// Sections to run (`ping`, `stream`, `memory`); all when empty.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 fn parse_options() -> Result<Options> {
@@ -62,6 +70,7 @@ fn parse_options() -> Result<Options> {
         stream_mib: 1024,
         cp_mib: 256,
         idle_connections: 1000,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,6 +80,16 @@ fn parse_options() -> Result<Options> {
             "--rounds" => options.rounds = value()?.parse()?,
             "--requests" => options.requests = value()?.parse()?,
             "--duration" => options.duration = Duration::from_secs_f64(value()?.parse()?),
+            "--only" => {
+                options.only = value()?.split(',').map(str::to_string).collect();
+                if let Some(bad) = options
+                    .only
+                    .iter()
+                    .find(|s| !["ping", "stream", "memory"].contains(&s.as_str()))
+                {
+                    bail!("--only: unknown section {bad:?} (ping, stream, memory)");
+                }
+            }
             "--quick" => {
                 options.rounds = 1;
                 options.requests = 2_000;
@@ -79,7 +98,7 @@ fn parse_options() -> Result<Options> {
                 options.cp_mib = 32;
             }
             "-h" | "--help" => {
-                println!("bench_proxy [--shim-bin PATH] [--rounds N] [--requests N] [--duration SECS] [--quick]");
+                println!("bench_proxy [--shim-bin PATH] [--rounds N] [--requests N] [--duration SECS] [--quick] [--only ping,stream,memory]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -514,81 +533,116 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
 
-    // 1. ping latency.
-    let (mut d50, mut d99, mut s50, mut s99) = (vec![], vec![], vec![], vec![]);
-    for round in 0..options.rounds {
-        let d = runtime.block_on(ping_latencies(direct, options.requests))?;
-        let s = runtime.block_on(ping_latencies(&shim_socket, options.requests))?;
+    if options.wants("ping") {
+        // 1. ping latency.
+        let (mut d50, mut d99, mut s50, mut s99) = (vec![], vec![], vec![], vec![]);
+        for round in 0..options.rounds {
+            let d = runtime.block_on(ping_latencies(direct, options.requests))?;
+            let s = runtime.block_on(ping_latencies(&shim_socket, options.requests))?;
+            println!(
+                "ping latency round {}: direct p50 {:.1} µs p99 {:.1} µs | shim p50 {:.1} µs p99 {:.1} µs",
+                round + 1,
+                percentile(&d, 0.5),
+                percentile(&d, 0.99),
+                percentile(&s, 0.5),
+                percentile(&s, 0.99)
+            );
+            d50.push(percentile(&d, 0.5));
+            d99.push(percentile(&d, 0.99));
+            s50.push(percentile(&s, 0.5));
+            s99.push(percentile(&s, 0.99));
+        }
+        let (d50, d99, s50, s99) = (median(d50), median(d99), median(s50), median(s99));
+        let reference = tempfile::Builder::new().prefix("fs-bench-splice-").tempdir()?;
+        let splice = start_bare_splice(reference.path())?;
+        let mut b50 = vec![];
+        for _ in 0..options.rounds {
+            let b = runtime.block_on(ping_latencies(&splice, options.requests))?;
+            b50.push(percentile(&b, 0.5));
+        }
+        let b50 = median(b50);
         println!(
-            "ping latency round {}: direct p50 {:.1} µs p99 {:.1} µs | shim p50 {:.1} µs p99 {:.1} µs",
-            round + 1,
-            percentile(&d, 0.5),
-            percentile(&d, 0.99),
-            percentile(&s, 0.5),
-            percentile(&s, 0.99)
+            "reference, a bare copy_bidirectional splice: p50 {b50:.1} µs ({:.1} µs added)",
+            b50 - d50
         );
-        d50.push(percentile(&d, 0.5));
-        d99.push(percentile(&d, 0.99));
-        s50.push(percentile(&s, 0.5));
-        s99.push(percentile(&s, 0.99));
-    }
-    let (d50, d99, s50, s99) = (median(d50), median(d99), median(s50), median(s99));
-    let reference = tempfile::Builder::new().prefix("fs-bench-splice-").tempdir()?;
-    let splice = start_bare_splice(reference.path())?;
-    let mut b50 = vec![];
-    for _ in 0..options.rounds {
-        let b = runtime.block_on(ping_latencies(&splice, options.requests))?;
-        b50.push(percentile(&b, 0.5));
-    }
-    let b50 = median(b50);
-    println!(
-        "reference, a bare copy_bidirectional splice: p50 {b50:.1} µs ({:.1} µs added)",
-        b50 - d50
-    );
-    rows.push(Row {
-        metric: format!(
-            "`GET /_ping` p50 latency, 1 keep-alive connection ({} requests), µs",
-            options.requests
-        ),
-        direct: Some(d50),
-        shim: s50,
-        ratio: true,
-        target: None,
-        decimals: 1,
-    });
-    rows.push(Row {
-        metric: "`GET /_ping` p99 latency, µs".into(),
-        direct: Some(d99),
-        shim: s99,
-        ratio: true,
-        target: None,
-        decimals: 1,
-    });
-    rows.push(Row {
-        metric: "added p50 latency, µs".into(),
-        direct: None,
-        shim: s50 - d50,
-        ratio: false,
-        target: Some(("≤ 30 µs".into(), s50 - d50 <= 30.0)),
-        decimals: 1,
-    });
-    rows.push(Row {
-        metric: "reference: added p50 latency of a bare byte splice (tokio `copy_bidirectional`, no HTTP), µs".into(),
-        direct: None,
-        shim: b50 - d50,
-        ratio: false,
-        target: None,
-        decimals: 1,
-    });
+        rows.push(Row {
+            metric: format!(
+                "`GET /_ping` p50 latency, 1 keep-alive connection ({} requests), µs",
+                options.requests
+            ),
+            direct: Some(d50),
+            shim: s50,
+            ratio: true,
+            target: None,
+            decimals: 1,
+        });
+        rows.push(Row {
+            metric: "`GET /_ping` p99 latency, µs".into(),
+            direct: Some(d99),
+            shim: s99,
+            ratio: true,
+            target: None,
+            decimals: 1,
+        });
+        rows.push(Row {
+            metric: "added p50 latency, µs".into(),
+            direct: None,
+            shim: s50 - d50,
+            ratio: false,
+            target: Some(("≤ 30 µs".into(), s50 - d50 <= 30.0)),
+            decimals: 1,
+        });
+        rows.push(Row {
+            metric: "reference: added p50 latency of a bare byte splice (tokio `copy_bidirectional`, no HTTP), µs"
+                .into(),
+            direct: None,
+            shim: b50 - d50,
+            ratio: false,
+            target: None,
+            decimals: 1,
+        });
 
-    // 1b. throughput.
-    for connections in [1usize, 32] {
+        // 1b. throughput.
+        for connections in [1usize, 32] {
+            let (mut ds, mut ss) = (vec![], vec![]);
+            for round in 0..options.rounds {
+                let d = runtime.block_on(ping_throughput(direct, connections, options.duration))?;
+                let s = runtime.block_on(ping_throughput(&shim_socket, connections, options.duration))?;
+                println!(
+                    "ping throughput, {connections} connection(s), round {}: direct {d:.0} req/s | shim {s:.0} req/s ({:.1}%)",
+                    round + 1,
+                    100.0 * s / d
+                );
+                ds.push(d);
+                ss.push(s);
+            }
+            let (d, s) = (median(ds), median(ss));
+            rows.push(Row {
+                metric: format!("`GET /_ping` requests/s, {connections} connection(s)"),
+                direct: Some(d),
+                shim: s,
+                ratio: true,
+                target: (connections == 32).then(|| ("≥ 85% of direct".to_string(), s >= 0.85 * d)),
+                decimals: 0,
+            });
+        }
+    }
+
+    if options.wants("stream") {
+        // 2. streaming.
+        let container = Container::start()?;
+        let work = tempfile::Builder::new().prefix("fs-bench-data-").tempdir()?;
         let (mut ds, mut ss) = (vec![], vec![]);
         for round in 0..options.rounds {
-            let d = runtime.block_on(ping_throughput(direct, connections, options.duration))?;
-            let s = runtime.block_on(ping_throughput(&shim_socket, connections, options.duration))?;
+            let d = exec_stream_seconds(DOCKERD_SOCKET, &container.name, options.stream_mib)?;
+            let s = exec_stream_seconds(&shim_socket_str, &container.name, options.stream_mib)?;
+            let (d, s) = (
+                options.stream_mib as f64 * MIB / MB / d,
+                options.stream_mib as f64 * MIB / MB / s,
+            );
             println!(
-                "ping throughput, {connections} connection(s), round {}: direct {d:.0} req/s | shim {s:.0} req/s ({:.1}%)",
+                "exec stream {} MiB round {}: direct {d:.0} MB/s | shim {s:.0} MB/s ({:.1}%)",
+                options.stream_mib,
                 round + 1,
                 100.0 * s / d
             );
@@ -597,140 +651,113 @@ fn main() -> Result<()> {
         }
         let (d, s) = (median(ds), median(ss));
         rows.push(Row {
-            metric: format!("`GET /_ping` requests/s, {connections} connection(s)"),
-            direct: Some(d),
-            shim: s,
-            ratio: true,
-            target: (connections == 32).then(|| ("≥ 85% of direct".to_string(), s >= 0.85 * d)),
-            decimals: 0,
-        });
-    }
-
-    // 2. streaming.
-    let container = Container::start()?;
-    let work = tempfile::Builder::new().prefix("fs-bench-data-").tempdir()?;
-    let (mut ds, mut ss) = (vec![], vec![]);
-    for round in 0..options.rounds {
-        let d = exec_stream_seconds(DOCKERD_SOCKET, &container.name, options.stream_mib)?;
-        let s = exec_stream_seconds(&shim_socket_str, &container.name, options.stream_mib)?;
-        let (d, s) = (
-            options.stream_mib as f64 * MIB / MB / d,
-            options.stream_mib as f64 * MIB / MB / s,
-        );
-        println!(
-            "exec stream {} MiB round {}: direct {d:.0} MB/s | shim {s:.0} MB/s ({:.1}%)",
-            options.stream_mib,
-            round + 1,
-            100.0 * s / d
-        );
-        ds.push(d);
-        ss.push(s);
-    }
-    let (d, s) = (median(ds), median(ss));
-    rows.push(Row {
-        metric: format!(
-            "{} MiB out of `docker exec C dd if=/dev/zero bs=1M`, MB/s",
-            options.stream_mib
-        ),
-        direct: Some(d),
-        shim: s,
-        ratio: true,
-        target: Some(("≥ 95% of direct".into(), s >= 0.95 * d)),
-        decimals: 0,
-    });
-
-    let file = work.path().join("cp.bin");
-    write_random_file(&file, options.cp_mib << 20)?;
-    let out_dir = work.path().join("out");
-    std::fs::create_dir(&out_dir)?;
-    let mib = options.cp_mib as f64 * MIB / MB;
-    let (mut din, mut sin, mut dout, mut sout) = (vec![], vec![], vec![], vec![]);
-    for round in 0..options.rounds {
-        let d = mib / cp_in_seconds(DOCKERD_SOCKET, &container.name, &file)?;
-        let s = mib / cp_in_seconds(&shim_socket_str, &container.name, &file)?;
-        let d_out = mib / cp_out_seconds(DOCKERD_SOCKET, &container.name, &out_dir)?;
-        let s_out = mib / cp_out_seconds(&shim_socket_str, &container.name, &out_dir)?;
-        println!(
-            "docker cp {} MiB round {}: in direct {d:.0} MB/s | shim {s:.0} MB/s; out direct {d_out:.0} MB/s | shim {s_out:.0} MB/s",
-            options.cp_mib,
-            round + 1
-        );
-        din.push(d);
-        sin.push(s);
-        dout.push(d_out);
-        sout.push(s_out);
-    }
-    for (direction, d, s) in [("in", median(din), median(sin)), ("out", median(dout), median(sout))] {
-        rows.push(Row {
-            metric: format!("`docker cp` {} MiB {direction}, MB/s", options.cp_mib),
+            metric: format!(
+                "{} MiB out of `docker exec C dd if=/dev/zero bs=1M`, MB/s",
+                options.stream_mib
+            ),
             direct: Some(d),
             shim: s,
             ratio: true,
             target: Some(("≥ 95% of direct".into(), s >= 0.95 * d)),
             decimals: 0,
         });
-    }
-    drop(container);
 
-    // 3. memory.
-    let (_, peak) = shim.memory();
-    println!("shim peak RSS (VmHWM) over the run: {:.1} MB", peak as f64 / MB);
-    let (before_idle, _) = shim.memory();
-    let idle_streams = open_idle_connections(&shim_socket, options.idle_connections)?;
-    std::thread::sleep(Duration::from_secs(1));
-    let (with_idle, _) = shim.memory();
-    let open = health_connections_open(&shim_socket).unwrap_or(0);
-    println!(
-        "shim RSS with {} idle connections: {:.1} MB (health connections_open {open})",
-        idle_streams.len(),
-        with_idle as f64 / MB
-    );
-    if open < options.idle_connections as u64 {
-        println!(
-            "WARNING: only {open} of {} idle connections were still open",
-            options.idle_connections
-        );
+        let file = work.path().join("cp.bin");
+        write_random_file(&file, options.cp_mib << 20)?;
+        let out_dir = work.path().join("out");
+        std::fs::create_dir(&out_dir)?;
+        let mib = options.cp_mib as f64 * MIB / MB;
+        let (mut din, mut sin, mut dout, mut sout) = (vec![], vec![], vec![], vec![]);
+        for round in 0..options.rounds {
+            let d = mib / cp_in_seconds(DOCKERD_SOCKET, &container.name, &file)?;
+            let s = mib / cp_in_seconds(&shim_socket_str, &container.name, &file)?;
+            let d_out = mib / cp_out_seconds(DOCKERD_SOCKET, &container.name, &out_dir)?;
+            let s_out = mib / cp_out_seconds(&shim_socket_str, &container.name, &out_dir)?;
+            println!(
+                "docker cp {} MiB round {}: in direct {d:.0} MB/s | shim {s:.0} MB/s; out direct {d_out:.0} MB/s | shim {s_out:.0} MB/s",
+                options.cp_mib,
+                round + 1
+            );
+            din.push(d);
+            sin.push(s);
+            dout.push(d_out);
+            sout.push(s_out);
+        }
+        for (direction, d, s) in [("in", median(din), median(sin)), ("out", median(dout), median(sout))] {
+            rows.push(Row {
+                metric: format!("`docker cp` {} MiB {direction}, MB/s", options.cp_mib),
+                direct: Some(d),
+                shim: s,
+                ratio: true,
+                target: Some(("≥ 95% of direct".into(), s >= 0.95 * d)),
+                decimals: 0,
+            });
+        }
+        drop(container);
     }
-    drop(idle_streams);
-    std::thread::sleep(Duration::from_secs(2));
-    let (after_idle, _) = shim.memory();
-    println!("shim RSS after closing them: {:.1} MB", after_idle as f64 / MB);
-    rows.push(Row {
-        metric: "shim RSS idle, MB".into(),
-        direct: None,
-        shim: idle_rss as f64 / MB,
-        ratio: false,
-        target: Some(("≤ 30 MB".into(), (idle_rss as f64) <= 30.0 * MB)),
-        decimals: 1,
-    });
-    rows.push(Row {
-        metric: "shim peak RSS (VmHWM) over the run, MB".into(),
-        direct: None,
-        shim: peak as f64 / MB,
-        ratio: false,
-        target: None,
-        decimals: 1,
-    });
-    let per_connection_kib = (with_idle.saturating_sub(before_idle)) as f64 / 1024.0 / options.idle_connections as f64;
-    rows.push(Row {
-        metric: format!(
-            "shim RSS with {} idle client connections, MB ({per_connection_kib:.1} KiB each)",
-            options.idle_connections
-        ),
-        direct: None,
-        shim: with_idle as f64 / MB,
-        ratio: false,
-        target: None,
-        decimals: 1,
-    });
-    rows.push(Row {
-        metric: "shim RSS after closing them, MB".into(),
-        direct: None,
-        shim: after_idle as f64 / MB,
-        ratio: false,
-        target: None,
-        decimals: 1,
-    });
+
+    if options.wants("memory") {
+        // 3. memory.
+        let (_, peak) = shim.memory();
+        println!("shim peak RSS (VmHWM) over the run: {:.1} MB", peak as f64 / MB);
+        let (before_idle, _) = shim.memory();
+        let idle_streams = open_idle_connections(&shim_socket, options.idle_connections)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let (with_idle, _) = shim.memory();
+        let open = health_connections_open(&shim_socket).unwrap_or(0);
+        println!(
+            "shim RSS with {} idle connections: {:.1} MB (health connections_open {open})",
+            idle_streams.len(),
+            with_idle as f64 / MB
+        );
+        if open < options.idle_connections as u64 {
+            println!(
+                "WARNING: only {open} of {} idle connections were still open",
+                options.idle_connections
+            );
+        }
+        drop(idle_streams);
+        std::thread::sleep(Duration::from_secs(2));
+        let (after_idle, _) = shim.memory();
+        println!("shim RSS after closing them: {:.1} MB", after_idle as f64 / MB);
+        rows.push(Row {
+            metric: "shim RSS idle, MB".into(),
+            direct: None,
+            shim: idle_rss as f64 / MB,
+            ratio: false,
+            target: Some(("≤ 30 MB".into(), (idle_rss as f64) <= 30.0 * MB)),
+            decimals: 1,
+        });
+        rows.push(Row {
+            metric: "shim peak RSS (VmHWM) over the run, MB".into(),
+            direct: None,
+            shim: peak as f64 / MB,
+            ratio: false,
+            target: None,
+            decimals: 1,
+        });
+        let per_connection_kib =
+            (with_idle.saturating_sub(before_idle)) as f64 / 1024.0 / options.idle_connections as f64;
+        rows.push(Row {
+            metric: format!(
+                "shim RSS with {} idle client connections, MB ({per_connection_kib:.1} KiB each)",
+                options.idle_connections
+            ),
+            direct: None,
+            shim: with_idle as f64 / MB,
+            ratio: false,
+            target: None,
+            decimals: 1,
+        });
+        rows.push(Row {
+            metric: "shim RSS after closing them, MB".into(),
+            direct: None,
+            shim: after_idle as f64 / MB,
+            ratio: false,
+            target: None,
+            decimals: 1,
+        });
+    }
 
     // The table.
     println!();

@@ -7,6 +7,7 @@
 # Usage: scripts/bench-proxy.sh [bench_proxy options...]
 #   e.g. scripts/bench-proxy.sh --rounds 5      (default 3 rounds, median)
 #        scripts/bench-proxy.sh --quick         (a fast smoke run)
+#        scripts/bench-proxy.sh --only ping     (sections: ping, stream, memory)
 # Needs: a running dockerd (scripts/setup-docker.sh) and the local test images
 # (scripts/test-images.sh). Uses only local Unix sockets.
 set -euo pipefail

@@ -1146,6 +1146,22 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
         || shim.open_fds() <= baseline,
     );
 
+    // A silent exec: nothing flows either way once the client is gone, so
+    // only its hang-up can tell the shim (its stdin EOF alone is a
+    // half-close, which must keep the stream open).
+    let mut silent = spawn_streaming(shim.docker_command(&["exec", &c, "sh", "-c", "echo ready; exec sleep 300"]));
+    silent.wait_for_line("ready", DOCKER_TIMEOUT, |l| l == "ready");
+    assert!(
+        shim.open_fds() >= baseline + 2,
+        "a live exec should hold a client and an upstream connection"
+    );
+    silent.kill();
+    wait_until(
+        "the shim closes both sides of a silent exec whose client was killed",
+        Duration::from_secs(60),
+        || shim.open_fds() <= baseline,
+    );
+
     let health = shim.health();
     assert_eq!(health["connections_open"], 1, "{health}");
 }

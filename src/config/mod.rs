@@ -43,6 +43,10 @@ pub struct Config {
     pub socket_group: Option<String>,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Threads serving connections: 1 runs the shim on one thread (the
+    /// least CPU and latency per request); 0 means one per core.
+    #[serde(default = "defaults::worker_threads")]
+    pub worker_threads: usize,
     #[serde(default = "defaults::state_dir")]
     pub state_dir: PathBuf,
     #[serde(default)]
@@ -305,6 +309,10 @@ pub enum OnShutdown {
 
 mod defaults {
     use std::path::PathBuf;
+
+    pub fn worker_threads() -> usize {
+        1
+    }
 
     pub fn listen() -> PathBuf {
         PathBuf::from("/run/forge-shim/docker.sock")

@@ -12,6 +12,7 @@ pub mod standards;
 pub mod wake;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -151,9 +152,10 @@ impl Shim {
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
         let conn_state = Arc::new(ConnState::default());
         let shim = self.clone();
+        let service_state = conn_state.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let shim = shim.clone();
-            let conn_state = conn_state.clone();
+            let conn_state = service_state.clone();
             async move { Ok::<_, Infallible>(shim.handle(&conn_state, request).await) }
         });
         let connection = http1::Builder::new()
@@ -163,14 +165,21 @@ impl Shim {
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::pin!(connection);
-        let token = self.inner.shutdown.token.clone();
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            _ = token.cancelled() => {
+        let cancelled = self.inner.shutdown.token.cancelled();
+        tokio::pin!(cancelled);
+        let mut shutting_down = false;
+        // One task drives the client connection and its upstream connection
+        // (see `ConnState`).
+        let result = std::future::poll_fn(|cx| {
+            if !shutting_down && cancelled.as_mut().poll(cx).is_ready() {
                 connection.as_mut().graceful_shutdown();
-                connection.await
+                shutting_down = true;
             }
-        };
+            let result = connection.as_mut().poll(cx);
+            conn_state.poll_driver(cx);
+            result
+        })
+        .await;
         if let Err(e) = result {
             tracing::debug!(error = %e, "client connection ended with an error");
         }
