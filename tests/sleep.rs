@@ -75,6 +75,16 @@ fn run_sleeper(shim: &Shim, names: &Names, what: &str, extra: &[&str]) -> String
     name
 }
 
+/// `docker run -d --init` busybox running `command` through the shim.
+fn run_container_cmd(shim: &Shim, names: &Names, what: &str, command: &[&str]) -> String {
+    let name = names.name(what);
+    let mut args = vec!["run", "-d", "--init", "--name", name.as_str(), BUSYBOX];
+    args.extend_from_slice(command);
+    shim.docker(&args).assert_success("docker run -d");
+    wait_tracked(shim, &name);
+    name
+}
+
 /// `docker run -d` of the test httpd (port 8080) through the shim.
 fn run_httpd(shim: &Shim, names: &Names, what: &str, extra: &[&str]) -> String {
     let name = names.name(what);
@@ -401,6 +411,32 @@ fn http_from_another_container_on_the_network_wakes_a_sleeper() {
     });
     let trigger = last_wake_trigger(&shim, &server);
     assert!(trigger == "connection" || trigger == "network", "woken by {trigger:?}");
+}
+
+#[test]
+fn traffic_on_an_open_connection_wakes_a_sleeper() {
+    let names = Names::new("open-conn");
+    let shim = start_shim(&names);
+    // An echo server: one connection, kept open across the sleep.
+    let echo = run_container_cmd(&shim, &names, "echo", &["nc", "-l", "-p", "9000", "-e", "cat"]);
+    let ip = inspect(&echo, "{{.NetworkSettings.IPAddress}}");
+    let mut stream = TcpStream::connect((ip.as_str(), 9000)).expect("connect to the echo server");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut reply = [0u8; 5];
+    stream.write_all(b"ping\n").unwrap();
+    stream.read_exact(&mut reply).expect("echo before the sleep");
+    assert_eq!(&reply, b"ping\n");
+    wait_asleep(&shim, &echo);
+
+    // No new connection for conntrack to see: only the bytes on the
+    // established one can wake it, and they must all come back.
+    let payload: Vec<u8> = (0..2048u32).map(|i| b'a' + (i % 26) as u8).collect();
+    stream.write_all(&payload).unwrap();
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back).expect("echo from the woken container");
+    assert_eq!(back, payload);
+    assert!(is_running_unpaused(&echo));
+    assert_eq!(last_wake_trigger(&shim, &echo), "network");
 }
 
 // ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 //! `idle_threshold` of the limit count as idle, so that keep-alives and
 //! housekeeping do not keep a container awake forever.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -156,7 +157,15 @@ pub fn net_bytes(proc_root: &Path, pid: u32) -> Result<u64, ActivityError> {
 ///   eth0:     806       9    0    0    0     0          0         0    1234 ...
 /// ```
 pub fn parse_net_dev(text: &str) -> Result<u64, (usize, String)> {
-    let mut total: u64 = 0;
+    Ok(parse_net_dev_interfaces(text)?
+        .iter()
+        .fold(0u64, |total, (_, bytes)| total.saturating_add(*bytes)))
+}
+
+/// Each interface of a `/proc/net/dev` table but `lo`, with its bytes
+/// received plus sent. Errors as [`parse_net_dev`].
+pub fn parse_net_dev_interfaces(text: &str) -> Result<Vec<(String, u64)>, (usize, String)> {
+    let mut interfaces = Vec::new();
     // Two header lines, then one line per interface.
     for (index, line) in text.lines().enumerate().skip(2) {
         if line.trim().is_empty() {
@@ -165,19 +174,79 @@ pub fn parse_net_dev(text: &str) -> Result<u64, (usize, String)> {
         let bad = || (index + 1, line.to_string());
         // Old kernels print `eth0:123` with no space once the number is wide.
         let (interface, counters) = line.split_once(':').ok_or_else(bad)?;
-        if interface.trim() == "lo" {
+        let interface = interface.trim();
+        if interface == "lo" {
             continue;
         }
-        let fields: Vec<&str> = counters.split_whitespace().collect();
+        let mut fields = counters.split_whitespace();
         // Receive has 8 columns; transmit bytes is the 9th.
-        let (Some(received), Some(sent)) = (fields.first(), fields.get(8)) else {
+        let (Some(received), Some(sent)) = (fields.next(), fields.nth(7)) else {
             return Err(bad());
         };
         let received: u64 = received.parse().map_err(|_| bad())?;
         let sent: u64 = sent.parse().map_err(|_| bad())?;
-        total = total.saturating_add(received).saturating_add(sent);
+        interfaces.push((interface.to_string(), received.saturating_add(sent)));
     }
-    Ok(total)
+    Ok(interfaces)
+}
+
+/// The host's interface table (`<proc_root>/self/net/dev`: the shim's own
+/// network namespace, where dockerd puts the host ends of its veth pairs),
+/// as interface name → bytes received plus sent. One read serves every
+/// sleeper, where reading each container's own table costs one read each.
+pub fn host_net_dev(proc_root: &Path) -> Result<HashMap<String, u64>, ActivityError> {
+    let path = proc_root.join("self").join("net").join("dev");
+    let text = std::fs::read_to_string(&path).map_err(|source| ActivityError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let interfaces =
+        parse_net_dev_interfaces(&text).map_err(|(line, text)| ActivityError::Parse { path, line, text })?;
+    Ok(interfaces.into_iter().collect())
+}
+
+/// The host-side names of a container's network interfaces: for each
+/// interface in its namespace but `lo` (listed in the container's own
+/// `/sys/class/net`, under `<proc_root>/<pid>/root`), the host interface
+/// that is its veth peer, found in `host_sys_net` (`/sys/class/net`). A pair
+/// is checked both ways (the host end's index is the container end's
+/// `iflink` and the other way round), so a macvlan or ipvlan interface,
+/// whose parent is a host NIC carrying everyone's traffic, is not taken for
+/// one.
+///
+/// `None` when any interface has no such peer, or the files cannot be read:
+/// the caller then reads the container's own table.
+pub fn host_peers(proc_root: &Path, host_sys_net: &Path, pid: u32) -> Option<Vec<String>> {
+    let container_net = proc_root.join(pid.to_string()).join("root/sys/class/net");
+    let mut wanted = Vec::new();
+    for entry in std::fs::read_dir(&container_net).ok()? {
+        let entry = entry.ok()?;
+        if entry.file_name() == "lo" {
+            continue;
+        }
+        let (index, link) = link_pair(&entry.path())?;
+        wanted.push((index, link));
+    }
+    let mut peers = Vec::with_capacity(wanted.len());
+    if wanted.is_empty() {
+        return Some(peers);
+    }
+    for entry in std::fs::read_dir(host_sys_net).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some((index, link)) = link_pair(&entry.path()) else {
+            continue;
+        };
+        if wanted.contains(&(link, index)) {
+            peers.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    (peers.len() == wanted.len()).then_some(peers)
+}
+
+/// An interface's `(ifindex, iflink)` from its `/sys/class/net` folder.
+fn link_pair(dir: &Path) -> Option<(u64, u64)> {
+    let read = |name: &str| -> Option<u64> { std::fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok() };
+    Some((read("ifindex")?, read("iflink")?))
 }
 
 #[cfg(test)]
@@ -214,6 +283,74 @@ mod tests {
         assert_eq!(parse_net_dev(&text).unwrap_err().0, 3);
         let text = format!("{HEADER}  eth0: x 0 0 0 0 0 0 0 1 0 0 0 0 0 0 0\n");
         assert_eq!(parse_net_dev(&text).unwrap_err().0, 3);
+    }
+
+    #[test]
+    fn interfaces_are_listed_with_their_bytes() {
+        let text = format!(
+            "{HEADER}    lo: 9 1 0 0 0 0 0 0 9 1 0 0 0 0 0 0\n  \
+             veth1a2b: 100 1 0 0 0 0 0 0 50 1 0 0 0 0 0 0\n  \
+             docker0:7 1 0 0 0 0 0 0 3 1 0 0 0 0 0 0\n"
+        );
+        assert_eq!(
+            parse_net_dev_interfaces(&text),
+            Ok(vec![("veth1a2b".to_string(), 150), ("docker0".to_string(), 10)])
+        );
+    }
+
+    fn put_link(dir: &Path, name: &str, index: u64, link: u64) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("ifindex"), format!("{index}\n")).unwrap();
+        std::fs::write(path.join("iflink"), format!("{link}\n")).unwrap();
+    }
+
+    #[test]
+    fn host_peers_pairs_veths_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc_root = dir.path().join("proc");
+        let inside = proc_root.join("42/root/sys/class/net");
+        let host = dir.path().join("sys/class/net");
+        put_link(&inside, "lo", 1, 1);
+        put_link(&inside, "eth0", 3338, 3339);
+        put_link(&inside, "eth1", 17, 18);
+        put_link(&host, "lo", 1, 1);
+        put_link(&host, "eth0", 4, 4);
+        put_link(&host, "veth58038ce", 3339, 3338);
+        put_link(&host, "vethb0b0", 18, 17);
+        // Same host index, but its peer is some other container's end.
+        put_link(&host, "vethother", 99, 3338);
+        let mut peers = host_peers(&proc_root, &host, 42).unwrap();
+        peers.sort();
+        assert_eq!(peers, vec!["veth58038ce".to_string(), "vethb0b0".to_string()]);
+
+        // A macvlan child: its parent is a NIC whose iflink is itself.
+        let proc2 = dir.path().join("proc2");
+        put_link(&proc2.join("7/root/sys/class/net"), "eth0", 2, 4);
+        assert_eq!(host_peers(&proc2, &host, 7), None);
+
+        // Only lo: nothing to watch, which is not a failure.
+        let proc3 = dir.path().join("proc3");
+        put_link(&proc3.join("8/root/sys/class/net"), "lo", 1, 1);
+        assert_eq!(host_peers(&proc3, &host, 8), Some(vec![]));
+
+        // No sysfs in the container: unknown.
+        assert_eq!(host_peers(&proc_root, &host, 43), None);
+    }
+
+    #[test]
+    fn host_net_dev_reads_the_shims_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("self/net");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(
+            net.join("dev"),
+            format!("{HEADER}  veth1: 100 0 0 0 0 0 0 0 50 0 0 0 0 0 0 0\n"),
+        )
+        .unwrap();
+        let table = host_net_dev(dir.path()).unwrap();
+        assert_eq!(table.get("veth1"), Some(&150));
+        assert_eq!(table.len(), 1);
     }
 
     #[test]

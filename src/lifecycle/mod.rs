@@ -100,6 +100,8 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     token: CancellationToken,
     proc_root: PathBuf,
+    /// The shim's `/sys/class/net`, where the host ends of veths are.
+    host_sys_net: PathBuf,
     cgroup_root: PathBuf,
 }
 
@@ -145,6 +147,7 @@ impl Lifecycle {
                 metrics,
                 token,
                 proc_root: PathBuf::from("/proc"),
+                host_sys_net: PathBuf::from("/sys/class/net"),
                 cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             }),
         }
@@ -228,7 +231,9 @@ impl Lifecycle {
                         entry.saved_limits = record.saved_limits.clone();
                         entry.memory_running = record.memory_before;
                         entry.memory_asleep = record.memory_after;
-                        entry.net_bytes_at_sleep = entry.pid.and_then(|pid| self.net_bytes(pid));
+                        if let Some(pid) = entry.pid.filter(|_| entry.own_network) {
+                            (entry.net_peers, entry.net_bytes_at_sleep) = self.sleep_counters(pid);
+                        }
                     }
                     (store::SleptState::Stopped, false, false) => {
                         entry.set_state(State::DeepSleep);
@@ -704,13 +709,17 @@ impl Lifecycle {
             )));
         }
         // Counter wake needs counters of its own; conntrack still works.
-        let net_bytes = pid.filter(|_| own_network).and_then(|pid| self.net_bytes(pid));
+        let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
+            Some(pid) => self.sleep_counters(pid),
+            None => (None, None),
+        };
         {
             let mut table = self.inner.table.lock();
             if let Some(entry) = table.get_mut(id) {
                 entry.set_state(State::Sleeping);
                 entry.asleep_since = Some(Instant::now());
                 entry.net_bytes_at_sleep = net_bytes;
+                entry.net_peers = net_peers;
                 entry.memory_running = memory_before;
                 entry.memory_asleep = memory_before;
             }
@@ -797,6 +806,22 @@ impl Lifecycle {
 
     fn net_bytes(&self, pid: u32) -> Option<u64> {
         activity::net_bytes(&self.inner.proc_root, pid).ok()
+    }
+
+    /// Where a container falling asleep has its traffic counted, and the
+    /// count now: the host ends of its veth pairs when they can be found,
+    /// else its own namespace's table.
+    fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
+        let inner = &self.inner;
+        if let Some(peers) = activity::host_peers(&inner.proc_root, &inner.host_sys_net, pid) {
+            if let Some(bytes) = activity::host_net_dev(&inner.proc_root)
+                .ok()
+                .and_then(|table| sum_peers(&table, &peers))
+            {
+                return (Some(peers.into()), Some(bytes));
+            }
+        }
+        (None, self.net_bytes(pid))
     }
 
     /// Stops a long sleeper whose class allows deep sleep.
@@ -1026,16 +1051,43 @@ impl Lifecycle {
     }
 
     fn poll_counters(&self) {
-        let sleepers: Vec<(String, u32, u64)> = {
+        type Sleeper = (String, u32, u64, Option<Arc<[String]>>);
+        let sleepers: Vec<Sleeper> = {
             let table = self.inner.table.lock();
             table
                 .values()
                 .filter(|e| e.state == State::Sleeping && e.own_network)
-                .filter_map(|e| Some((e.id.clone(), e.pid?, e.net_bytes_at_sleep?)))
+                .filter_map(|e| Some((e.id.clone(), e.pid?, e.net_bytes_at_sleep?, e.net_peers.clone())))
                 .collect()
         };
-        for (id, pid, baseline) in sleepers {
-            let Some(now) = self.net_bytes(pid) else { continue };
+        // One read of the host's table for every sleeper with veth peers.
+        let host = sleepers
+            .iter()
+            .any(|s| s.3.is_some())
+            .then(|| activity::host_net_dev(&self.inner.proc_root).ok())
+            .flatten();
+        for (id, pid, baseline, peers) in sleepers {
+            let now = match (&peers, &host) {
+                (Some(peers), Some(table)) => match sum_peers(table, peers) {
+                    Some(bytes) => bytes,
+                    None => {
+                        // A peer is gone: its network changed under it.
+                        // Count its own table from here on.
+                        let own = self.net_bytes(pid);
+                        if let Some(entry) = self.inner.table.lock().get_mut(&id) {
+                            entry.net_peers = None;
+                            entry.net_bytes_at_sleep = own;
+                        }
+                        continue;
+                    }
+                },
+                // The host table could not be read this time.
+                (Some(_), None) => continue,
+                (None, _) => match self.net_bytes(pid) {
+                    Some(bytes) => bytes,
+                    None => continue,
+                },
+            };
             if now >= baseline + COUNTER_WAKE_BYTES {
                 self.spawn_wake(id, "network");
             } else if now != baseline {
@@ -1264,6 +1316,13 @@ const COUNTER_POLL: Duration = Duration::from_millis(250);
 /// Bytes in one counter interval that wake a sleeper: more than an ARP or
 /// neighbour solicitation, less than any real request.
 const COUNTER_WAKE_BYTES: u64 = 128;
+
+/// The bytes of `peers` in a host interface table; `None` when one is gone.
+fn sum_peers(table: &HashMap<String, u64>, peers: &[String]) -> Option<u64> {
+    peers
+        .iter()
+        .try_fold(0u64, |total, peer| Some(total.saturating_add(*table.get(peer)?)))
+}
 
 /// `seconds.nanoseconds` since the epoch, as dockerd's `since` takes it.
 fn docker_timestamp(time: SystemTime) -> String {

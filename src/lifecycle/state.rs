@@ -77,6 +77,10 @@ pub struct Entry {
     pub memory_asleep: Option<u64>,
     /// Network bytes counted when it fell asleep; more means traffic.
     pub net_bytes_at_sleep: Option<u64>,
+    /// Where those bytes are counted while it sleeps: the host ends of its
+    /// veth pairs (one host table read serves every sleeper), or, when
+    /// `None`, its own namespace's table.
+    pub net_peers: Option<std::sync::Arc<[String]>>,
     /// Limits saved before a squeeze, restored on wake.
     pub saved_limits: Option<super::cgroup::SavedLimits>,
 }
@@ -137,6 +141,7 @@ impl Entry {
             memory_running: None,
             memory_asleep: None,
             net_bytes_at_sleep: None,
+            net_peers: None,
             saved_limits: None,
         }
     }
