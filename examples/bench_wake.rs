@@ -61,6 +61,15 @@ struct Options {
     cycles: usize,
     deep_runs: usize,
     hold_mib: usize,
+    /// Sections to run (`exec`, `http`, `memory`, `many`, `deep`); all when
+    /// empty. `http` includes the sleep/wake cycles, which load it.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 fn parse_options() -> Result<Options> {
@@ -72,6 +81,7 @@ fn parse_options() -> Result<Options> {
         cycles: 1000,
         deep_runs: 20,
         hold_mib: 200,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -83,6 +93,13 @@ fn parse_options() -> Result<Options> {
             "--cpu-window" => options.cpu_window = Duration::from_secs_f64(value()?.parse()?),
             "--cycles" => options.cycles = value()?.parse()?,
             "--deep-runs" => options.deep_runs = value()?.parse()?,
+            "--only" => {
+                options.only = value()?.split(',').map(str::to_string).collect();
+                let known = ["exec", "http", "memory", "many", "deep"];
+                if let Some(bad) = options.only.iter().find(|s| !known.contains(&s.as_str())) {
+                    bail!("--only: unknown section {bad:?} (exec, http, memory, many, deep)");
+                }
+            }
             "--quick" => {
                 options.runs = 10;
                 options.sleepers = 20;
@@ -1106,12 +1123,22 @@ fn main() -> Result<()> {
     println!("shim: {} (pid {})", options.shim_bin.display(), shim.pid());
 
     let mut rows = Vec::new();
-    bench_exec(&shim, &options, &mut rows)?;
-    let web = bench_http(&shim, &options, &mut rows)?;
-    bench_cycles(&shim, &options, &web, &mut rows)?;
-    bench_memory(&shim, &options, &mut rows)?;
-    bench_many(&shim, &options, &mut rows)?;
-    bench_deep(&options, &mut rows)?;
+    if options.wants("exec") {
+        bench_exec(&shim, &options, &mut rows)?;
+    }
+    if options.wants("http") {
+        let web = bench_http(&shim, &options, &mut rows)?;
+        bench_cycles(&shim, &options, &web, &mut rows)?;
+    }
+    if options.wants("memory") {
+        bench_memory(&shim, &options, &mut rows)?;
+    }
+    if options.wants("many") {
+        bench_many(&shim, &options, &mut rows)?;
+    }
+    if options.wants("deep") {
+        bench_deep(&options, &mut rows)?;
+    }
     if shim.log().contains("panicked") {
         bail!("the shim panicked:\n{}", shim.log());
     }

@@ -12,6 +12,7 @@
 #
 # Usage: scripts/bench-wake.sh [bench_wake options...]
 #   e.g. scripts/bench-wake.sh --quick     (a fast smoke run)
+#        scripts/bench-wake.sh --only many (sections: exec, http, memory, many, deep)
 # Needs: root (cgroup files, a swap file), a running dockerd
 # (scripts/setup-docker.sh) and the local test images (scripts/test-images.sh).
 # Everything it creates is removed at the end, even when interrupted: the
