@@ -103,6 +103,51 @@ fn connection_to_a_deep_sleeper_is_held_and_served() {
 }
 
 #[test]
+fn a_restarted_shim_holds_a_deep_sleepers_ports_again() {
+    let names = Names::new("deep-restart");
+    let mut shim = Shim::start(&deep_sleep_config(&names));
+    let web = names.name("web");
+    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
+    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    let port = host_port(&shim, &web);
+    wait_until("the shim stops the idle container (deep sleep)", CHANGE_WITHIN, || {
+        state_of(&web) == "exited" && shim_state(&shim, &web) == "deep_sleep"
+    });
+
+    // Killed: its holds die with it, and only the state file remembers the
+    // port (a stopped container publishes none).
+    shim.kill9();
+    shim.respawn();
+    wait_until("the restarted shim sees the deep sleeper", CHANGE_WITHIN, || {
+        shim_state(&shim, &web) == "deep_sleep"
+    });
+    // The hold is bound a moment after the view is rebuilt. Nobody else
+    // binds the port meanwhile, so the first accepted connection is the
+    // shim's hold, and it is served by the woken container.
+    let mut stream = None;
+    wait_until("the port is held again", CHANGE_WITHIN, || {
+        stream = TcpStream::connect(("127.0.0.1", port)).ok();
+        stream.is_some()
+    });
+    let mut stream = stream.unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    assert!(answer.contains("forge-test-ok"), "answer: {answer}");
+    let rows = shim.get("/_forge/v1/containers").json();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == web.as_str())
+        .cloned();
+    assert_eq!(row.unwrap()["last_wake"]["trigger"], "connection");
+    assert_eq!(state_of(&web), "running");
+    shim.assert_no_panic();
+}
+
+#[test]
 fn removing_a_deep_sleeper_does_not_start_it_and_frees_its_port() {
     let names = Names::new("deep-rm");
     let shim = Shim::start(&deep_sleep_config(&names));

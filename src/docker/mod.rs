@@ -182,7 +182,7 @@ impl Docker {
 }
 
 /// One TCP port published on the host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PublishedPort {
     pub host_ip: std::net::IpAddr,
     pub host_port: u16,

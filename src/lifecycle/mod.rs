@@ -238,6 +238,9 @@ impl Lifecycle {
                     (store::SleptState::Stopped, false, false) => {
                         entry.set_state(State::DeepSleep);
                         entry.asleep_since = Some(now);
+                        // A stopped container publishes nothing: the ports
+                        // are the ones it had when it was put to sleep.
+                        entry.published = record.published.clone();
                     }
                     _ => {}
                 }
@@ -275,7 +278,53 @@ impl Lifecycle {
             *table = merged;
         }
         self.write_records();
+        self.hold_deep_sleepers_ports().await;
         Ok(())
+    }
+
+    /// Holds the published ports of every deep sleeper that has no hold yet
+    /// (after a restart of the shim), so connections wait instead of being
+    /// refused.
+    async fn hold_deep_sleepers_ports(&self) {
+        let unheld: Vec<(String, Vec<crate::docker::PublishedPort>)> = {
+            let table = self.inner.table.lock();
+            let holds = self.inner.port_holds.lock();
+            table
+                .values()
+                .filter(|e| e.state == State::DeepSleep && !e.published.is_empty() && !holds.contains_key(&e.id))
+                .map(|e| (e.id.clone(), e.published.clone()))
+                .collect()
+        };
+        for (id, published) in unheld {
+            // Under the container's lock: a wake must not start it while
+            // the shim holds its ports.
+            let lock = self.lock_for(&id);
+            let _held = lock.lock().await;
+            if !self.inner.port_holds.lock().contains_key(&id) {
+                self.hold_ports(&id, &published).await;
+            }
+        }
+    }
+
+    /// Binds `published` for the deep sleeper `id`; a connection wakes it.
+    /// The caller holds the container's lock.
+    async fn hold_ports(&self, id: &str, published: &[crate::docker::PublishedPort]) {
+        let this = self.clone();
+        let waker_id = id.to_string();
+        let hold = ports::PortHold::bind(published, move || this.spawn_wake(waker_id.clone(), "connection")).await;
+        if hold.is_empty() {
+            return;
+        }
+        // It may have been woken while the ports were being bound.
+        let still_asleep = self
+            .inner
+            .table
+            .lock()
+            .get(id)
+            .is_some_and(|e| e.state == State::DeepSleep);
+        if still_asleep {
+            self.inner.port_holds.lock().insert(id.to_string(), hold);
+        }
     }
 
     /// Asks the persister to write the sleep records soon. Transitions never
@@ -327,6 +376,10 @@ impl Lifecycle {
                         saved_limits: entry.saved_limits.clone(),
                         memory_before: entry.memory_running,
                         memory_after: entry.memory_asleep,
+                        published: match state {
+                            store::SleptState::Stopped => entry.published.clone(),
+                            store::SleptState::Paused => Vec::new(),
+                        },
                     })
                 })
                 .collect()
@@ -868,12 +921,7 @@ impl Lifecycle {
         }
         if result.is_ok() && !published.is_empty() {
             // Connections to its published ports are held, not refused.
-            let this = self.clone();
-            let waker_id = id.to_string();
-            let hold = ports::PortHold::bind(&published, move || this.spawn_wake(waker_id.clone(), "connection")).await;
-            if !hold.is_empty() {
-                self.inner.port_holds.lock().insert(id.to_string(), hold);
-            }
+            self.hold_ports(id, &published).await;
         }
         self.persist();
         self.emit(

@@ -67,6 +67,10 @@ pub struct SleepRecord {
     pub memory_before: Option<u64>,
     #[serde(default)]
     pub memory_after: Option<u64>,
+    /// The host ports it published while it ran, for a deep sleeper: held
+    /// again when a restarted shim finds it still stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<crate::docker::PublishedPort>,
 }
 
 /// Why the records could not be loaded or saved. Each names the file.
