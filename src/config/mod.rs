@@ -1,7 +1,7 @@
 //! `shim.yml`: load → parse → validate.
 //!
 //! The default config is `shim.yml` at the repository root, embedded in the
-//! binary; `--config FILE` replaces it as a whole. Unknown keys are errors
+//! binary; `--config FILE` is a layer over it (mappings merge, lists and values replace). Unknown keys are errors
 //! (a typo in `idle_timeout` must not silently become a default), and every
 //! error names the file, line and column when the YAML parser knows them, or
 //! the key path for checks that span several keys.
@@ -398,9 +398,36 @@ impl Config {
                         message: format!("cannot read: {e}"),
                     }],
                 })?;
-                Config::from_yaml(&text, &name)
+                Config::from_yaml_over_default(&text, &name)
             }
         }
+    }
+
+    /// Parses `text` as a layer over the embedded `shim.yml`: mappings merge
+    /// key by key, anything else (lists, scalars) replaces the default. A
+    /// file that sets only `listen` keeps every standard and class of the
+    /// default. `file` names it in errors, which point into `text`.
+    pub fn from_yaml_over_default(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
+        let problem = |e: serde_norway::Error| ConfigError {
+            problems: vec![ConfigProblem {
+                file: file.to_string(),
+                position: e.location().map(|l| (l.line(), l.column())),
+                key: None,
+                message: strip_location(&e.to_string()),
+            }],
+        };
+        if text.trim().is_empty() {
+            return Config::from_yaml(DEFAULT_CONFIG_YAML, file);
+        }
+        // The layer alone first: unknown keys, duplicates and bad values are
+        // reported with their place in the user's file.
+        serde_norway::from_str::<Config>(text).map_err(problem)?;
+        let layer: serde_norway::Value = serde_norway::from_str(text).map_err(problem)?;
+        let mut merged: serde_norway::Value =
+            serde_norway::from_str(DEFAULT_CONFIG_YAML).expect("the embedded shim.yml parses");
+        merge_yaml(&mut merged, layer);
+        let config: Config = serde_norway::from_value(merged).map_err(problem)?;
+        config.validate(text, file)
     }
 
     /// Parses and validates `text`; `file` names it in errors.
@@ -638,6 +665,25 @@ pub fn is_root_user(user: &str) -> bool {
     let name = user.split(':').next().unwrap_or("").trim();
     // Go's strconv reads `+0`, `-0` and `00` as uid 0 too.
     name == "root" || name.parse::<i64>() == Ok(0)
+}
+
+/// Merges `layer` into `base`: mappings key by key, recursively; any other
+/// value of `layer` replaces `base`'s.
+fn merge_yaml(base: &mut serde_norway::Value, layer: serde_norway::Value) {
+    use serde_norway::Value;
+    match (base, layer) {
+        (Value::Mapping(base), Value::Mapping(layer)) => {
+            for (key, value) in layer {
+                match base.get_mut(&key) {
+                    Some(existing) => merge_yaml(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, layer) => *base = layer,
+    }
 }
 
 pub fn parse_socket_mode(mode: &str) -> Option<u32> {

@@ -215,3 +215,55 @@ fn readme_documents_every_key() {
         .collect();
     assert!(missing.is_empty(), "README.md has no table row for: {missing:?}");
 }
+
+fn layer(yaml: &str) -> Result<LoadedConfig, ConfigError> {
+    Config::from_yaml_over_default(yaml, "site.yml")
+}
+
+#[test]
+fn a_config_file_is_a_layer_over_the_embedded_default() {
+    let loaded = layer("listen: /run/site/docker.sock\n").unwrap();
+    let default = Config::load(None).unwrap();
+    assert_eq!(loaded.config.listen, PathBuf::from("/run/site/docker.sock"));
+    // Everything it does not mention is shim.yml's, not an empty default.
+    assert_eq!(loaded.config.standards.defaults.user, Some("65534:65534".to_string()));
+    assert_eq!(
+        loaded.config.standards.defaults.memory,
+        default.config.standards.defaults.memory
+    );
+    assert_eq!(loaded.config.classify.len(), default.config.classify.len());
+    assert!(loaded.policy.classes.contains_key("browser"));
+    assert_eq!(layer("").unwrap().config.listen, default.config.listen);
+}
+
+#[test]
+fn layer_merges_mappings_and_replaces_lists() {
+    let loaded = layer(
+        "standards:\n  defaults:\n    memory: 256M\n    tmpfs: [/scratch]\n\
+         classes:\n  web:\n    sleep_policy: { enabled: true, idle_timeout: 10m }\n\
+         classify: []\n",
+    )
+    .unwrap();
+    let defaults = &loaded.config.standards.defaults;
+    assert_eq!(defaults.memory.map(|m| m.0), Some(256 << 20));
+    assert_eq!(defaults.tmpfs, vec!["/scratch".to_string()]);
+    // Siblings of a changed key keep their defaults.
+    assert_eq!(defaults.user, Some("65534:65534".to_string()));
+    assert!(loaded.policy.classes.contains_key("web"));
+    assert!(loaded.policy.classes.contains_key("normal"));
+    assert!(loaded.config.classify.is_empty());
+}
+
+#[test]
+fn layer_errors_point_into_the_users_file() {
+    let error = layer("listen: /run/x.sock\nstandards:\n  bogus: 1\n").unwrap_err();
+    let problem = &error.problems[0];
+    assert_eq!(problem.file, "site.yml");
+    assert_eq!(problem.position.map(|p| p.0), Some(3), "{error}");
+    // A check across keys sees the merged values: the default memory is
+    // 512M, below this reservation.
+    let error = layer("standards:\n  defaults:\n    memory_reservation: 1G\n").unwrap_err();
+    let problem = &error.problems[0];
+    assert_eq!(problem.key.as_deref(), Some("standards.defaults.memory_reservation"));
+    assert_eq!(problem.position.map(|p| p.0), Some(3), "{error}");
+}

@@ -279,6 +279,7 @@ mod tests {
                 }),
                 memory_before: Some(105_906_176),
                 memory_after: Some(8_314_880),
+                published: Vec::new(),
             },
             SleepRecord {
                 id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
@@ -288,6 +289,11 @@ mod tests {
                 saved_limits: Some(SavedLimits::V2 { memory_high: None }),
                 memory_before: None,
                 memory_after: None,
+                published: vec![crate::docker::PublishedPort {
+                    host_ip: "127.0.0.1".parse().unwrap(),
+                    host_port: 18080,
+                    container_port: 8080,
+                }],
             },
         ]
     }
