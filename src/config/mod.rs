@@ -1,8 +1,9 @@
 //! `shim.yml`: load → parse → validate.
 //!
 //! The default config is `shim.yml` at the repository root, embedded in the
-//! binary; `--config FILE` is a layer over it (mappings merge, lists and values replace). Unknown keys are errors
-//! (a typo in `idle_timeout` must not silently become a default), and every
+//! binary; `--config FILE` is a layer over it (mappings merge, lists and
+//! values replace). Unknown keys are errors (a typo in `idle_timeout` must
+//! not silently become a default), and every
 //! error names the file, line and column when the YAML parser knows them, or
 //! the key path for checks that span several keys.
 
