@@ -260,6 +260,7 @@ impl Lifecycle {
                         fresh.last_activity = current.last_activity;
                         fresh.running_since = current.running_since;
                         fresh.wakes = current.wakes;
+                        fresh.short_naps = current.short_naps;
                         fresh.last_wake = current.last_wake;
                         if fresh.state.is_asleep() && current.state.is_asleep() {
                             fresh.asleep_since = current.asleep_since;
@@ -603,6 +604,9 @@ impl Lifecycle {
             let Some(entry) = table.get_mut(id) else { return Ok(()) };
             match &result {
                 Ok(()) => {
+                    if let Some(asleep_since) = entry.asleep_since {
+                        entry.record_sleep(now.saturating_duration_since(asleep_since));
+                    }
                     entry.set_state(State::Running);
                     entry.asleep_since = None;
                     entry.last_activity = now;
@@ -1336,7 +1340,7 @@ impl Lifecycle {
                 class: e.policy.class.clone(),
                 state: e.state,
                 sleeps: e.idle_timeout.is_some(),
-                idle_timeout_s: e.idle_timeout.map(|d| d.as_secs_f64()),
+                idle_timeout_s: e.effective_idle_timeout().map(|d| d.as_secs_f64()),
                 since_unix_ms: unix_ms(e.since),
                 idle_for_s: now.saturating_duration_since(e.last_activity).as_secs_f64(),
                 in_use: e.in_flight,

@@ -83,7 +83,13 @@ pub struct Entry {
     pub net_peers: Option<std::sync::Arc<[String]>>,
     /// Limits saved before a squeeze, restored on wake.
     pub saved_limits: Option<super::cgroup::SavedLimits>,
+    /// Short naps in a row (sleeps that ended before `min_sleep_time`):
+    /// each doubles the idle timeout, up to [`MAX_NAP_BACKOFF`] doublings.
+    pub short_naps: u32,
 }
+
+/// At most 2^3 = 8 times the configured idle timeout after short naps.
+pub const MAX_NAP_BACKOFF: u32 = 3;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct WakeRecord {
@@ -143,6 +149,7 @@ impl Entry {
             net_bytes_at_sleep: None,
             net_peers: None,
             saved_limits: None,
+            short_naps: 0,
         }
     }
 
@@ -151,10 +158,30 @@ impl Entry {
         self.since = SystemTime::now();
     }
 
+    /// The idle timeout in force: the configured one, doubled for each
+    /// short nap in a row.
+    pub fn effective_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+            .map(|timeout| timeout.saturating_mul(1 << self.short_naps.min(MAX_NAP_BACKOFF)))
+    }
+
+    /// Called when a sleep of `slept` ends in a wake. A sleep shorter than
+    /// the policy's `min_sleep_time` did not pay for its two transitions:
+    /// the container is busier than its idle timeout says, so the next one
+    /// doubles (flapping backs off). A sleep that lasted resets it.
+    pub fn record_sleep(&mut self, slept: Duration) {
+        let min_sleep = self.policy.sleep_policy.min_sleep_time.map(HumanDuration::as_duration);
+        match min_sleep {
+            Some(min_sleep) if slept < min_sleep => self.short_naps = (self.short_naps + 1).min(MAX_NAP_BACKOFF),
+            _ => self.short_naps = 0,
+        }
+    }
+
     /// Whether it may be put to sleep now: a running, sleep-enabled container
-    /// with nothing in flight, up for `min_uptime` and idle for its timeout.
+    /// with nothing in flight, up for `min_uptime` and idle for its
+    /// (effective) timeout.
     pub fn may_sleep(&self, now: Instant, min_uptime: Duration) -> bool {
-        let Some(idle_timeout) = self.idle_timeout else {
+        let Some(idle_timeout) = self.effective_idle_timeout() else {
             return false;
         };
         self.state == State::Running
@@ -249,6 +276,44 @@ mod tests {
             vec!["db", "cache"]
         );
         assert_eq!(parse_depends_on(""), Vec::<String>::new());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_naps_double_the_idle_timeout_and_a_long_sleep_resets_it() {
+        let loaded = crate::config::Config::from_yaml("", "t").unwrap();
+        let info = crate::docker::ContainerInfo {
+            id: "abc".into(),
+            running: true,
+            ..Default::default()
+        };
+        let mut entry = Entry::new(&info, &loaded, Instant::now());
+        entry.idle_timeout = Some(Duration::from_secs(10));
+        // No min_sleep_time: naps never count.
+        entry.policy.sleep_policy.min_sleep_time = None;
+        entry.record_sleep(Duration::from_secs(1));
+        assert_eq!(entry.effective_idle_timeout(), Some(Duration::from_secs(10)));
+
+        entry.policy.sleep_policy.min_sleep_time = Some(HumanDuration::from_secs(60));
+        entry.record_sleep(Duration::from_secs(5));
+        assert_eq!(entry.effective_idle_timeout(), Some(Duration::from_secs(20)));
+        entry.record_sleep(Duration::from_secs(59));
+        assert_eq!(entry.effective_idle_timeout(), Some(Duration::from_secs(40)));
+        for _ in 0..10 {
+            entry.record_sleep(Duration::ZERO);
+        }
+        assert_eq!(
+            entry.effective_idle_timeout(),
+            Some(Duration::from_secs(80)),
+            "capped at 8x"
+        );
+        let start = Instant::now();
+        entry.last_activity = start;
+        entry.running_since = start;
+        assert!(!entry.may_sleep(start + Duration::from_secs(79), Duration::ZERO));
+        assert!(entry.may_sleep(start + Duration::from_secs(80), Duration::ZERO));
+
+        entry.record_sleep(Duration::from_secs(60));
+        assert_eq!(entry.effective_idle_timeout(), Some(Duration::from_secs(10)));
     }
 
     #[tokio::test(start_paused = true)]
