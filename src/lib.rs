@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs the shim until SIGTERM or SIGINT: binds the socket, serves, then
 /// drains within the grace period and removes the socket.
 pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let cfg = &loaded.config;
     let mode = config::parse_socket_mode(&cfg.socket_mode).context("socket_mode was validated")?;
     let (listener, socket_guard) = proxy::listener::bind(&cfg.listen, mode, cfg.socket_group.as_deref())
@@ -91,4 +92,20 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = interrupt.recv() => {}
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one. Every client
+/// connection holds a descriptor, an upstream connection another, and a
+/// hijacked stream a third (its hang-up watch); the common soft default of
+/// 1024 would cap the shim at a few hundred clients.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open file limit"),
+    }
 }
