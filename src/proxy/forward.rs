@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -134,6 +135,13 @@ impl Shim {
         if is_upgrade(&request) {
             return self.forward_upgrade(request, in_use).await;
         }
+        let body = request.body();
+        let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= 64 * 1024);
+        let request = if small {
+            request
+        } else {
+            request.map(|body| CoalescingBody::new(body).boxed_unsync())
+        };
         let reusable = conn.upstream.lock().take().filter(|s| !s.is_closed());
         let mut sender = match reusable {
             Some(mut sender) => match sender.ready().await {
@@ -339,6 +347,208 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
+/// Polls of the task a coalescing body waits for more data, at most.
+const COALESCE_YIELDS: u8 = 4;
+
+/// Most a request body frame grows to by coalescing.
+const COALESCE_LIMIT: usize = 256 * 1024;
+
+/// A request body whose frames are joined while more are ready at once.
+///
+/// A client streaming a build context or a `docker cp` sends 32 KiB chunks;
+/// hyper reads a few hundred KiB of them at once but hands them over one
+/// chunk per poll, and its client would write each as a chunk of its own:
+/// one system call, and one wake-up of dockerd, apiece. This body joins
+/// what is already buffered, up to [`COALESCE_LIMIT`]: when the inner body
+/// has nothing ready, it yields to the task once (which lets the client
+/// connection decode its next buffered chunk) and sends what it has if
+/// that brought nothing. Data never waits for the client.
+pub struct CoalescingBody {
+    inner: ProxyBody,
+    buffer: bytes::BytesMut,
+    /// Times it has yielded since the buffer last grew.
+    yielded: u8,
+    /// What ended the previous batch (trailers, the end, an error), to be
+    /// returned after the buffer.
+    held: Option<Option<Result<hyper::body::Frame<bytes::Bytes>, super::BoxError>>>,
+}
+
+impl CoalescingBody {
+    pub fn new(inner: ProxyBody) -> CoalescingBody {
+        CoalescingBody {
+            inner,
+            buffer: bytes::BytesMut::new(),
+            yielded: 0,
+            held: None,
+        }
+    }
+
+    fn flush(&mut self) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, super::BoxError>>> {
+        self.yielded = 0;
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(self.buffer.split().freeze()))))
+    }
+}
+
+impl hyper::body::Body for CoalescingBody {
+    type Data = bytes::Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.buffer.is_empty() {
+            if let Some(held) = this.held.take() {
+                return Poll::Ready(held);
+            }
+        } else if this.held.is_some() {
+            return this.flush();
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if this.buffer.is_empty() && data.len() >= COALESCE_LIMIT => {
+                        return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+                    }
+                    Ok(data) => {
+                        if this.buffer.capacity() == 0 {
+                            this.buffer.reserve(COALESCE_LIMIT + 64 * 1024);
+                        }
+                        this.buffer.extend_from_slice(&data);
+                        this.yielded = 0;
+                        if this.buffer.len() >= COALESCE_LIMIT {
+                            return this.flush();
+                        }
+                    }
+                    Err(frame) if this.buffer.is_empty() => return Poll::Ready(Some(Ok(frame))),
+                    Err(frame) => {
+                        this.held = Some(Some(Ok(frame)));
+                        return this.flush();
+                    }
+                },
+                Poll::Ready(other) if this.buffer.is_empty() => return Poll::Ready(other),
+                Poll::Ready(other) => {
+                    this.held = Some(other);
+                    return this.flush();
+                }
+                Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
+                Poll::Pending if this.yielded < COALESCE_YIELDS => {
+                    this.yielded += 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => return this.flush(),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.buffer.is_empty() && self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let buffered = self.buffer.len() as u64;
+        if self.held.is_some() {
+            // Only trailers, an error or the end are left after the buffer.
+            return hyper::body::SizeHint::with_exact(buffered);
+        }
+        let inner = self.inner.size_hint();
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(inner.lower() + buffered);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + buffered);
+        }
+        hint
+    }
+}
+
 pub fn box_incoming(body: Incoming) -> ProxyBody {
     body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use bytes::Bytes;
+    use http::HeaderMap;
+    use hyper::body::{Body, Frame};
+
+    use super::*;
+
+    /// A body that plays a script: frames, and `None` for "not ready yet"
+    /// (it wakes the task and returns `Pending` once).
+    struct Script(VecDeque<Option<Frame<Bytes>>>);
+
+    impl Body for Script {
+        type Data = Bytes;
+        type Error = crate::proxy::BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.pop_front() {
+                Some(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+                Some(None) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    fn data(n: usize, byte: u8) -> Option<Frame<Bytes>> {
+        Some(Frame::data(Bytes::from(vec![byte; n])))
+    }
+
+    async fn frames(script: Vec<Option<Frame<Bytes>>>) -> Vec<Frame<Bytes>> {
+        let mut body = CoalescingBody::new(Script(script.into()).boxed_unsync());
+        let mut out = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            out.push(frame.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn ready_frames_are_joined_and_trailers_kept_in_order() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-end", "1".parse().unwrap());
+        let out = frames(vec![data(10, b'a'), data(20, b'b'), Some(Frame::trailers(trailers))]).await;
+        assert_eq!(out.len(), 2, "{out:?}");
+        let joined = out[0].data_ref().unwrap();
+        assert_eq!(&joined[..10], &[b'a'; 10]);
+        assert_eq!(&joined[10..], &[b'b'; 20]);
+        assert_eq!(out[1].trailers_ref().unwrap()["x-end"], "1");
+    }
+
+    #[tokio::test]
+    async fn a_short_wait_is_bridged_a_long_one_is_not() {
+        // Two polls without data are waited out; five are not.
+        let out = frames(vec![data(1, b'a'), None, None, data(1, b'b')]).await;
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data_ref().unwrap().as_ref(), b"ab");
+        let out = frames(vec![data(1, b'a'), None, None, None, None, None, data(1, b'b')]).await;
+        let sizes: Vec<usize> = out.iter().map(|f| f.data_ref().unwrap().len()).collect();
+        assert_eq!(sizes, vec![1, 1]);
+    }
+
+    #[tokio::test]
+    async fn frames_stop_growing_at_the_limit_and_no_byte_is_lost() {
+        let chunk = 32 * 1024;
+        let script: Vec<_> = (0..20).map(|i| data(chunk, i as u8)).collect();
+        let out = frames(script).await;
+        let mut all = Vec::new();
+        for frame in &out {
+            let bytes = frame.data_ref().unwrap();
+            assert!(bytes.len() <= COALESCE_LIMIT + chunk, "{}", bytes.len());
+            all.extend_from_slice(bytes);
+        }
+        assert_eq!(out.len(), 3, "20 chunks of 32 KiB in 256 KiB frames");
+        let expected: Vec<u8> = (0..20).flat_map(|i| vec![i as u8; chunk]).collect();
+        assert_eq!(all, expected);
+    }
 }
