@@ -232,7 +232,7 @@ impl Lifecycle {
                         entry.memory_running = record.memory_before;
                         entry.memory_asleep = record.memory_after;
                         if let Some(pid) = entry.pid.filter(|_| entry.own_network) {
-                            (entry.net_peers, entry.net_bytes_at_sleep) = self.sleep_counters(pid);
+                            (entry.net_peers, entry.net_bytes_at_sleep) = self.sleep_counters_off_thread(pid).await;
                         }
                     }
                     (store::SleptState::Stopped, false, false) => {
@@ -767,7 +767,7 @@ impl Lifecycle {
         }
         // Counter wake needs counters of its own; conntrack still works.
         let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
-            Some(pid) => self.sleep_counters(pid),
+            Some(pid) => self.sleep_counters_off_thread(pid).await,
             None => (None, None),
         };
         {
@@ -863,6 +863,16 @@ impl Lifecycle {
 
     fn net_bytes(&self, pid: u32) -> Option<u64> {
         activity::net_bytes(&self.inner.proc_root, pid).ok()
+    }
+
+    /// [`Lifecycle::sleep_counters`] on the blocking pool: finding the veth
+    /// peers reads two files per host interface, which with hundreds of
+    /// containers must not stall the thread that serves requests.
+    async fn sleep_counters_off_thread(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.sleep_counters(pid))
+            .await
+            .unwrap_or((None, None))
     }
 
     /// Where a container falling asleep has its traffic counted, and the
