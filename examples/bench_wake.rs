@@ -585,21 +585,22 @@ fn bench_exec(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
     run_container(&floor_name, &[], BUSYBOX, &["sleep", "3600"])?;
     let dockerd = Path::new(DOCKERD_SOCKET);
     let mut unpauses = Vec::new();
+    let post = |action: &str| -> Result<()> {
+        let (status, body) = unix_call(dockerd, "POST", &format!("/containers/{floor_name}/{action}"))?;
+        if status != 204 {
+            bail!("{action} {floor_name}: {status} {body}");
+        }
+        Ok(())
+    };
     // And what a client that unpaused by hand before its exec would see,
     // straight to dockerd: unpause, then `docker exec`, vs a plain exec.
     let (mut by_hand, mut by_hand_running) = (Vec::new(), Vec::new());
     for _ in 0..options.runs {
-        let (status, body) = unix_call(dockerd, "POST", &format!("/containers/{floor_name}/pause"))?;
-        if status != 204 {
-            bail!("pause {floor_name}: {status} {body}");
-        }
+        post("pause")?;
         let start = Instant::now();
-        let (status, body) = unix_call(dockerd, "POST", &format!("/containers/{floor_name}/unpause"))?;
+        post("unpause")?;
         let unpaused = start.elapsed().as_secs_f64() * 1e3;
         unpauses.push(unpaused);
-        if status != 204 {
-            bail!("unpause {floor_name}: {status} {body}");
-        }
         by_hand.push(unpaused + timed_ms(docker(DOCKERD_SOCKET, &["exec", &floor_name, "true"]))?);
         by_hand_running.push(timed_ms(docker(DOCKERD_SOCKET, &["exec", &floor_name, "true"]))?);
     }

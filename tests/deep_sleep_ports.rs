@@ -33,15 +33,35 @@ fn state_of(name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn shim_state(shim: &Shim, name: &str) -> String {
+/// The container's row in `GET /_forge/v1/containers` (`null` if none).
+fn shim_row(shim: &Shim, name: &str) -> serde_json::Value {
     let rows = shim.get("/_forge/v1/containers").json();
     rows.as_array()
         .into_iter()
         .flatten()
         .find(|row| row["name"] == name)
-        .and_then(|row| row["state"].as_str())
-        .unwrap_or("")
-        .to_string()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn shim_state(shim: &Shim, name: &str) -> String {
+    shim_row(shim, name)["state"].as_str().unwrap_or("").to_string()
+}
+
+/// `docker run -d` of the test httpd with 8080 published on a free
+/// loopback port, through the shim; its name and host port.
+fn start_web(shim: &Shim, names: &Names) -> (String, u16) {
+    let web = names.name("web");
+    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
+    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    let port = host_port(shim, &web);
+    (web, port)
+}
+
+fn wait_deep_sleep(shim: &Shim, web: &str) {
+    wait_until("the shim stops the idle container (deep sleep)", CHANGE_WITHIN, || {
+        state_of(web) == "exited" && shim_state(shim, web) == "deep_sleep"
+    });
 }
 
 /// `docker port NAME 8080` → the host port.
@@ -77,27 +97,16 @@ fn http_get(port: u16) -> String {
 fn connection_to_a_deep_sleeper_is_held_and_served() {
     let names = Names::new("deep-port");
     let shim = Shim::start(&deep_sleep_config(&names));
-    let web = names.name("web");
-    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
-    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
-    let port = host_port(&shim, &web);
+    let (web, port) = start_web(&shim, &names);
 
-    wait_until("the shim stops the idle container (deep sleep)", CHANGE_WITHIN, || {
-        state_of(&web) == "exited" && shim_state(&shim, &web) == "deep_sleep"
-    });
+    wait_deep_sleep(&shim, &web);
 
     // The port answers although the container is stopped.
     let answer = http_get(port);
     assert!(answer.contains("forge-test-ok"), "answer: {answer}");
     assert_eq!(state_of(&web), "running");
     assert_eq!(shim_state(&shim, &web), "running");
-    let rows = shim.get("/_forge/v1/containers").json();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == web.as_str())
-        .unwrap();
+    let row = shim_row(&shim, &web);
     assert_eq!(row["last_wake"]["trigger"], "connection", "{row}");
     shim.assert_no_panic();
 }
@@ -106,13 +115,8 @@ fn connection_to_a_deep_sleeper_is_held_and_served() {
 fn a_restarted_shim_holds_a_deep_sleepers_ports_again() {
     let names = Names::new("deep-restart");
     let mut shim = Shim::start(&deep_sleep_config(&names));
-    let web = names.name("web");
-    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
-    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
-    let port = host_port(&shim, &web);
-    wait_until("the shim stops the idle container (deep sleep)", CHANGE_WITHIN, || {
-        state_of(&web) == "exited" && shim_state(&shim, &web) == "deep_sleep"
-    });
+    let (web, port) = start_web(&shim, &names);
+    wait_deep_sleep(&shim, &web);
 
     // Killed: its holds die with it, and only the state file remembers the
     // port (a stopped container publishes none).
@@ -135,14 +139,8 @@ fn a_restarted_shim_holds_a_deep_sleepers_ports_again() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read answer");
     assert!(answer.contains("forge-test-ok"), "answer: {answer}");
-    let rows = shim.get("/_forge/v1/containers").json();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == web.as_str())
-        .cloned();
-    assert_eq!(row.unwrap()["last_wake"]["trigger"], "connection");
+    let row = shim_row(&shim, &web);
+    assert_eq!(row["last_wake"]["trigger"], "connection", "{row}");
     assert_eq!(state_of(&web), "running");
     shim.assert_no_panic();
 }
@@ -151,10 +149,7 @@ fn a_restarted_shim_holds_a_deep_sleepers_ports_again() {
 fn removing_a_deep_sleeper_does_not_start_it_and_frees_its_port() {
     let names = Names::new("deep-rm");
     let shim = Shim::start(&deep_sleep_config(&names));
-    let web = names.name("web");
-    let out = shim.docker(&["run", "-d", "--name", &web, "-p", "127.0.0.1::8080", HTTPD]);
-    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
-    let port = host_port(&shim, &web);
+    let (web, port) = start_web(&shim, &names);
     wait_until("deep sleep", CHANGE_WITHIN, || shim_state(&shim, &web) == "deep_sleep");
 
     let out = shim.docker(&["rm", &web]);

@@ -140,12 +140,29 @@ pub fn judge(
 /// Bytes received plus sent by the network namespace of process `pid`, over
 /// every interface but `lo`.
 pub fn net_bytes(proc_root: &Path, pid: u32) -> Result<u64, ActivityError> {
-    let path = proc_root.join(pid.to_string()).join("net").join("dev");
-    let text = std::fs::read_to_string(&path).map_err(|source| ActivityError::Read {
-        path: path.clone(),
+    Ok(total(&read_net_dev(
+        &proc_root.join(pid.to_string()).join("net").join("dev"),
+    )?))
+}
+
+/// The bytes of every interface listed, together.
+fn total(interfaces: &[(String, u64)]) -> u64 {
+    interfaces
+        .iter()
+        .fold(0u64, |total, (_, bytes)| total.saturating_add(*bytes))
+}
+
+/// Reads and parses a `/proc/net/dev` table; errors name the file.
+fn read_net_dev(path: &Path) -> Result<Vec<(String, u64)>, ActivityError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ActivityError::Read {
+        path: path.to_path_buf(),
         source,
     })?;
-    parse_net_dev(&text).map_err(|(line, text)| ActivityError::Parse { path, line, text })
+    parse_net_dev_interfaces(&text).map_err(|(line, text)| ActivityError::Parse {
+        path: path.to_path_buf(),
+        line,
+        text,
+    })
 }
 
 /// Sums the bytes columns of a `/proc/net/dev` table, skipping `lo`. On error,
@@ -157,9 +174,7 @@ pub fn net_bytes(proc_root: &Path, pid: u32) -> Result<u64, ActivityError> {
 ///   eth0:     806       9    0    0    0     0          0         0    1234 ...
 /// ```
 pub fn parse_net_dev(text: &str) -> Result<u64, (usize, String)> {
-    Ok(parse_net_dev_interfaces(text)?
-        .iter()
-        .fold(0u64, |total, (_, bytes)| total.saturating_add(*bytes)))
+    Ok(total(&parse_net_dev_interfaces(text)?))
 }
 
 /// Each interface of a `/proc/net/dev` table but `lo`, with its bytes
@@ -195,14 +210,9 @@ pub fn parse_net_dev_interfaces(text: &str) -> Result<Vec<(String, u64)>, (usize
 /// as interface name → bytes received plus sent. One read serves every
 /// sleeper, where reading each container's own table costs one read each.
 pub fn host_net_dev(proc_root: &Path) -> Result<HashMap<String, u64>, ActivityError> {
-    let path = proc_root.join("self").join("net").join("dev");
-    let text = std::fs::read_to_string(&path).map_err(|source| ActivityError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let interfaces =
-        parse_net_dev_interfaces(&text).map_err(|(line, text)| ActivityError::Parse { path, line, text })?;
-    Ok(interfaces.into_iter().collect())
+    Ok(read_net_dev(&proc_root.join("self").join("net").join("dev"))?
+        .into_iter()
+        .collect())
 }
 
 /// The host-side names of a container's network interfaces: for each
