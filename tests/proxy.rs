@@ -179,6 +179,23 @@ fn exec_interactive_sees_stdin_eof_and_exits() {
 }
 
 #[test]
+fn a_multi_threaded_shim_serves_the_same_calls() {
+    // `worker_threads: 2` runs the work-stealing runtime instead of the
+    // default single thread: requests, hijacked streams and plain bodies
+    // must behave the same.
+    require_dockerd();
+    let shim = Shim::start(&format!("{PASSTHROUGH_CONFIG}worker_threads: 2\n"));
+    let names = Names::new("multi_thread");
+    let c = sleeper(&shim, &names, "c");
+    let out = shim.docker_with_input(&["exec", "-i", &c, "cat"], b"hi\n");
+    out.assert_success("echo hi | docker exec -i C cat");
+    assert_eq!(out.stdout_text(), "hi\n");
+    let out = shim.docker(&["ps", "--filter", &format!("name={c}"), "--format", "{{.Names}}"]);
+    out.assert_success("docker ps");
+    assert_eq!(out.stdout_text().trim(), c);
+}
+
+#[test]
 fn exec_without_stdin_returns_with_the_exit_code() {
     let shim = shim();
     let names = Names::new("exec_nostdin");

@@ -657,6 +657,32 @@ fn memory_squeeze_to_swap_keeps_the_data() {
     drop(swap);
 }
 
+#[test]
+fn a_short_nap_doubles_the_next_idle_timeout() {
+    require_dockerd();
+    let names = Names::new("nap");
+    let prefix = names.prefix().to_string();
+    let shim = Shim::start(&config_with(
+        &names,
+        "  nappy:\n    sleep_policy: { enabled: true, idle_timeout: 2s, min_sleep_time: 1h }\n",
+        &format!("  - match: {{ name: \"{prefix}-nap*\" }}\n    class: nappy\n"),
+        "",
+    ));
+    let c = run_sleeper(&shim, &names, "nap", &[]);
+    assert_eq!(row(&shim, &c)["idle_timeout_s"], 2.0);
+    wait_asleep(&shim, &c);
+
+    // Woken long before min_sleep_time: the sleep did not pay off, so the
+    // container must stay idle twice as long before the next one.
+    shim.docker(&["exec", &c, "true"])
+        .assert_success("docker exec on a sleeper");
+    assert_eq!(row(&shim, &c)["idle_timeout_s"], 4.0);
+    wait_asleep(&shim, &c);
+    shim.docker(&["exec", &c, "true"])
+        .assert_success("docker exec on a sleeper");
+    assert_eq!(row(&shim, &c)["idle_timeout_s"], 8.0);
+}
+
 // ---------------------------------------------------------------------------
 // deep sleep
 
