@@ -602,6 +602,13 @@ fn main() -> Result<()> {
             decimals: 1,
         });
 
+        let mut splice_32 = vec![];
+        for _ in 0..options.rounds {
+            splice_32.push(runtime.block_on(ping_throughput(&splice, 32, options.duration))?);
+        }
+        let splice_32 = median(splice_32);
+        println!("reference, a bare copy_bidirectional splice: {splice_32:.0} req/s on 32 connections");
+
         // 1b. throughput.
         for connections in [1usize, 32] {
             let (mut ds, mut ss) = (vec![], vec![]);
@@ -625,6 +632,16 @@ fn main() -> Result<()> {
                 target: (connections == 32).then(|| ("≥ 85% of direct".to_string(), s >= 0.85 * d)),
                 decimals: 0,
             });
+            if connections == 32 {
+                rows.push(Row {
+                    metric: "reference: a bare byte splice, requests/s, 32 connections".into(),
+                    direct: Some(d),
+                    shim: splice_32,
+                    ratio: true,
+                    target: None,
+                    decimals: 0,
+                });
+            }
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Config {
     /// least CPU and latency per request); 0 means one per core.
     #[serde(default = "defaults::worker_threads")]
     pub worker_threads: usize,
+    /// Forward requests that have no phase (`/_ping`, `ps`, `inspect`,
+    /// `events`, …) as the bytes read, without re-encoding them.
+    #[serde(default = "defaults::fast_path")]
+    pub fast_path: bool,
     #[serde(default = "defaults::state_dir")]
     pub state_dir: PathBuf,
     #[serde(default)]
@@ -313,6 +317,10 @@ mod defaults {
 
     pub fn worker_threads() -> usize {
         1
+    }
+
+    pub fn fast_path() -> bool {
+        true
     }
 
     pub fn listen() -> PathBuf {

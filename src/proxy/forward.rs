@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
+use super::passthrough::Replay;
 use super::{ProxyBody, Shim};
 use crate::error::ShimError;
 use crate::lifecycle::InUse;
@@ -103,6 +104,22 @@ impl Shim {
             });
         }
         Ok(sender)
+    }
+
+    /// Makes `stream`, a connection to dockerd that is idle between two
+    /// messages, `conn`'s upstream connection.
+    pub async fn adopt_upstream(&self, conn: &ConnState, stream: UnixStream) -> Result<(), ShimError> {
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| self.upstream_error(source))?;
+        *conn.upstream.lock() = Some(sender);
+        *conn.driver.lock() = Some(Box::pin(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        }));
+        Ok(())
     }
 
     /// A new upstream connection for `conn`, driven by `conn`'s task.
@@ -257,12 +274,17 @@ impl ClientSide {
         client: hyper::upgrade::Upgraded,
         upstream: &mut TokioIo<hyper::upgrade::Upgraded>,
     ) -> std::io::Result<ClientSide> {
-        match client.downcast::<TokioIo<UnixStream>>() {
+        match client.downcast::<TokioIo<Replay>>() {
             Ok(parts) => {
                 if !parts.read_buf.is_empty() {
                     upstream.write_all(&parts.read_buf).await?;
                 }
-                Ok(ClientSide::Unix(parts.io.into_inner()))
+                // Then what the fast path had read that hyper had not.
+                let (pending, stream) = parts.io.into_inner().into_parts();
+                if !pending.is_empty() {
+                    upstream.write_all(&pending).await?;
+                }
+                Ok(ClientSide::Unix(stream))
             }
             Err(client) => Ok(ClientSide::Other(TokioIo::new(client))),
         }

@@ -8,6 +8,7 @@
 
 pub mod forward;
 pub mod listener;
+pub mod passthrough;
 pub mod standards;
 pub mod wake;
 
@@ -49,6 +50,7 @@ pub struct ShimInner {
     pub upstream_path: PathBuf,
     pub upstream_connect_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub fast_path: bool,
     pub shutdown: Shutdown,
     /// Connections and hijacked streams, so shutdown can wait for them.
     pub tasks: TaskTracker,
@@ -90,6 +92,7 @@ impl Shim {
                 upstream_path,
                 upstream_connect_timeout: timeouts.upstream_connect.as_duration(),
                 header_read_timeout: timeouts.header_read.as_duration(),
+                fast_path: config.config.fast_path,
                 shutdown: Shutdown {
                     token,
                     grace: timeouts.shutdown_grace.as_duration(),
@@ -150,7 +153,27 @@ impl Shim {
         let stats = &self.inner.stats;
         stats.connections_open.fetch_add(1, Ordering::Relaxed);
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let (client, pending, upstream) = if self.inner.fast_path {
+            match self.serve_passthrough(stream).await {
+                passthrough::Outcome::Closed => {
+                    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+                passthrough::Outcome::Handoff {
+                    client,
+                    pending,
+                    upstream,
+                } => (client, pending, upstream),
+            }
+        } else {
+            (stream, bytes::BytesMut::new(), None)
+        };
         let conn_state = Arc::new(ConnState::default());
+        if let Some(upstream) = upstream {
+            if let Err(e) = self.adopt_upstream(&conn_state, upstream).await {
+                tracing::debug!(error = %e, "could not reuse the fast path's upstream connection");
+            }
+        }
         let shim = self.clone();
         let service_state = conn_state.clone();
         let service = service_fn(move |request: Request<Incoming>| {
@@ -162,7 +185,7 @@ impl Shim {
             .timer(TokioTimer::new())
             .header_read_timeout(self.inner.header_read_timeout)
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(passthrough::Replay::new(pending, client)), service)
             .with_upgrades();
         tokio::pin!(connection);
         let cancelled = self.inner.shutdown.token.cancelled();

@@ -1,0 +1,773 @@
+//! The fast path: a request the shim has nothing to do with (`/_ping`,
+//! `version`, `ps`, `inspect`, `events`, image and network listings, …)
+//! goes to dockerd as the bytes the client sent, and dockerd's response
+//! comes back as the bytes dockerd sent. Nothing is decoded into header maps
+//! or re-encoded, which is most of what a proxy costs on a short call.
+//!
+//! Only heads this module understands exactly as dockerd (Go's `net/http`)
+//! will take the fast path; everything else goes to hyper, which re-encodes
+//! what it forwards. This is what keeps the shim's view of where one request
+//! ends and the next begins the same as dockerd's (no request smuggling past
+//! the standards):
+//!
+//! - HTTP/1.1 only; every line ends in CRLF, none starts the head;
+//! - an origin-form target of visible ASCII (no `#`);
+//! - at most one `Content-Length`, all digits, at most [`MAX_BODY`] bytes
+//!   (the body is read whole before anything is forwarded);
+//! - no `Transfer-Encoding`, `Upgrade` or `Expect`, and a `Connection` of
+//!   `keep-alive` and `close` only;
+//! - a route with no phase ([`Shim::forwards_as_is`]) and a path dockerd
+//!   routes as sent (no normalisation needed).
+//!
+//! The first request that does not qualify hands the whole connection to
+//! hyper (`Handoff`), with the bytes already read and the upstream
+//! connection, which is at a message boundary. A connection never comes
+//! back from hyper.
+//!
+//! Responses are framed by their `Content-Length`, by scanning their chunks
+//! ([`ChunkedEnd`]), or by dockerd closing the connection. While a response
+//! streams (`events`, `wait`, `stats`), the client is watched: its EOF ends
+//! the stream and closes dockerd's side.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::UnixStream;
+use tokio::time::Instant;
+
+use super::Shim;
+use crate::route::Route;
+
+/// The longest request head the fast path reads; longer ones go to hyper.
+const MAX_HEAD: usize = 16 * 1024;
+/// The largest request body the fast path buffers; larger go to hyper.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most headers in a head (hyper's default too).
+const MAX_HEADERS: usize = 100;
+/// The largest response head accepted from dockerd.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How much of a response is read from dockerd at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of a client's next requests buffered while a response streams.
+const MAX_PIPELINED: usize = 64 * 1024;
+
+/// How a connection left the fast path.
+pub enum Outcome {
+    /// The connection is over.
+    Closed,
+    /// Serve the rest with hyper: `pending` was read from `client` and not
+    /// forwarded; `upstream` is idle between two messages.
+    Handoff {
+        client: UnixStream,
+        pending: BytesMut,
+        upstream: Option<UnixStream>,
+    },
+}
+
+/// What a request head allows.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestHead<'a> {
+    /// More bytes are needed.
+    Partial,
+    /// Forwardable as read: `head_len + body_len` bytes.
+    Simple {
+        method: &'a str,
+        path: &'a str,
+        head_len: usize,
+        body_len: usize,
+        close: bool,
+    },
+    /// hyper must serve it (and the rest of the connection); the reason is
+    /// for debug logs.
+    Complex(&'static str),
+}
+
+/// Reads a request head from the start of `buf`.
+pub fn parse_request(buf: &[u8]) -> RequestHead<'_> {
+    if buf.first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+        return RequestHead::Complex("empty line before the request line");
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return RequestHead::Complex("long head"),
+        Ok(httparse::Status::Partial) => return RequestHead::Partial,
+        Err(_) => return RequestHead::Complex("head does not parse"),
+    };
+    if head_len > MAX_HEAD {
+        return RequestHead::Complex("long head");
+    }
+    if !strict_line_ends(&buf[..head_len]) {
+        return RequestHead::Complex("a line not ended by CRLF");
+    }
+    if request.version != Some(1) {
+        return RequestHead::Complex("not HTTP/1.1");
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return RequestHead::Complex("no request line");
+    };
+    if !target.starts_with('/') || !target.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#') {
+        return RequestHead::Complex("not an origin-form target");
+    }
+    let mut body_len: Option<usize> = None;
+    let mut close = false;
+    for header in request.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            if body_len.is_some() {
+                return RequestHead::Complex("repeated Content-Length");
+            }
+            match digits(header.value) {
+                Some(n) if n <= MAX_BODY as u64 => body_len = Some(n as usize),
+                Some(_) => return RequestHead::Complex("large body"),
+                None => return RequestHead::Complex("odd Content-Length"),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            return RequestHead::Complex("framing or protocol header");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                    return RequestHead::Complex("Connection option");
+                }
+            }
+        }
+    }
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    RequestHead::Simple {
+        method,
+        path,
+        head_len,
+        body_len: body_len.unwrap_or(0),
+        close,
+    }
+}
+
+/// Whether every LF is preceded by CR and every CR followed by LF.
+fn strict_line_ends(head: &[u8]) -> bool {
+    head.iter().enumerate().all(|(i, &b)| match b {
+        b'\n' => i > 0 && head[i - 1] == b'\r',
+        b'\r' => head.get(i + 1) == Some(&b'\n'),
+        _ => true,
+    })
+}
+
+/// A decimal of 1 to 18 digits and nothing else.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// A response head: its length, how its body ends, and whether dockerd
+/// closes the connection after it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub head_len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    pub close: bool,
+}
+
+/// Reads a response head from the start of `buf`; `Ok(None)` when more
+/// bytes are needed. `head_request` tells whether the request was `HEAD`.
+pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err("response head too long"),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("response head does not parse"),
+    };
+    let status = response.code.unwrap_or(0);
+    let mut close = response.version != Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    for header in response.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = digits(header.value.trim_ascii()).ok_or("odd Content-Length in a response")?;
+            if length.is_some_and(|m| m != n) {
+                return Err("conflicting Content-Length in a response");
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides; `chunked` anywhere else is an error
+            // dockerd never makes.
+            let last = header.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= header
+                .value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(0)) => Framing::Empty,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    Ok(Some(ResponseHead {
+        head_len,
+        status,
+        framing,
+        close: close || framing == Framing::UntilClose,
+    }))
+}
+
+/// Finds the end of a chunked body without decoding it.
+#[derive(Debug, Default)]
+pub struct ChunkedEnd {
+    state: Chunk,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// In the hex size; `digits` read so far.
+    #[default]
+    Start,
+    Size {
+        size: u64,
+        digits: u8,
+    },
+    Extension {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        left: u64,
+    },
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+impl ChunkedEnd {
+    /// Consumes body bytes from `data`; returns how many belong to the body
+    /// and whether the body ended there.
+    pub fn advance(&mut self, data: &[u8]) -> Result<(usize, bool), &'static str> {
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            self.state = match self.state {
+                Chunk::Done => break,
+                Chunk::Data { left } => {
+                    let take = left.min((data.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == left {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data { left: left - take }
+                    };
+                    continue;
+                }
+                Chunk::Start => match hex(b) {
+                    Some(d) => Chunk::Size {
+                        size: u64::from(d),
+                        digits: 1,
+                    },
+                    None => return Err("bad chunk size"),
+                },
+                Chunk::Size { size, digits } => match (hex(b), b) {
+                    (Some(_), _) if digits >= 15 => return Err("chunk too large"),
+                    (Some(d), _) => Chunk::Size {
+                        size: size << 4 | u64::from(d),
+                        digits: digits + 1,
+                    },
+                    (None, b';' | b' ' | b'\t') => Chunk::Extension { size },
+                    (None, b'\r') => Chunk::SizeLf { size },
+                    _ => return Err("bad chunk size"),
+                },
+                Chunk::Extension { size } => match b {
+                    b'\r' => Chunk::SizeLf { size },
+                    b'\n' => return Err("bare LF in a chunk header"),
+                    _ => Chunk::Extension { size },
+                },
+                Chunk::SizeLf { size } => match (b, size) {
+                    (b'\n', 0) => Chunk::TrailerStart,
+                    (b'\n', left) => Chunk::Data { left },
+                    _ => return Err("chunk size line not ended by CRLF"),
+                },
+                Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+                Chunk::DataLf if b == b'\n' => Chunk::Start,
+                Chunk::DataCr | Chunk::DataLf => return Err("chunk not ended by CRLF"),
+                Chunk::TrailerStart if b == b'\r' => Chunk::EndLf,
+                Chunk::TrailerStart | Chunk::Trailer if b == b'\n' => return Err("bare LF in trailers"),
+                Chunk::TrailerStart | Chunk::Trailer if b == b'\r' => Chunk::TrailerLf,
+                Chunk::TrailerStart | Chunk::Trailer => Chunk::Trailer,
+                Chunk::TrailerLf if b == b'\n' => Chunk::TrailerStart,
+                Chunk::EndLf if b == b'\n' => Chunk::Done,
+                Chunk::TrailerLf | Chunk::EndLf => return Err("trailer not ended by CRLF"),
+            };
+            i += 1;
+            if self.state == Chunk::Done {
+                break;
+            }
+        }
+        Ok((i, self.state == Chunk::Done))
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Where a response body stands.
+enum BodyLeft {
+    Length(u64),
+    Chunked(ChunkedEnd),
+    UntilClose,
+}
+
+impl BodyLeft {
+    /// How many of `data`'s bytes belong to the body, and whether it ended.
+    fn take(&mut self, data: &[u8]) -> Result<(usize, bool), &'static str> {
+        match self {
+            BodyLeft::Length(left) => {
+                let take = (*left).min(data.len() as u64);
+                *left -= take;
+                Ok((take as usize, *left == 0))
+            }
+            BodyLeft::Chunked(chunks) => chunks.advance(data),
+            BodyLeft::UntilClose => Ok((data.len(), false)),
+        }
+    }
+}
+
+/// Why an exchange ended the connection.
+#[derive(Debug)]
+enum Ended {
+    /// The client went away (EOF or error).
+    Client,
+    /// dockerd closed or broke the connection, or sent what cannot be
+    /// framed; `answered` tells whether the client got a response head.
+    Upstream { answered: bool, reason: String },
+}
+
+/// One client connection on the fast path.
+struct Conn<'a> {
+    shim: &'a Shim,
+    client: UnixStream,
+    /// Bytes read from the client and not yet forwarded.
+    pending: BytesMut,
+    upstream: Option<UnixStream>,
+    /// dockerd's bytes not yet written to the client.
+    response: BytesMut,
+}
+
+impl Shim {
+    /// Serves `client` on the fast path for as long as its requests
+    /// qualify.
+    pub async fn serve_passthrough(&self, client: UnixStream) -> Outcome {
+        let mut conn = Conn {
+            shim: self,
+            client,
+            pending: BytesMut::with_capacity(8 * 1024),
+            upstream: None,
+            response: BytesMut::new(),
+        };
+        loop {
+            let (total, head_request, close) = match conn.read_head().await {
+                None => return Outcome::Closed,
+                Some(Next::Handoff(reason)) => return conn.handoff(reason),
+                Some(Next::Forward {
+                    total,
+                    head_request,
+                    close,
+                }) => (total, head_request, close),
+            };
+            if !conn.read_to(total).await {
+                return Outcome::Closed;
+            }
+            self.inner
+                .stats
+                .requests_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match conn.exchange(total, head_request).await {
+                Ok(true) if !close => continue,
+                Ok(_) => {
+                    let _ = conn.client.shutdown().await;
+                    return Outcome::Closed;
+                }
+                Err(Handoff) => return conn.handoff("dockerd is not reachable"),
+            }
+        }
+    }
+
+    /// Whether a request with this method and path has no phase at all:
+    /// no standards, no wake, no in-use mark, not the shim's own API, and a
+    /// path dockerd routes as sent.
+    fn forwards_as_is(&self, method: &str, path: &str) -> bool {
+        use crate::route::{ContainerAction as A, Endpoint};
+        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+            return false;
+        };
+        match Route::classify(&method, path) {
+            Ok(route) if route.forward_path.is_none() => matches!(
+                route.endpoint,
+                Endpoint::Passthrough
+                    | Endpoint::ContainerUse {
+                        action: A::Inspect | A::Stats | A::Changes | A::Wait,
+                        ..
+                    }
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The exchange could not start: give the connection to hyper, which
+/// answers with the proper error.
+struct Handoff;
+
+/// What to do with the request at the head of `pending`.
+enum Next {
+    /// Forward its `total` bytes as read.
+    Forward {
+        total: usize,
+        head_request: bool,
+        close: bool,
+    },
+    Handoff(&'static str),
+}
+
+impl Conn<'_> {
+    fn handoff(self, reason: &'static str) -> Outcome {
+        tracing::trace!(reason, "connection handed to the full proxy");
+        Outcome::Handoff {
+            client: self.client,
+            pending: self.pending,
+            upstream: self.upstream,
+        }
+    }
+
+    /// Waits until `pending` starts with a complete request head and says
+    /// what to do with it; `None` when the client left, was too slow, or
+    /// shutdown began while it was idle.
+    async fn read_head(&mut self) -> Option<Next> {
+        let timeout = self.shim.inner.header_read_timeout;
+        let token = self.shim.inner.shutdown.token.clone();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            match parse_request(&self.pending) {
+                RequestHead::Partial => {}
+                RequestHead::Simple {
+                    method,
+                    path,
+                    head_len,
+                    body_len,
+                    close,
+                } => {
+                    if !self.shim.forwards_as_is(method, path) {
+                        return Some(Next::Handoff("the route has a phase"));
+                    }
+                    return Some(Next::Forward {
+                        total: head_len + body_len,
+                        head_request: method == "HEAD",
+                        close,
+                    });
+                }
+                RequestHead::Complex(reason) => return Some(Next::Handoff(reason)),
+            }
+            if !self.pending.is_empty() && deadline.is_none() {
+                deadline = Some(Instant::now() + timeout);
+            }
+            self.pending.reserve(4 * 1024);
+            let read = tokio::select! {
+                read = self.client.read_buf(&mut self.pending) => read,
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::debug!("client too slow sending a request head; closing");
+                    return None;
+                }
+                _ = token.cancelled(), if self.pending.is_empty() => return None,
+            };
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads until `pending` holds `total` bytes; false if the client left.
+    async fn read_to(&mut self, total: usize) -> bool {
+        while self.pending.len() < total {
+            self.pending.reserve(total - self.pending.len());
+            match self.client.read_buf(&mut self.pending).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        true
+    }
+
+    /// Forwards the first `total` pending bytes and dockerd's response.
+    /// `Ok(true)`: the connection may serve another request.
+    async fn exchange(&mut self, total: usize, head_request: bool) -> Result<bool, Handoff> {
+        let mut upstream = match self.upstream.take().filter(idle_and_open) {
+            Some(upstream) => upstream,
+            None => {
+                let path = &self.shim.inner.upstream_path;
+                let connect = UnixStream::connect(path);
+                match tokio::time::timeout(self.shim.inner.upstream_connect_timeout, connect).await {
+                    Ok(Ok(upstream)) => upstream,
+                    _ => return Err(Handoff),
+                }
+            }
+        };
+        let result = match upstream.write_all(&self.pending[..total]).await {
+            Ok(()) => {
+                self.pending.advance(total);
+                self.forward_response(&mut upstream, head_request).await
+            }
+            Err(e) => Err(Ended::Upstream {
+                answered: false,
+                reason: format!("sending the request: {e}"),
+            }),
+        };
+        match result {
+            Ok(keep) => {
+                if keep {
+                    self.upstream = Some(upstream);
+                }
+                Ok(keep)
+            }
+            Err(Ended::Client) => {
+                tracing::debug!("client left during a response; closing dockerd's side");
+                Ok(false)
+            }
+            Err(Ended::Upstream { answered, reason }) => {
+                tracing::warn!(%reason, "dockerd connection failed during a request");
+                if !answered {
+                    let message = format!(
+                        "dockerd at {} failed: {reason}",
+                        self.shim.inner.upstream_path.display()
+                    );
+                    let _ = self.client.write_all(&error_response(502, &message)).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Copies one response from `upstream` to the client, watching the
+    /// client meanwhile. `Ok(true)` when both sides may be reused.
+    async fn forward_response(&mut self, upstream: &mut UnixStream, head_request: bool) -> Result<bool, Ended> {
+        self.response.clear();
+        let head = loop {
+            let failed = |reason: &str| Ended::Upstream {
+                answered: false,
+                reason: reason.to_string(),
+            };
+            match parse_response(&self.response, head_request) {
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    // No interim response is possible without `Expect` or
+                    // `Upgrade`, which never take the fast path.
+                    return Err(failed("unexpected interim response"));
+                }
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(reason) => return Err(failed(reason)),
+            }
+            if self.read_upstream(upstream).await? == 0 {
+                return Err(failed("connection closed before a response"));
+            }
+        };
+        let mut body = match head.framing {
+            Framing::Empty => BodyLeft::Length(0),
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(ChunkedEnd::default()),
+            Framing::UntilClose => BodyLeft::UntilClose,
+        };
+        let failed = |reason: &str| Ended::Upstream {
+            answered: true,
+            reason: reason.to_string(),
+        };
+        // The head goes out with whatever of the body came with it.
+        let mut ready = head.head_len;
+        let mut done = matches!(body, BodyLeft::Length(0));
+        loop {
+            if !done {
+                let (taken, ended) = body.take(&self.response[ready..]).map_err(failed)?;
+                ready += taken;
+                done = ended;
+            }
+            if ready > 0 {
+                if self.client.write_all(&self.response[..ready]).await.is_err() {
+                    return Err(Ended::Client);
+                }
+                self.response.advance(ready);
+                ready = 0;
+            }
+            if done {
+                // Anything dockerd sent past the response means the two
+                // sides disagree on framing: the connection is not reused.
+                return Ok(!head.close && self.response.is_empty());
+            }
+            if self.read_upstream(upstream).await? == 0 {
+                return match body {
+                    BodyLeft::UntilClose => Ok(false),
+                    _ => Err(failed("connection closed in the middle of a response")),
+                };
+            }
+        }
+    }
+
+    /// Reads more of dockerd's response; meanwhile, reads what the client
+    /// sends (its next requests) into `pending`, and ends the exchange if
+    /// the client leaves.
+    async fn read_upstream(&mut self, upstream: &mut UnixStream) -> Result<usize, Ended> {
+        loop {
+            self.response.reserve(READ_CHUNK);
+            let watch = self.pending.len() < MAX_PIPELINED;
+            if watch {
+                self.pending.reserve(4 * 1024);
+            }
+            tokio::select! {
+                biased;
+                read = upstream.read_buf(&mut self.response) => {
+                    return read.map_err(|e| Ended::Upstream { answered: true, reason: e.to_string() });
+                }
+                read = self.client.read_buf(&mut self.pending), if watch => match read {
+                    Ok(0) | Err(_) => return Err(Ended::Client),
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+}
+
+/// Whether a kept upstream connection is still usable: dockerd has not
+/// closed it and sent nothing unasked.
+fn idle_and_open(upstream: &UnixStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(upstream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A complete Docker-style error response, for failures after the request
+/// has been sent (when hyper is no longer an option).
+fn error_response(status: u16, message: &str) -> Vec<u8> {
+    let mut body = serde_json::to_vec(&serde_json::json!({ "message": format!("forge-shim: {message}") }))
+        .unwrap_or_default();
+    body.push(b'\n');
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The client's socket behind the bytes the fast path read and did not
+/// forward: hyper reads those first. Hijacked streams take the socket back
+/// with [`Replay::into_parts`].
+pub struct Replay {
+    pending: BytesMut,
+    stream: UnixStream,
+}
+
+impl Replay {
+    pub fn new(pending: BytesMut, stream: UnixStream) -> Replay {
+        Replay { pending, stream }
+    }
+
+    /// Bytes not read yet, and the socket.
+    pub fn into_parts(self) -> (BytesMut, UnixStream) {
+        (self.pending, self.stream)
+    }
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
