@@ -63,6 +63,103 @@ fn ping_head_and_get_carry_the_docker_headers() {
     }
 }
 
+/// Header names of a response, as sent and in order.
+fn header_names(response: &RawResponse) -> Vec<String> {
+    response.headers.iter().map(|(name, _)| name.clone()).collect()
+}
+
+/// A create the embedded standards deny (`standards.deny.privileged`).
+fn privileged_create(name: &str) -> Vec<u8> {
+    let body = format!(r#"{{"Image":"{BUSYBOX}","Cmd":["true"],"HostConfig":{{"Privileged":true}}}}"#);
+    format!(
+        "POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_proxy() {
+    require_dockerd();
+    let names = Names::new("fastpath");
+    let shim = Shim::start("auto_sleep: { enabled: false }\n");
+    let ping = b"GET /v1.41/_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+    let mut to_dockerd = RawConnection::connect(DOCKERD_SOCKET);
+    to_dockerd.send(ping);
+    let direct = to_dockerd.read_response(false);
+
+    // One keep-alive connection: a ping (fast path: dockerd's own header
+    // names, in its order), a create the standards deny (the full proxy
+    // takes the connection over), and a ping again.
+    let mut connection = RawConnection::connect(shim.socket_path());
+    connection.send(ping);
+    let first = connection.read_response(false);
+    assert_eq!((first.status, first.body_text().as_str()), (200, "OK"));
+    assert_eq!(header_names(&first), header_names(&direct), "{first:?}");
+    assert!(header_names(&first).iter().any(|n| n == "Api-Version"), "{first:?}");
+
+    let denied = names.name("denied");
+    connection.send(&privileged_create(&denied));
+    let refused = connection.read_response(false);
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let message = refused.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("standards.deny.privileged"), "{message}");
+
+    connection.send(ping);
+    let third = connection.read_response(false);
+    assert_eq!((third.status, third.body_text().as_str()), (200, "OK"));
+
+    // Pipelined in one write: two fast requests, a denied create (which
+    // hands the rest over), then a fast one again; answered in order.
+    let mut pipelined = RawConnection::connect(shim.socket_path());
+    let mut bytes = ping.to_vec();
+    bytes.extend_from_slice(b"GET /v1.41/version HTTP/1.1\r\nHost: docker\r\n\r\n");
+    bytes.extend_from_slice(&privileged_create(&denied));
+    bytes.extend_from_slice(b"GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+    pipelined.send(&bytes);
+    assert_eq!(pipelined.read_response(false).body_text(), "OK");
+    let version = pipelined.read_response(false);
+    assert!(version.json()["ApiVersion"].is_string(), "{version:?}");
+    assert_eq!(pipelined.read_response(false).status, 403);
+    let list = pipelined.read_response(false);
+    assert!(list.json().is_array(), "{list:?}");
+    assert!(
+        pipelined.closed_within(Duration::from_secs(30)),
+        "Connection: close was not honoured"
+    );
+    assert_eq!(
+        direct_docker(&["ps", "-aq", "--filter", &format!("name=^/{denied}$")])
+            .stdout_text()
+            .trim(),
+        "",
+        "the denied create reached dockerd"
+    );
+
+    // A client that shuts its write half after its requests still gets
+    // every answer.
+    let mut half_closed = RawConnection::connect(shim.socket_path());
+    let mut bytes = ping.to_vec();
+    bytes.extend_from_slice(ping);
+    half_closed.send(&bytes);
+    half_closed.shutdown_write();
+    assert_eq!(half_closed.read_response(false).body_text(), "OK");
+    assert_eq!(half_closed.read_response(false).body_text(), "OK");
+    assert!(half_closed.closed_within(Duration::from_secs(30)));
+
+    // With `fast_path: false` every request is re-encoded by hyper, which
+    // writes header names in lower case.
+    let hyper_only = Shim::start("auto_sleep: { enabled: false }\nfast_path: false\n");
+    let mut connection = RawConnection::connect(hyper_only.socket_path());
+    connection.send(ping);
+    let response = connection.read_response(false);
+    assert_eq!((response.status, response.body_text().as_str()), (200, "OK"));
+    assert!(
+        header_names(&response).iter().any(|n| n == "api-version"),
+        "{response:?}"
+    );
+    names.cleanup();
+}
+
 #[test]
 fn version_and_info_come_from_the_same_dockerd() {
     let shim = shim();
@@ -1175,6 +1272,23 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
     silent.kill();
     wait_until(
         "the shim closes both sides of a silent exec whose client was killed",
+        Duration::from_secs(60),
+        || shim.open_fds() <= baseline,
+    );
+
+    // A `wait` on the fast path: dockerd sends its head at once and its
+    // body when the container exits; a client that leaves before that
+    // must not leave dockerd's side open.
+    let mut wait = RawConnection::connect(shim.socket_path());
+    wait.send(format!("POST /v1.41/containers/{c}/wait HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes());
+    assert_eq!(wait.read_head().status, 200);
+    assert!(
+        shim.open_fds() >= baseline + 2,
+        "a live wait should hold a client and an upstream connection"
+    );
+    drop(wait);
+    wait_until(
+        "the shim closes dockerd's side of a wait whose client left",
         Duration::from_secs(60),
         || shim.open_fds() <= baseline,
     );

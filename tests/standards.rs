@@ -1202,3 +1202,94 @@ fn audit_reports_a_known_mix() {
     let (n, m): (u64, u64) = (n.parse().expect("N"), m.parse().expect("M"));
     assert!(n < m && m >= 3, "{last}");
 }
+
+// ---------------------------------------------------------------------------
+// request smuggling
+
+/// A create that `standards.deny.privileged` refuses.
+fn smuggled_create(name: &str) -> String {
+    let body = format!(r#"{{"Image":"{BUSYBOX}","Cmd":["true"],"HostConfig":{{"Privileged":true}}}}"#);
+    format!(
+        "POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A create hidden behind a request the shim has no rule for, with every
+/// framing trick whose reading could differ between the shim and dockerd,
+/// must still meet the standards: no privileged container is created.
+#[test]
+fn a_create_smuggled_behind_a_plain_request_still_meets_the_standards() {
+    let shim = enforcing_shim();
+    let names = Names::new("smuggle");
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut add = |what: &str, build: &dyn Fn(&str) -> String| {
+        let name = names.name(what);
+        cases.push((name.clone(), build(&smuggled_create(&name)).into_bytes()));
+    };
+    // Positive control: plainly pipelined, the create is read as a request
+    // and must be refused (were it forwarded as bytes, it would be created).
+    add("pipelined", &|inner| {
+        format!("GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n{inner}")
+    });
+    add("cl-te", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{inner}",
+            5 + inner.len()
+        )
+    });
+    add("te-cl", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{inner}"
+        )
+    });
+    add("two-lengths", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{inner}",
+            inner.len()
+        )
+    });
+    add("signed-length", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nContent-Length: +{}\r\n\r\n{inner}",
+            inner.len()
+        )
+    });
+    add("bare-lf", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\nHost: docker\nContent-Length: {}\n\n{inner}",
+            inner.len()
+        )
+    });
+    add("folded-length", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nX-Fold: a\r\n Content-Length: {}\r\n\r\n{inner}",
+            inner.len()
+        )
+    });
+    add("expect", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n{inner}",
+            inner.len()
+        )
+    });
+    add("chunked-body", &|inner| {
+        format!(
+            "POST /_ping HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
+            inner.len()
+        )
+    });
+    for (name, bytes) in &cases {
+        let mut connection = RawConnection::connect(shim.socket_path());
+        connection.send(bytes);
+        // A last request that ends the connection, however the rest was read.
+        connection.send(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+        let answer = connection.read_to_end();
+        assert_not_created(name);
+        if name.ends_with("pipelined") {
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.contains("standards.deny.privileged"), "{text}");
+        }
+    }
+    names.cleanup();
+}

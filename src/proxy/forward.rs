@@ -293,21 +293,28 @@ impl ClientSide {
     /// Resolves when the client has closed its socket entirely; never when
     /// it has only shut its write half (`docker exec -i` at stdin EOF).
     fn hangup(&self) -> futures_util::future::BoxFuture<'static, ()> {
-        let ClientSide::Unix(stream) = self else {
-            return futures_util::future::pending().boxed();
-        };
-        match stream.as_fd().try_clone_to_owned() {
-            Ok(fd) => async move {
-                if let Err(e) = hung_up(fd).await {
-                    tracing::debug!(error = %e, "cannot watch the client for a hang-up");
-                    std::future::pending::<()>().await;
-                }
-            }
-            .boxed(),
-            Err(e) => {
+        match self {
+            ClientSide::Unix(stream) => hangup(stream),
+            ClientSide::Other(_) => futures_util::future::pending().boxed(),
+        }
+    }
+}
+
+/// Resolves when the peer of `stream` has closed it entirely (or been
+/// killed); never for a half-close. Watches a duplicate descriptor, so
+/// `stream` stays free for reads and writes.
+pub(super) fn hangup(stream: &UnixStream) -> futures_util::future::BoxFuture<'static, ()> {
+    match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => async move {
+            if let Err(e) = hung_up(fd).await {
                 tracing::debug!(error = %e, "cannot watch the client for a hang-up");
-                futures_util::future::pending().boxed()
+                std::future::pending::<()>().await;
             }
+        }
+        .boxed(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot watch the client for a hang-up");
+            futures_util::future::pending().boxed()
         }
     }
 }

@@ -384,6 +384,9 @@ struct Conn<'a> {
     upstream: Option<UnixStream>,
     /// dockerd's bytes not yet written to the client.
     response: BytesMut,
+    /// Set once the client has shut its write half: it still reads what
+    /// it asked for, and this resolves if it closes entirely.
+    hangup: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
 
 impl Shim {
@@ -396,6 +399,7 @@ impl Shim {
             pending: BytesMut::with_capacity(8 * 1024),
             upstream: None,
             response: BytesMut::new(),
+            hangup: None,
         };
         loop {
             let (total, head_request, close) = match conn.read_head().await {
@@ -645,23 +649,33 @@ impl Conn<'_> {
 
     /// Reads more of dockerd's response; meanwhile, reads what the client
     /// sends (its next requests) into `pending`, and ends the exchange if
-    /// the client leaves.
+    /// the client leaves. A client that only shuts its write half (all its
+    /// requests sent) still gets its answers; one that closes entirely or
+    /// is killed does not keep dockerd's side open.
     async fn read_upstream(&mut self, upstream: &mut UnixStream) -> Result<usize, Ended> {
         loop {
             self.response.reserve(READ_CHUNK);
-            let watch = self.pending.len() < MAX_PIPELINED;
+            let watch = self.hangup.is_none() && self.pending.len() < MAX_PIPELINED;
             if watch {
                 self.pending.reserve(4 * 1024);
             }
+            let hangup = async {
+                match self.hangup.as_mut() {
+                    Some(hangup) => hangup.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 read = upstream.read_buf(&mut self.response) => {
                     return read.map_err(|e| Ended::Upstream { answered: true, reason: e.to_string() });
                 }
                 read = self.client.read_buf(&mut self.pending), if watch => match read {
-                    Ok(0) | Err(_) => return Err(Ended::Client),
+                    Ok(0) => self.hangup = Some(super::forward::hangup(&self.client)),
+                    Err(_) => return Err(Ended::Client),
                     Ok(_) => {}
                 },
+                () = hangup => return Err(Ended::Client),
             }
         }
     }
@@ -684,8 +698,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// A complete Docker-style error response, for failures after the request
 /// has been sent (when hyper is no longer an option).
 fn error_response(status: u16, message: &str) -> Vec<u8> {
-    let mut body = serde_json::to_vec(&serde_json::json!({ "message": format!("forge-shim: {message}") }))
-        .unwrap_or_default();
+    let mut body =
+        serde_json::to_vec(&serde_json::json!({ "message": format!("forge-shim: {message}") })).unwrap_or_default();
     body.push(b'\n');
     let reason = http::StatusCode::from_u16(status)
         .ok()

@@ -18,7 +18,8 @@ fn plain_requests_take_the_fast_path() {
     let ping = b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: Docker-Client/28.2.2\r\n\r\n";
     assert_eq!(simple(ping), ("HEAD".into(), "/_ping".into(), ping.len(), 0, false));
 
-    let list = b"GET /v1.41/containers/json?all=1&filters=%7B%7D HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\nNEXT";
+    let list =
+        b"GET /v1.41/containers/json?all=1&filters=%7B%7D HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\nNEXT";
     let (method, path, head_len, body_len, close) = simple(list);
     assert_eq!((method.as_str(), path.as_str()), ("GET", "/v1.41/containers/json"));
     assert_eq!((head_len, body_len, close), (list.len() - 4, 0, true));
@@ -98,7 +99,10 @@ fn responses_are_framed_as_http_1_1_says() {
     assert_eq!(response(ping, true).framing, Framing::Empty);
     let no_content = b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n";
     assert_eq!(response(no_content, false).framing, Framing::Empty);
-    assert_eq!(response(b"HTTP/1.1 304 Not Modified\r\n\r\n", false).framing, Framing::Empty);
+    assert_eq!(
+        response(b"HTTP/1.1 304 Not Modified\r\n\r\n", false).framing,
+        Framing::Empty
+    );
     let events = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(response(events, false).framing, Framing::Chunked);
     // Transfer-Encoding wins over Content-Length.
@@ -116,7 +120,11 @@ fn responses_are_framed_as_http_1_1_says() {
 
 #[test]
 fn conflicting_or_odd_response_lengths_are_errors() {
-    assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", false).is_err());
+    assert!(parse_response(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+        false
+    )
+    .is_err());
     assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false).is_err());
     assert!(parse_response(b"NOT HTTP\r\n\r\n", false).is_err());
     let same_twice = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nOK";
@@ -158,7 +166,11 @@ fn malformed_chunks_are_errors() {
         b"fffffffffffffffff\r\n",
         b"0\r\nX: 1\n\r\n",
     ] {
-        assert!(ChunkedEnd::default().advance(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        assert!(
+            ChunkedEnd::default().advance(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
