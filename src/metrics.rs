@@ -44,6 +44,7 @@ pub struct Metrics {
     containers: Family<StateLabels, Gauge>,
     memory_bytes: Family<StateLabels, Gauge>,
     requests: Counter,
+    requests_fast_path: Counter,
     connections_open: Gauge,
 }
 
@@ -97,6 +98,12 @@ impl Metrics {
         );
         let requests = Counter::default();
         registry.register("requests", "Requests through the shim", requests.clone());
+        let requests_fast_path = Counter::default();
+        registry.register(
+            "requests_fast_path",
+            "Requests forwarded as read, without re-encoding",
+            requests_fast_path.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register("connections_open", "Open client connections", connections_open.clone());
         Metrics {
@@ -109,6 +116,7 @@ impl Metrics {
             containers,
             memory_bytes,
             requests,
+            requests_fast_path,
             connections_open,
         }
     }
@@ -158,6 +166,12 @@ impl Metrics {
                 .requests_total
                 .load(Ordering::Relaxed)
                 .saturating_sub(self.requests.get()),
+        );
+        self.requests_fast_path.inc_by(
+            stats
+                .requests_fast_path
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.requests_fast_path.get()),
         );
         self.connections_open
             .set(stats.connections_open.load(Ordering::Relaxed) as i64);

@@ -97,6 +97,8 @@ fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_prox
     assert_eq!((first.status, first.body_text().as_str()), (200, "OK"));
     assert_eq!(header_names(&first), header_names(&direct), "{first:?}");
     assert!(header_names(&first).iter().any(|n| n == "Api-Version"), "{first:?}");
+    let health = shim.health();
+    assert!(health["requests_fast_path"].as_u64().unwrap() >= 1, "{health}");
 
     let denied = names.name("denied");
     connection.send(&privileged_create(&denied));

@@ -885,3 +885,37 @@ fn unpause_through_the_shim_of_a_sleeper_is_a_wake() {
     assert_eq!(wakes(&shim, &c), 1);
     assert_eq!(last_wake_trigger(&shim, &c), "unpause");
 }
+
+/// `docker cp` in and `docker top` take the fast path (forwarded as read,
+/// chunked upload included) after the wake phase: each wakes the sleeper
+/// first, and the file arrives whole.
+#[test]
+fn cp_and_top_wake_a_sleeper_on_the_fast_path() {
+    let names = Names::new("fast-wake");
+    let shim = start_shim(&names);
+    let c = run_sleeper(&shim, &names, "c", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload.txt");
+    let payload: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&file, &payload).unwrap();
+
+    let fast_before = shim.health()["requests_fast_path"].as_u64().unwrap();
+    wait_asleep(&shim, &c);
+    shim.docker(&["cp", file.to_str().unwrap(), &format!("{c}:/tmp/payload.txt")])
+        .assert_success("docker cp into a sleeping container");
+    assert_eq!(last_wake_trigger(&shim, &c), "archive");
+    let out = direct_docker(&["exec", &c, "cat", "/tmp/payload.txt"]);
+    out.assert_success("cat the copied file");
+    assert!(out.stdout_text() == payload, "the copied file differs");
+
+    wait_asleep(&shim, &c);
+    let out = shim.docker(&["top", &c]);
+    out.assert_success("docker top on a sleeping container");
+    assert!(out.stdout_text().contains("sleep 3600"), "{}", out.stdout_text());
+    assert_eq!(last_wake_trigger(&shim, &c), "top");
+    assert_eq!(wakes(&shim, &c), 2);
+    // Each CLI call pings, cp stats the path and uploads, top lists.
+    let fast = shim.health()["requests_fast_path"].as_u64().unwrap() - fast_before;
+    assert!(fast >= 5, "{fast} requests took the fast path");
+    shim.assert_no_panic();
+}

@@ -130,6 +130,7 @@ async fn health(shim: &Shim) -> Result<Response<ProxyBody>, ShimError> {
         "connections_open": stats.connections_open.load(Ordering::Relaxed),
         "connections_total": stats.connections_total.load(Ordering::Relaxed),
         "requests_total": stats.requests_total.load(Ordering::Relaxed),
+        "requests_fast_path": stats.requests_fast_path.load(Ordering::Relaxed),
     });
     Ok(json_response(StatusCode::OK, &body))
 }

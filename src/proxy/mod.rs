@@ -74,6 +74,8 @@ pub struct ProxyStats {
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub requests_total: AtomicU64,
+    /// Of those, the requests forwarded as read (`passthrough`).
+    pub requests_fast_path: AtomicU64,
 }
 
 impl Shim {

@@ -12,12 +12,16 @@
 //!
 //! - HTTP/1.1 only; every line ends in CRLF, none starts the head;
 //! - an origin-form target of visible ASCII (no `#`);
-//! - at most one `Content-Length`, all digits, at most [`MAX_BODY`] bytes
-//!   (the body is read whole before anything is forwarded);
-//! - no `Transfer-Encoding`, `Upgrade` or `Expect`, and a `Connection` of
-//!   `keep-alive` and `close` only;
-//! - a route with no phase ([`Shim::forwards_as_is`]) and a path dockerd
-//!   routes as sent (no normalisation needed).
+//! - a body framed by one `Content-Length` of digits only, or by one
+//!   `Transfer-Encoding: chunked` (and no length), whose chunks are scanned
+//!   with a grammar stricter than Go's ([`ChunkedEnd`]: anything it accepts,
+//!   Go reads to the same end; anything else closes the connection);
+//! - no `Upgrade` or `Expect`, and a `Connection` of `keep-alive` and
+//!   `close` only;
+//! - a route with no phase but the wake phase ([`Shim::fast_route`]), whose
+//!   path dockerd routes as sent (no normalisation needed). The wake phase
+//!   needs only the route and query; its in-use mark is held until the
+//!   response ends.
 //!
 //! The first request that does not qualify hands the whole connection to
 //! hyper (`Handoff`), with the bytes already read and the upstream
@@ -41,14 +45,14 @@ use crate::route::Route;
 
 /// The longest request head the fast path reads; longer ones go to hyper.
 const MAX_HEAD: usize = 16 * 1024;
-/// The largest request body the fast path buffers; larger go to hyper.
-pub const MAX_BODY: usize = 64 * 1024;
 /// Most headers in a head (hyper's default too).
 const MAX_HEADERS: usize = 100;
 /// The largest response head accepted from dockerd.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much of a response is read from dockerd at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// How much of a request body is read from the client at once.
+const BODY_CHUNK: usize = 128 * 1024;
 /// Bytes of a client's next requests buffered while a response streams.
 const MAX_PIPELINED: usize = 64 * 1024;
 
@@ -70,17 +74,25 @@ pub enum Outcome {
 pub enum RequestHead<'a> {
     /// More bytes are needed.
     Partial,
-    /// Forwardable as read: `head_len + body_len` bytes.
+    /// Forwardable as read: `head_len` bytes of head, then the body.
     Simple {
         method: &'a str,
-        path: &'a str,
+        /// The request target: path and query.
+        target: &'a str,
         head_len: usize,
-        body_len: usize,
+        body: RequestBody,
         close: bool,
     },
     /// hyper must serve it (and the rest of the connection); the reason is
     /// for debug logs.
     Complex(&'static str),
+}
+
+/// How a request body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    Length(u64),
+    Chunked,
 }
 
 /// Reads a request head from the start of `buf`.
@@ -111,24 +123,25 @@ pub fn parse_request(buf: &[u8]) -> RequestHead<'_> {
     if !target.starts_with('/') || !target.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#') {
         return RequestHead::Complex("not an origin-form target");
     }
-    let mut body_len: Option<usize> = None;
+    let mut body: Option<RequestBody> = None;
     let mut close = false;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
-            if body_len.is_some() {
-                return RequestHead::Complex("repeated Content-Length");
+            if body.is_some() {
+                return RequestHead::Complex("Content-Length with another framing header");
             }
             match digits(header.value) {
-                Some(n) if n <= MAX_BODY as u64 => body_len = Some(n as usize),
-                Some(_) => return RequestHead::Complex("large body"),
+                Some(n) => body = Some(RequestBody::Length(n)),
                 None => return RequestHead::Complex("odd Content-Length"),
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("expect")
-        {
-            return RequestHead::Complex("framing or protocol header");
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if body.is_some() || !header.value.eq_ignore_ascii_case(b"chunked") {
+                return RequestHead::Complex("Transfer-Encoding other than one chunked");
+            }
+            body = Some(RequestBody::Chunked);
+        } else if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("expect") {
+            return RequestHead::Complex("protocol header");
         } else if name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -140,12 +153,11 @@ pub fn parse_request(buf: &[u8]) -> RequestHead<'_> {
             }
         }
     }
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
     RequestHead::Simple {
         method,
-        path,
+        target,
         head_len,
-        body_len: body_len.unwrap_or(0),
+        body: body.unwrap_or(RequestBody::Length(0)),
         close,
     }
 }
@@ -305,7 +317,9 @@ impl ChunkedEnd {
                         size: size << 4 | u64::from(d),
                         digits: digits + 1,
                     },
-                    (None, b';' | b' ' | b'\t') => Chunk::Extension { size },
+                    // Go cuts the extension at `;` and reads the size
+                    // before it; whitespace there is its error, so ours.
+                    (None, b';') => Chunk::Extension { size },
                     (None, b'\r') => Chunk::SizeLf { size },
                     _ => return Err("bad chunk size"),
                 },
@@ -370,6 +384,8 @@ impl BodyLeft {
 enum Ended {
     /// The client went away (EOF or error).
     Client,
+    /// The client's chunked body broke the grammar.
+    BadBody(&'static str),
     /// dockerd closed or broke the connection, or sent what cannot be
     /// framed; `answered` tells whether the client got a response head.
     Upstream { answered: bool, reason: String },
@@ -402,24 +418,35 @@ impl Shim {
             hangup: None,
         };
         loop {
-            let (total, head_request, close) = match conn.read_head().await {
+            let request = match conn.read_head().await {
                 None => return Outcome::Closed,
                 Some(Next::Handoff(reason)) => return conn.handoff(reason),
-                Some(Next::Forward {
-                    total,
-                    head_request,
-                    close,
-                }) => (total, head_request, close),
+                Some(Next::Forward(request)) => request,
             };
-            if !conn.read_to(total).await {
-                return Outcome::Closed;
-            }
-            self.inner
-                .stats
-                .requests_total
+            let stats = &self.inner.stats;
+            stats.requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .requests_fast_path
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match conn.exchange(total, head_request).await {
-                Ok(true) if !close => continue,
+            // Held until the response has ended: no sleep under a request.
+            let _in_use = match &request.claim {
+                None => None,
+                Some((route, query)) => match super::wake::claim(self, route, query.as_deref()).await {
+                    Ok(super::wake::Claim::Use(guard)) => guard,
+                    Ok(_) => {
+                        // `fast_route` leaves out the endpoints that get an
+                        // answer or need their body read.
+                        let message = "internal error: the wake phase wanted more than the fast path gives";
+                        return conn.answer(500, message).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "request failed");
+                        return conn.answer(e.status().as_u16(), &e.to_string()).await;
+                    }
+                },
+            };
+            match conn.exchange(&request).await {
+                Ok(true) if !request.close => continue,
                 Ok(_) => {
                     let _ = conn.client.shutdown().await;
                     return Outcome::Closed;
@@ -429,40 +456,65 @@ impl Shim {
         }
     }
 
-    /// Whether a request with this method and path has no phase at all:
-    /// no standards, no wake, no in-use mark, not the shim's own API, and a
-    /// path dockerd routes as sent.
-    fn forwards_as_is(&self, method: &str, path: &str) -> bool {
+    /// Whether a request may take the fast path, and whether it needs the
+    /// wake phase first. Never: the standards' endpoints, the shim's own
+    /// API, hijacks, the wake phase's own answers (`pause`/`unpause` of a
+    /// sleeper) and reads of the body (`network connect`), and paths
+    /// dockerd would not route as sent.
+    fn fast_route(&self, method: &str, target: &str) -> FastRoute {
         use crate::route::{ContainerAction as A, Endpoint};
         let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
-            return false;
+            return FastRoute::No;
         };
-        match Route::classify(&method, path) {
-            Ok(route) if route.forward_path.is_none() => matches!(
-                route.endpoint,
-                Endpoint::Passthrough
-                    | Endpoint::ContainerUse {
-                        action: A::Inspect | A::Stats | A::Changes | A::Wait,
-                        ..
-                    }
-            ),
-            _ => false,
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        let route = match Route::classify(&method, path) {
+            Ok(route) if route.forward_path.is_none() => route,
+            _ => return FastRoute::No,
+        };
+        match route.endpoint {
+            Endpoint::Passthrough
+            | Endpoint::ContainerUse {
+                action: A::Inspect | A::Stats | A::Changes | A::Wait,
+                ..
+            } => FastRoute::Plain,
+            Endpoint::ContainerUse {
+                action: A::Pause | A::Unpause | A::Start,
+                ..
+            } => FastRoute::No,
+            Endpoint::ContainerUse { .. } if self.inner.lifecycle.is_none() => FastRoute::Plain,
+            Endpoint::ContainerUse { .. } => FastRoute::Claim(route, query.map(str::to_string)),
+            _ => FastRoute::No,
         }
     }
+}
+
+/// What [`Shim::fast_route`] decided.
+enum FastRoute {
+    No,
+    Plain,
+    /// Run the wake phase for this route and query first.
+    Claim(Route, Option<String>),
 }
 
 /// The exchange could not start: give the connection to hyper, which
 /// answers with the proper error.
 struct Handoff;
 
+/// A request at the head of `pending` that takes the fast path.
+struct FastRequest {
+    head_len: usize,
+    body: RequestBody,
+    head_request: bool,
+    close: bool,
+    claim: Option<(Route, Option<String>)>,
+}
+
 /// What to do with the request at the head of `pending`.
 enum Next {
-    /// Forward its `total` bytes as read.
-    Forward {
-        total: usize,
-        head_request: bool,
-        close: bool,
-    },
+    Forward(FastRequest),
     Handoff(&'static str),
 }
 
@@ -474,6 +526,13 @@ impl Conn<'_> {
             pending: self.pending,
             upstream: self.upstream,
         }
+    }
+
+    /// Answers the client with a Docker-style error and ends the connection.
+    async fn answer(mut self, status: u16, message: &str) -> Outcome {
+        let _ = self.client.write_all(&error_response(status, message)).await;
+        let _ = self.client.shutdown().await;
+        Outcome::Closed
     }
 
     /// Waits until `pending` starts with a complete request head and says
@@ -488,19 +547,23 @@ impl Conn<'_> {
                 RequestHead::Partial => {}
                 RequestHead::Simple {
                     method,
-                    path,
+                    target,
                     head_len,
-                    body_len,
+                    body,
                     close,
                 } => {
-                    if !self.shim.forwards_as_is(method, path) {
-                        return Some(Next::Handoff("the route has a phase"));
-                    }
-                    return Some(Next::Forward {
-                        total: head_len + body_len,
+                    let claim = match self.shim.fast_route(method, target) {
+                        FastRoute::No => return Some(Next::Handoff("the route has a phase")),
+                        FastRoute::Plain => None,
+                        FastRoute::Claim(route, query) => Some((route, query)),
+                    };
+                    return Some(Next::Forward(FastRequest {
+                        head_len,
+                        body,
                         head_request: method == "HEAD",
                         close,
-                    });
+                        claim,
+                    }));
                 }
                 RequestHead::Complex(reason) => return Some(Next::Handoff(reason)),
             }
@@ -523,21 +586,10 @@ impl Conn<'_> {
         }
     }
 
-    /// Reads until `pending` holds `total` bytes; false if the client left.
-    async fn read_to(&mut self, total: usize) -> bool {
-        while self.pending.len() < total {
-            self.pending.reserve(total - self.pending.len());
-            match self.client.read_buf(&mut self.pending).await {
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
-            }
-        }
-        true
-    }
-
-    /// Forwards the first `total` pending bytes and dockerd's response.
-    /// `Ok(true)`: the connection may serve another request.
-    async fn exchange(&mut self, total: usize, head_request: bool) -> Result<bool, Handoff> {
+    /// Forwards the request at the head of `pending`, its body as it comes,
+    /// and dockerd's response. `Ok(true)`: the connection may serve another
+    /// request.
+    async fn exchange(&mut self, request: &FastRequest) -> Result<bool, Handoff> {
         let mut upstream = match self.upstream.take().filter(idle_and_open) {
             Some(upstream) => upstream,
             None => {
@@ -549,15 +601,20 @@ impl Conn<'_> {
                 }
             }
         };
-        let result = match upstream.write_all(&self.pending[..total]).await {
-            Ok(()) => {
-                self.pending.advance(total);
-                self.forward_response(&mut upstream, head_request).await
+        let result = match self.forward_request(&mut upstream, request).await {
+            Ok(()) => self.forward_response(&mut upstream, request.head_request).await,
+            Err(Ended::Upstream { reason, .. }) => {
+                // dockerd may have answered before it read the whole body
+                // (an error), then closed: that answer is the client's.
+                match self.forward_response(&mut upstream, request.head_request).await {
+                    Ok(_) => Ok(false),
+                    Err(_) => Err(Ended::Upstream {
+                        answered: false,
+                        reason,
+                    }),
+                }
             }
-            Err(e) => Err(Ended::Upstream {
-                answered: false,
-                reason: format!("sending the request: {e}"),
-            }),
+            Err(ended) => Err(ended),
         };
         match result {
             Ok(keep) => {
@@ -567,7 +624,13 @@ impl Conn<'_> {
                 Ok(keep)
             }
             Err(Ended::Client) => {
-                tracing::debug!("client left during a response; closing dockerd's side");
+                tracing::debug!("client left during a request; closing dockerd's side");
+                Ok(false)
+            }
+            Err(Ended::BadBody(reason)) => {
+                tracing::debug!(reason, "malformed chunked request body; closing");
+                let message = format!("bad request: {reason}");
+                let _ = self.client.write_all(&error_response(400, &message)).await;
                 Ok(false)
             }
             Err(Ended::Upstream { answered, reason }) => {
@@ -580,6 +643,43 @@ impl Conn<'_> {
                     let _ = self.client.write_all(&error_response(502, &message)).await;
                 }
                 Ok(false)
+            }
+        }
+    }
+
+    /// Sends the head and body at the start of `pending` upstream, reading
+    /// the rest of the body from the client as it comes.
+    async fn forward_request(&mut self, upstream: &mut UnixStream, request: &FastRequest) -> Result<(), Ended> {
+        let mut body = match request.body {
+            RequestBody::Length(n) => BodyLeft::Length(n),
+            RequestBody::Chunked => BodyLeft::Chunked(ChunkedEnd::default()),
+        };
+        let mut ready = request.head_len;
+        let mut done = matches!(body, BodyLeft::Length(0));
+        loop {
+            if !done {
+                let (taken, ended) = body.take(&self.pending[ready..]).map_err(Ended::BadBody)?;
+                ready += taken;
+                done = ended;
+            }
+            if ready > 0 {
+                upstream
+                    .write_all(&self.pending[..ready])
+                    .await
+                    .map_err(|e| Ended::Upstream {
+                        answered: false,
+                        reason: format!("sending the request: {e}"),
+                    })?;
+                self.pending.advance(ready);
+                ready = 0;
+            }
+            if done {
+                return Ok(());
+            }
+            self.pending.reserve(BODY_CHUNK);
+            match self.client.read_buf(&mut self.pending).await {
+                Ok(0) | Err(_) => return Err(Ended::Client),
+                Ok(_) => {}
             }
         }
     }

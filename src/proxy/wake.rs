@@ -24,52 +24,75 @@ pub enum WakeOutcome {
 }
 
 pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBody>) -> Result<WakeOutcome, ShimError> {
-    let Some(lifecycle) = shim.inner.lifecycle.as_ref() else {
-        return Ok(WakeOutcome::Forward(request, None));
-    };
-    use ContainerAction as A;
-    let query = request.uri().query().map(str::to_string);
-    let (reference, wake, trigger): (String, bool, &str) = match &route.endpoint {
-        Endpoint::ExecCreate { id } => (id.clone(), true, "exec"),
-        Endpoint::ExecStart { exec_id } => match lifecycle.exec_container(exec_id).await {
-            Some(id) => (id, true, "exec"),
-            None => return Ok(WakeOutcome::Forward(request, None)),
-        },
-        Endpoint::Attach { id } => (id.clone(), true, "attach"),
-        Endpoint::ContainerUpdate { id } => (id.clone(), true, "update"),
-        Endpoint::NetworkAttach => {
+    match claim(shim, route, request.uri().query()).await? {
+        Claim::Use(guard) => Ok(WakeOutcome::Forward(request, guard)),
+        Claim::Answer(response) => Ok(WakeOutcome::Answer(response)),
+        Claim::ReadBody => {
+            let Some(lifecycle) = shim.inner.lifecycle.as_ref() else {
+                return Ok(WakeOutcome::Forward(request, None));
+            };
             let (request, container) = network_container(request).await?;
-            return match container {
+            match container {
                 Some(id) => {
                     let guard = lifecycle.use_container(&id, "network_connect", true).await?;
                     Ok(WakeOutcome::Forward(request, guard))
                 }
                 None => Ok(WakeOutcome::Forward(request, None)),
-            };
+            }
         }
+    }
+}
+
+/// What the wake phase decided from the route and query alone.
+pub enum Claim {
+    /// Forward; hold the in-use mark (if any) until the response ends.
+    Use(Option<InUse>),
+    /// The shim answers itself.
+    Answer(Response<ProxyBody>),
+    /// The container is named in the body (`network connect`).
+    ReadBody,
+}
+
+/// The wake phase for everything but `network connect|disconnect`: marks
+/// the container the request uses in use, wakes it if it must run, and
+/// answers `pause`/`unpause` of a sleeper itself.
+pub async fn claim(shim: &Shim, route: &Route, query: Option<&str>) -> Result<Claim, ShimError> {
+    let Some(lifecycle) = shim.inner.lifecycle.as_ref() else {
+        return Ok(Claim::Use(None));
+    };
+    use ContainerAction as A;
+    let (reference, wake, trigger): (String, bool, &str) = match &route.endpoint {
+        Endpoint::ExecCreate { id } => (id.clone(), true, "exec"),
+        Endpoint::ExecStart { exec_id } => match lifecycle.exec_container(exec_id).await {
+            Some(id) => (id, true, "exec"),
+            None => return Ok(Claim::Use(None)),
+        },
+        Endpoint::Attach { id } => (id.clone(), true, "attach"),
+        Endpoint::ContainerUpdate { id } => (id.clone(), true, "update"),
+        Endpoint::NetworkAttach => return Ok(Claim::ReadBody),
         Endpoint::ContainerUse { id, action } => {
-            let follow = query_value(query.as_deref(), "follow").is_some_and(|f| f == "1" || f == "true");
+            let follow = query_value(query, "follow").is_some_and(|f| f == "1" || f == "true");
             match action {
                 // Monitoring does not count as use and must not wake.
-                A::Inspect | A::Stats | A::Changes | A::Wait => return Ok(WakeOutcome::Forward(request, None)),
+                A::Inspect | A::Stats | A::Changes | A::Wait => return Ok(Claim::Use(None)),
                 A::Logs => (id.clone(), follow, "logs"),
-                A::Commit => match query_value(query.as_deref(), "container") {
+                A::Commit => match query_value(query, "container") {
                     Some(id) => (id, true, "commit"),
-                    None => return Ok(WakeOutcome::Forward(request, None)),
+                    None => return Ok(Claim::Use(None)),
                 },
                 A::Unpause => {
                     if let Some(id) = lifecycle.resolve(id).filter(|id| lifecycle.is_asleep(id)) {
                         lifecycle.wake(&id, "unpause").await?;
-                        return Ok(WakeOutcome::Answer(no_content()));
+                        return Ok(Claim::Answer(no_content()));
                     }
-                    return Ok(WakeOutcome::Forward(request, None));
+                    return Ok(Claim::Use(None));
                 }
                 A::Pause => {
                     if let Some(id) = lifecycle.resolve(id).filter(|id| lifecycle.is_asleep(id)) {
                         lifecycle.hand_to_user(&id).await?;
-                        return Ok(WakeOutcome::Answer(no_content()));
+                        return Ok(Claim::Answer(no_content()));
                     }
-                    return Ok(WakeOutcome::Forward(request, None));
+                    return Ok(Claim::Use(None));
                 }
                 // A dependent that starts (or restarts: `compose restart app`
                 // starts only app) finds its sleeping dependencies awake.
@@ -88,15 +111,14 @@ pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBo
                         .resolve(id)
                         .is_some_and(|id| lifecycle.release_deep_sleeper(&id)) =>
                 {
-                    return Ok(WakeOutcome::Forward(request, None));
+                    return Ok(Claim::Use(None));
                 }
                 other => (id.clone(), other.needs_running(), action_name(*other)),
             }
         }
-        _ => return Ok(WakeOutcome::Forward(request, None)),
+        _ => return Ok(Claim::Use(None)),
     };
-    let guard = lifecycle.use_container(&reference, trigger, wake).await?;
-    Ok(WakeOutcome::Forward(request, guard))
+    Ok(Claim::Use(lifecycle.use_container(&reference, trigger, wake).await?))
 }
 
 fn action_name(action: ContainerAction) -> &'static str {
