@@ -453,7 +453,9 @@ fn start_bare_splice(dir: &Path) -> Result<PathBuf> {
             while let Ok((mut client, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     if let Ok(mut upstream) = tokio::net::UnixStream::connect(DOCKERD_SOCKET).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        let _ =
+                            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 << 10, 64 << 10)
+                                .await;
                     }
                 });
             }
@@ -684,23 +686,47 @@ fn main() -> Result<()> {
         let out_dir = work.path().join("out");
         std::fs::create_dir(&out_dir)?;
         let mib = options.cp_mib as f64 * MIB / MB;
+        // The same copies through a bare byte splice: what any user-space
+        // proxy costs here, copying every byte in and out of its memory.
+        let reference = tempfile::Builder::new().prefix("fs-bench-splice-").tempdir()?;
+        let splice = start_bare_splice(reference.path())?;
+        let splice = splice.to_str().unwrap();
         let (mut din, mut sin, mut dout, mut sout) = (vec![], vec![], vec![], vec![]);
+        let (mut bin, mut bout) = (vec![], vec![]);
         for round in 0..options.rounds {
             let d = mib / cp_in_seconds(DOCKERD_SOCKET, &container.name, &file)?;
             let s = mib / cp_in_seconds(&shim_socket_str, &container.name, &file)?;
+            let b = mib / cp_in_seconds(splice, &container.name, &file)?;
             let d_out = mib / cp_out_seconds(DOCKERD_SOCKET, &container.name, &out_dir)?;
             let s_out = mib / cp_out_seconds(&shim_socket_str, &container.name, &out_dir)?;
+            let b_out = mib / cp_out_seconds(splice, &container.name, &out_dir)?;
             println!(
-                "docker cp {} MiB round {}: in direct {d:.0} MB/s | shim {s:.0} MB/s; out direct {d_out:.0} MB/s | shim {s_out:.0} MB/s",
+                "docker cp {} MiB round {}: in direct {d:.0} MB/s | shim {s:.0} MB/s | splice {b:.0} MB/s; out direct {d_out:.0} MB/s | shim {s_out:.0} MB/s | splice {b_out:.0} MB/s",
                 options.cp_mib,
                 round + 1
             );
             din.push(d);
             sin.push(s);
+            bin.push(b);
             dout.push(d_out);
             sout.push(s_out);
+            bout.push(b_out);
         }
-        for (direction, d, s) in [("in", median(din), median(sin)), ("out", median(dout), median(sout))] {
+        let (din, dout) = (median(din), median(dout));
+        for (direction, d, b) in [("in", din, median(bin)), ("out", dout, median(bout))] {
+            rows.push(Row {
+                metric: format!(
+                    "reference: `docker cp` {} MiB {direction} through a bare byte splice, MB/s",
+                    options.cp_mib
+                ),
+                direct: Some(d),
+                shim: b,
+                ratio: true,
+                target: None,
+                decimals: 0,
+            });
+        }
+        for (direction, d, s) in [("in", din, median(sin)), ("out", dout, median(sout))] {
             rows.push(Row {
                 metric: format!("`docker cp` {} MiB {direction}, MB/s", options.cp_mib),
                 direct: Some(d),

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod passthrough;
 pub mod standards;
 pub mod wake;
+pub mod zerocopy;
 
 use std::convert::Infallible;
 use std::future::Future;
