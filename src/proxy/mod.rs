@@ -11,7 +11,6 @@ pub mod listener;
 pub mod passthrough;
 pub mod standards;
 pub mod wake;
-pub mod zerocopy;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -35,12 +35,11 @@
 
 use std::io;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-use super::zerocopy::{Pipe, TransferError};
 use super::Shim;
 use crate::route::Route;
 
@@ -51,11 +50,9 @@ const MAX_HEADERS: usize = 100;
 /// The largest response head accepted from dockerd.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much of a response is read from dockerd at once.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 /// How much of a request body is read from the client at once.
-const BODY_CHUNK: usize = 256 * 1024;
-/// The least body bytes worth moving with `splice(2)` rather than a copy.
-const SPLICE_MIN: u64 = 16 * 1024;
+const BODY_CHUNK: usize = 128 * 1024;
 /// Bytes of a client's next requests buffered while a response streams.
 const MAX_PIPELINED: usize = 64 * 1024;
 
@@ -259,8 +256,6 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
 #[derive(Debug, Default)]
 pub struct ChunkedEnd {
     state: Chunk,
-    /// The size of the last chunk begun: large ones mark a bulk stream.
-    last_size: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -333,14 +328,11 @@ impl ChunkedEnd {
                     b'\n' => return Err("bare LF in a chunk header"),
                     _ => Chunk::Extension { size },
                 },
-                Chunk::SizeLf { size } => {
-                    self.last_size = size;
-                    match (b, size) {
-                        (b'\n', 0) => Chunk::TrailerStart,
-                        (b'\n', left) => Chunk::Data { left },
-                        _ => return Err("chunk size line not ended by CRLF"),
-                    }
-                }
+                Chunk::SizeLf { size } => match (b, size) {
+                    (b'\n', 0) => Chunk::TrailerStart,
+                    (b'\n', left) => Chunk::Data { left },
+                    _ => return Err("chunk size line not ended by CRLF"),
+                },
                 Chunk::DataCr if b == b'\r' => Chunk::DataLf,
                 Chunk::DataLf if b == b'\n' => Chunk::Start,
                 Chunk::DataCr | Chunk::DataLf => return Err("chunk not ended by CRLF"),
@@ -359,31 +351,6 @@ impl ChunkedEnd {
         }
         Ok((i, self.state == Chunk::Done))
     }
-
-    /// The bytes of chunk data that come next (0 when a chunk's data is
-    /// not next): these may be moved without being seen.
-    pub fn data_left(&self) -> u64 {
-        match self.state {
-            Chunk::Data { left } => left,
-            _ => 0,
-        }
-    }
-
-    /// Accounts for `n` bytes of chunk data moved unseen; `n` is at most
-    /// [`ChunkedEnd::data_left`].
-    pub fn skip_data(&mut self, n: u64) {
-        if let Chunk::Data { left } = self.state {
-            let left = left.saturating_sub(n);
-            self.state = if left == 0 { Chunk::DataCr } else { Chunk::Data { left } };
-        }
-    }
-
-    /// Whether a chunk header comes next in a stream of large chunks: then
-    /// reading a few bytes, not a buffer full, keeps the next chunk's data
-    /// in the socket for `splice`.
-    fn header_of_bulk_next(&self) -> bool {
-        self.data_left() == 0 && self.last_size >= SPLICE_MIN
-    }
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -398,39 +365,6 @@ enum BodyLeft {
 }
 
 impl BodyLeft {
-    /// Body bytes that may be moved unseen next.
-    fn spliceable(&self) -> u64 {
-        match self {
-            BodyLeft::Length(left) => *left,
-            BodyLeft::Chunked(chunks) => chunks.data_left(),
-            BodyLeft::UntilClose => 0,
-        }
-    }
-
-    /// Accounts for `n` bytes moved unseen; true when the body has ended.
-    fn skip(&mut self, n: u64) -> bool {
-        match self {
-            BodyLeft::Length(left) => {
-                *left = left.saturating_sub(n);
-                *left == 0
-            }
-            BodyLeft::Chunked(chunks) => {
-                chunks.skip_data(n);
-                false
-            }
-            BodyLeft::UntilClose => false,
-        }
-    }
-
-    /// How much to read next: a few bytes for the header of a bulk chunk,
-    /// else `chunk`.
-    fn read_size(&self, chunk: usize) -> usize {
-        match self {
-            BodyLeft::Chunked(chunks) if chunks.header_of_bulk_next() => 64,
-            _ => chunk,
-        }
-    }
-
     /// How many of `data`'s bytes belong to the body, and whether it ended.
     fn take(&mut self, data: &[u8]) -> Result<(usize, bool), &'static str> {
         match self {
@@ -722,11 +656,6 @@ impl Conn<'_> {
         };
         let mut ready = request.head_len;
         let mut done = matches!(body, BodyLeft::Length(0));
-        let mut pipe: Option<Pipe> = None;
-        let upstream_failed = |e: std::io::Error| Ended::Upstream {
-            answered: false,
-            reason: format!("sending the request: {e}"),
-        };
         loop {
             if !done {
                 let (taken, ended) = body.take(&self.pending[ready..]).map_err(Ended::BadBody)?;
@@ -737,30 +666,18 @@ impl Conn<'_> {
                 upstream
                     .write_all(&self.pending[..ready])
                     .await
-                    .map_err(upstream_failed)?;
+                    .map_err(|e| Ended::Upstream {
+                        answered: false,
+                        reason: format!("sending the request: {e}"),
+                    })?;
                 self.pending.advance(ready);
                 ready = 0;
             }
             if done {
                 return Ok(());
             }
-            // Everything read so far has gone; move the bulk unseen.
-            let n = body.spliceable();
-            if n >= SPLICE_MIN {
-                let pipe = match &mut pipe {
-                    Some(pipe) => pipe,
-                    None => pipe.insert(Pipe::new().map_err(upstream_failed)?),
-                };
-                match pipe.transfer(&self.client, upstream, n).await {
-                    Ok(()) => done = body.skip(n),
-                    Err(TransferError::From(_)) => return Err(Ended::Client),
-                    Err(TransferError::To(e) | TransferError::Pipe(e)) => return Err(upstream_failed(e)),
-                }
-                continue;
-            }
-            let size = body.read_size(BODY_CHUNK);
-            self.pending.reserve(size);
-            match self.client.read_buf(&mut (&mut self.pending).limit(size)).await {
+            self.pending.reserve(BODY_CHUNK);
+            match self.client.read_buf(&mut self.pending).await {
                 Ok(0) | Err(_) => return Err(Ended::Client),
                 Ok(_) => {}
             }
@@ -786,7 +703,7 @@ impl Conn<'_> {
                 Ok(None) => {}
                 Err(reason) => return Err(failed(reason)),
             }
-            if self.read_upstream(upstream, READ_CHUNK).await? == 0 {
+            if self.read_upstream(upstream).await? == 0 {
                 return Err(failed("connection closed before a response"));
             }
         };
@@ -803,7 +720,6 @@ impl Conn<'_> {
         // The head goes out with whatever of the body came with it.
         let mut ready = head.head_len;
         let mut done = matches!(body, BodyLeft::Length(0));
-        let mut pipe: Option<Pipe> = None;
         loop {
             if !done {
                 let (taken, ended) = body.take(&self.response[ready..]).map_err(failed)?;
@@ -822,23 +738,7 @@ impl Conn<'_> {
                 // sides disagree on framing: the connection is not reused.
                 return Ok(!head.close && self.response.is_empty());
             }
-            // Everything read so far has gone; move the bulk unseen. The
-            // client is not watched meanwhile: it is being written to.
-            let n = body.spliceable();
-            if n >= SPLICE_MIN {
-                let pipe = match &mut pipe {
-                    Some(pipe) => pipe,
-                    None => pipe.insert(Pipe::new().map_err(|e| failed(&e.to_string()))?),
-                };
-                match pipe.transfer(upstream, &self.client, n).await {
-                    Ok(()) => done = body.skip(n),
-                    Err(TransferError::To(_)) => return Err(Ended::Client),
-                    Err(TransferError::From(e) | TransferError::Pipe(e)) => return Err(failed(&e.to_string())),
-                }
-                continue;
-            }
-            let size = body.read_size(READ_CHUNK);
-            if self.read_upstream(upstream, size).await? == 0 {
+            if self.read_upstream(upstream).await? == 0 {
                 return match body {
                     BodyLeft::UntilClose => Ok(false),
                     _ => Err(failed("connection closed in the middle of a response")),
@@ -852,9 +752,9 @@ impl Conn<'_> {
     /// the client leaves. A client that only shuts its write half (all its
     /// requests sent) still gets its answers; one that closes entirely or
     /// is killed does not keep dockerd's side open.
-    async fn read_upstream(&mut self, upstream: &mut UnixStream, size: usize) -> Result<usize, Ended> {
+    async fn read_upstream(&mut self, upstream: &mut UnixStream) -> Result<usize, Ended> {
         loop {
-            self.response.reserve(size);
+            self.response.reserve(READ_CHUNK);
             let watch = self.hangup.is_none() && self.pending.len() < MAX_PIPELINED;
             if watch {
                 self.pending.reserve(4 * 1024);
@@ -865,10 +765,9 @@ impl Conn<'_> {
                     None => std::future::pending().await,
                 }
             };
-            let mut response = (&mut self.response).limit(size);
             tokio::select! {
                 biased;
-                read = upstream.read_buf(&mut response) => {
+                read = upstream.read_buf(&mut self.response) => {
                     return read.map_err(|e| Ended::Upstream { answered: true, reason: e.to_string() });
                 }
                 read = self.client.read_buf(&mut self.pending), if watch => match read {

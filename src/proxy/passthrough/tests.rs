@@ -227,26 +227,3 @@ async fn replay_reads_the_pending_bytes_first() {
     replay.read_to_string(&mut out).await.unwrap();
     assert_eq!(out, "hello world");
 }
-
-#[test]
-fn chunk_data_can_be_skipped_unseen_and_bulk_streams_read_headers_small() {
-    let mut body = BodyLeft::Chunked(ChunkedEnd::default());
-    assert_eq!(body.read_size(READ_CHUNK), READ_CHUNK, "no chunk seen yet");
-    // A 32 KiB chunk: its header and 10 bytes of data are seen, the rest
-    // is moved unseen.
-    let mut start = b"8000\r\n".to_vec();
-    start.extend_from_slice(&[b'x'; 10]);
-    assert_eq!(body.take(&start), Ok((16, false)));
-    assert_eq!(body.spliceable(), 0x8000 - 10);
-    assert!(!body.skip(0x8000 - 10));
-    assert_eq!(body.spliceable(), 0);
-    // Next comes a header in a bulk stream: read a few bytes only.
-    assert_eq!(body.read_size(READ_CHUNK), 64);
-    assert_eq!(body.take(b"\r\n3\r\nabc\r\n0\r\n\r\nNEXT"), Ok((15, true)));
-
-    let mut length = BodyLeft::Length(100_000);
-    assert_eq!(length.take(&[0; 1000]), Ok((1000, false)));
-    assert_eq!(length.spliceable(), 99_000);
-    assert!(length.skip(99_000));
-    assert_eq!(length.read_size(READ_CHUNK), READ_CHUNK);
-}
