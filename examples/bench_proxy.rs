@@ -436,32 +436,55 @@ fn health_connections_open(socket: &Path) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // reference: a bare byte splice
 
-/// Starts, on its own thread and runtime, the least a Unix-socket proxy can
-/// do: accept, connect to dockerd, `copy_bidirectional`. Its added latency
-/// is the floor an HTTP-aware proxy is compared with on this machine.
-fn start_bare_splice(dir: &Path) -> Result<PathBuf> {
+/// Starts the least a Unix-socket proxy can do (accept, connect to dockerd,
+/// `copy_bidirectional` with 64 KiB buffers, one thread) as a process of
+/// its own, like the shim: this program again, with `--bare-splice`. Its
+/// added latency and throughput are the floor an HTTP-aware proxy is
+/// compared with on this machine.
+fn start_bare_splice(dir: &Path) -> Result<BareSplice> {
     let socket = dir.join("splice.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&socket)?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("splice runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::UnixListener::from_std(listener).expect("splice listener");
-            while let Ok((mut client, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut upstream) = tokio::net::UnixStream::connect(DOCKERD_SOCKET).await {
-                        let _ =
-                            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 << 10, 64 << 10)
-                                .await;
-                    }
-                });
-            }
-        });
-    });
-    Ok(socket)
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--bare-splice")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if Instant::now() > deadline {
+            bail!("the bare splice did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(BareSplice { child, socket })
+}
+
+struct BareSplice {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Drop for BareSplice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of the `--bare-splice SOCKET` process.
+fn serve_bare_splice(socket: &Path) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::UnixListener::bind(socket)?;
+        loop {
+            let (mut client, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = tokio::net::UnixStream::connect(DOCKERD_SOCKET).await {
+                    let _ =
+                        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 << 10, 64 << 10).await;
+                }
+            });
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -510,6 +533,11 @@ fn machine() -> String {
 }
 
 fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--bare-splice") {
+        let socket = args.next().context("--bare-splice needs a socket path")?;
+        return serve_bare_splice(Path::new(&socket));
+    }
     let options = parse_options()?;
     if !options.shim_bin.exists() {
         bail!(
@@ -556,7 +584,8 @@ fn main() -> Result<()> {
         }
         let (d50, d99, s50, s99) = (median(d50), median(d99), median(s50), median(s99));
         let reference = tempfile::Builder::new().prefix("fs-bench-splice-").tempdir()?;
-        let splice = start_bare_splice(reference.path())?;
+        let splice_process = start_bare_splice(reference.path())?;
+        let splice = splice_process.socket.clone();
         let mut b50 = vec![];
         for _ in 0..options.rounds {
             let b = runtime.block_on(ping_latencies(&splice, options.requests))?;
@@ -595,7 +624,7 @@ fn main() -> Result<()> {
             decimals: 1,
         });
         rows.push(Row {
-            metric: "reference: added p50 latency of a bare byte splice (tokio `copy_bidirectional`, no HTTP), µs"
+            metric: "reference: added p50 latency of a bare byte splice (a process running tokio `copy_bidirectional`, no HTTP), µs"
                 .into(),
             direct: None,
             shim: b50 - d50,
@@ -689,8 +718,8 @@ fn main() -> Result<()> {
         // The same copies through a bare byte splice: what any user-space
         // proxy costs here, copying every byte in and out of its memory.
         let reference = tempfile::Builder::new().prefix("fs-bench-splice-").tempdir()?;
-        let splice = start_bare_splice(reference.path())?;
-        let splice = splice.to_str().unwrap();
+        let splice_process = start_bare_splice(reference.path())?;
+        let splice = splice_process.socket.to_str().unwrap();
         let (mut din, mut sin, mut dout, mut sout) = (vec![], vec![], vec![], vec![]);
         let (mut bin, mut bout) = (vec![], vec![]);
         for round in 0..options.rounds {

@@ -303,7 +303,7 @@ impl ClientSide {
 /// Resolves when the peer of `stream` has closed it entirely (or been
 /// killed); never for a half-close. Watches a duplicate descriptor, so
 /// `stream` stays free for reads and writes.
-pub(super) fn hangup(stream: &UnixStream) -> futures_util::future::BoxFuture<'static, ()> {
+pub(super) fn hangup(stream: &impl AsFd) -> futures_util::future::BoxFuture<'static, ()> {
     match stream.as_fd().try_clone_to_owned() {
         Ok(fd) => async move {
             if let Err(e) = hung_up(fd).await {

@@ -36,11 +36,14 @@
 use std::io;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
 use super::Shim;
+use sock::{read_into, Buffer, Socket};
+
+mod sock;
 use crate::route::Route;
 
 /// The longest request head the fast path reads; longer ones go to hyper.
@@ -49,8 +52,12 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 /// The largest response head accepted from dockerd.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// How much of a response is read from dockerd at once.
+/// How much of a response is read from dockerd at once: its head (most
+/// responses are whole in it), then its body.
+const HEAD_CHUNK: usize = 8 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
+/// Buffer memory an idle connection keeps.
+const KEEP_BUFFER: usize = 16 * 1024;
 /// How much of a request body is read from the client at once.
 const BODY_CHUNK: usize = 128 * 1024;
 /// Bytes of a client's next requests buffered while a response streams.
@@ -394,12 +401,12 @@ enum Ended {
 /// One client connection on the fast path.
 struct Conn<'a> {
     shim: &'a Shim,
-    client: UnixStream,
+    client: Socket,
     /// Bytes read from the client and not yet forwarded.
-    pending: BytesMut,
-    upstream: Option<UnixStream>,
+    pending: Buffer,
+    upstream: Option<Socket>,
     /// dockerd's bytes not yet written to the client.
-    response: BytesMut,
+    response: Buffer,
     /// Set once the client has shut its write half: it still reads what
     /// it asked for, and this resolves if it closes entirely.
     hangup: Option<futures_util::future::BoxFuture<'static, ()>>,
@@ -409,12 +416,19 @@ impl Shim {
     /// Serves `client` on the fast path for as long as its requests
     /// qualify.
     pub async fn serve_passthrough(&self, client: UnixStream) -> Outcome {
+        let client = match Socket::new(client) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take a client connection");
+                return Outcome::Closed;
+            }
+        };
         let mut conn = Conn {
             shim: self,
             client,
-            pending: BytesMut::with_capacity(8 * 1024),
+            pending: Buffer::default(),
             upstream: None,
-            response: BytesMut::new(),
+            response: Buffer::default(),
             hangup: None,
         };
         loop {
@@ -448,7 +462,7 @@ impl Shim {
             match conn.exchange(&request).await {
                 Ok(true) if !request.close => continue,
                 Ok(_) => {
-                    let _ = conn.client.shutdown().await;
+                    conn.client.shutdown_write();
                     return Outcome::Closed;
                 }
                 Err(Handoff) => return conn.handoff("dockerd is not reachable"),
@@ -521,17 +535,24 @@ enum Next {
 impl Conn<'_> {
     fn handoff(self, reason: &'static str) -> Outcome {
         tracing::trace!(reason, "connection handed to the full proxy");
+        let client = match self.client.into_tokio() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a client connection over");
+                return Outcome::Closed;
+            }
+        };
         Outcome::Handoff {
-            client: self.client,
-            pending: self.pending,
-            upstream: self.upstream,
+            client,
+            pending: self.pending.into_bytes_mut(),
+            upstream: self.upstream.and_then(|upstream| upstream.into_tokio().ok()),
         }
     }
 
     /// Answers the client with a Docker-style error and ends the connection.
     async fn answer(mut self, status: u16, message: &str) -> Outcome {
         let _ = self.client.write_all(&error_response(status, message)).await;
-        let _ = self.client.shutdown().await;
+        self.client.shutdown_write();
         Outcome::Closed
     }
 
@@ -543,7 +564,7 @@ impl Conn<'_> {
         let token = self.shim.inner.shutdown.token.clone();
         let mut deadline: Option<Instant> = None;
         loop {
-            match parse_request(&self.pending) {
+            match parse_request(self.pending.as_slice()) {
                 RequestHead::Partial => {}
                 RequestHead::Simple {
                     method,
@@ -570,9 +591,8 @@ impl Conn<'_> {
             if !self.pending.is_empty() && deadline.is_none() {
                 deadline = Some(Instant::now() + timeout);
             }
-            self.pending.reserve(4 * 1024);
             let read = tokio::select! {
-                read = self.client.read_buf(&mut self.pending) => read,
+                read = read_into(&self.client, &mut self.pending, 4 * 1024) => read,
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     tracing::debug!("client too slow sending a request head; closing");
                     return None;
@@ -590,13 +610,13 @@ impl Conn<'_> {
     /// and dockerd's response. `Ok(true)`: the connection may serve another
     /// request.
     async fn exchange(&mut self, request: &FastRequest) -> Result<bool, Handoff> {
-        let mut upstream = match self.upstream.take().filter(idle_and_open) {
+        let mut upstream = match self.upstream.take().filter(Socket::idle_and_open) {
             Some(upstream) => upstream,
             None => {
                 let path = &self.shim.inner.upstream_path;
                 let connect = UnixStream::connect(path);
                 match tokio::time::timeout(self.shim.inner.upstream_connect_timeout, connect).await {
-                    Ok(Ok(upstream)) => upstream,
+                    Ok(Ok(upstream)) => Socket::new(upstream).map_err(|_| Handoff)?,
                     _ => return Err(Handoff),
                 }
             }
@@ -616,6 +636,11 @@ impl Conn<'_> {
             }
             Err(ended) => Err(ended),
         };
+        self.client.settle();
+        upstream.settle();
+        self.response.clear();
+        self.response.shrink_if_empty(KEEP_BUFFER);
+        self.pending.shrink_if_empty(KEEP_BUFFER);
         match result {
             Ok(keep) => {
                 if keep {
@@ -649,7 +674,7 @@ impl Conn<'_> {
 
     /// Sends the head and body at the start of `pending` upstream, reading
     /// the rest of the body from the client as it comes.
-    async fn forward_request(&mut self, upstream: &mut UnixStream, request: &FastRequest) -> Result<(), Ended> {
+    async fn forward_request(&mut self, upstream: &mut Socket, request: &FastRequest) -> Result<(), Ended> {
         let mut body = match request.body {
             RequestBody::Length(n) => BodyLeft::Length(n),
             RequestBody::Chunked => BodyLeft::Chunked(ChunkedEnd::default()),
@@ -658,26 +683,25 @@ impl Conn<'_> {
         let mut done = matches!(body, BodyLeft::Length(0));
         loop {
             if !done {
-                let (taken, ended) = body.take(&self.pending[ready..]).map_err(Ended::BadBody)?;
+                let (taken, ended) = body.take(&self.pending.as_slice()[ready..]).map_err(Ended::BadBody)?;
                 ready += taken;
                 done = ended;
             }
             if ready > 0 {
                 upstream
-                    .write_all(&self.pending[..ready])
+                    .write_all(&self.pending.as_slice()[..ready])
                     .await
                     .map_err(|e| Ended::Upstream {
                         answered: false,
                         reason: format!("sending the request: {e}"),
                     })?;
-                self.pending.advance(ready);
+                self.pending.consume(ready);
                 ready = 0;
             }
             if done {
                 return Ok(());
             }
-            self.pending.reserve(BODY_CHUNK);
-            match self.client.read_buf(&mut self.pending).await {
+            match read_into(&self.client, &mut self.pending, BODY_CHUNK).await {
                 Ok(0) | Err(_) => return Err(Ended::Client),
                 Ok(_) => {}
             }
@@ -686,14 +710,14 @@ impl Conn<'_> {
 
     /// Copies one response from `upstream` to the client, watching the
     /// client meanwhile. `Ok(true)` when both sides may be reused.
-    async fn forward_response(&mut self, upstream: &mut UnixStream, head_request: bool) -> Result<bool, Ended> {
+    async fn forward_response(&mut self, upstream: &mut Socket, head_request: bool) -> Result<bool, Ended> {
         self.response.clear();
         let head = loop {
             let failed = |reason: &str| Ended::Upstream {
                 answered: false,
                 reason: reason.to_string(),
             };
-            match parse_response(&self.response, head_request) {
+            match parse_response(self.response.as_slice(), head_request) {
                 Ok(Some(head)) if (100..200).contains(&head.status) => {
                     // No interim response is possible without `Expect` or
                     // `Upgrade`, which never take the fast path.
@@ -703,7 +727,7 @@ impl Conn<'_> {
                 Ok(None) => {}
                 Err(reason) => return Err(failed(reason)),
             }
-            if self.read_upstream(upstream).await? == 0 {
+            if self.read_upstream(upstream, HEAD_CHUNK).await? == 0 {
                 return Err(failed("connection closed before a response"));
             }
         };
@@ -722,15 +746,15 @@ impl Conn<'_> {
         let mut done = matches!(body, BodyLeft::Length(0));
         loop {
             if !done {
-                let (taken, ended) = body.take(&self.response[ready..]).map_err(failed)?;
+                let (taken, ended) = body.take(&self.response.as_slice()[ready..]).map_err(failed)?;
                 ready += taken;
                 done = ended;
             }
             if ready > 0 {
-                if self.client.write_all(&self.response[..ready]).await.is_err() {
+                if self.client.write_all(&self.response.as_slice()[..ready]).await.is_err() {
                     return Err(Ended::Client);
                 }
-                self.response.advance(ready);
+                self.response.consume(ready);
                 ready = 0;
             }
             if done {
@@ -738,7 +762,7 @@ impl Conn<'_> {
                 // sides disagree on framing: the connection is not reused.
                 return Ok(!head.close && self.response.is_empty());
             }
-            if self.read_upstream(upstream).await? == 0 {
+            if self.read_upstream(upstream, READ_CHUNK).await? == 0 {
                 return match body {
                     BodyLeft::UntilClose => Ok(false),
                     _ => Err(failed("connection closed in the middle of a response")),
@@ -752,13 +776,9 @@ impl Conn<'_> {
     /// the client leaves. A client that only shuts its write half (all its
     /// requests sent) still gets its answers; one that closes entirely or
     /// is killed does not keep dockerd's side open.
-    async fn read_upstream(&mut self, upstream: &mut UnixStream) -> Result<usize, Ended> {
+    async fn read_upstream(&mut self, upstream: &Socket, size: usize) -> Result<usize, Ended> {
         loop {
-            self.response.reserve(READ_CHUNK);
             let watch = self.hangup.is_none() && self.pending.len() < MAX_PIPELINED;
-            if watch {
-                self.pending.reserve(4 * 1024);
-            }
             let hangup = async {
                 match self.hangup.as_mut() {
                     Some(hangup) => hangup.await,
@@ -767,10 +787,10 @@ impl Conn<'_> {
             };
             tokio::select! {
                 biased;
-                read = upstream.read_buf(&mut self.response) => {
+                read = read_into(upstream, &mut self.response, size) => {
                     return read.map_err(|e| Ended::Upstream { answered: true, reason: e.to_string() });
                 }
-                read = self.client.read_buf(&mut self.pending), if watch => match read {
+                read = read_into(&self.client, &mut self.pending, 4 * 1024), if watch => match read {
                     Ok(0) => self.hangup = Some(super::forward::hangup(&self.client)),
                     Err(_) => return Err(Ended::Client),
                     Ok(_) => {}
@@ -779,13 +799,6 @@ impl Conn<'_> {
             }
         }
     }
-}
-
-/// Whether a kept upstream connection is still usable: dockerd has not
-/// closed it and sent nothing unasked.
-fn idle_and_open(upstream: &UnixStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(upstream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,4 +1,5 @@
 use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn simple(request: &[u8]) -> (String, String, usize, RequestBody, bool) {
     match parse_request(request) {
