@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
@@ -50,16 +51,31 @@ impl Socket {
         loop {
             let mut ready = self.reader.readable().await?;
             if let Ok(result) = ready.try_io(|socket| socket.get_ref().read(buf)) {
+                // A short read from a stream socket emptied its queue (as
+                // tokio's own streams assume): the next read waits for the
+                // next epoll event instead of trying and failing first.
+                if matches!(result, Ok(n) if n > 0 && n < buf.len()) {
+                    ready.clear_ready();
+                }
                 return result;
             }
         }
     }
 
     /// Whether a connection kept between requests is still usable: the
-    /// peer has not closed it and has sent nothing unasked.
+    /// peer has not closed it and has sent nothing unasked. Free when
+    /// nothing has happened on it since it was last read empty.
     pub fn idle_and_open(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream().read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.reader.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(mut ready)) => {
+                let mut byte = [0u8; 1];
+                // `Err`: it would block, which is what an idle connection does.
+                ready.try_io(|socket| socket.get_ref().read(&mut byte)).is_err()
+            }
+        }
     }
 
     pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
