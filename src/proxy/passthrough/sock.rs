@@ -66,7 +66,7 @@ impl Socket {
     /// peer has not closed it and has sent nothing unasked. Free when
     /// nothing has happened on it since it was last read empty.
     pub fn idle_and_open(&self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         match self.reader.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
