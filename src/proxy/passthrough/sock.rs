@@ -46,16 +46,23 @@ impl Socket {
         self.reader.get_ref()
     }
 
-    /// Reads what is there, waiting for something; 0 at EOF.
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads what is there into `buffer`, at most `want` bytes, waiting for
+    /// something; 0 at EOF. The buffer grows only once there is something
+    /// to read: an idle connection holds no buffer.
+    pub async fn read_into(&self, buffer: &mut Buffer, want: usize) -> io::Result<usize> {
         loop {
             let mut ready = self.reader.readable().await?;
-            if let Ok(result) = ready.try_io(|socket| socket.get_ref().read(buf)) {
-                // A short read from a stream socket emptied its queue (as
-                // tokio's own streams assume): the next read waits for the
-                // next epoll event instead of trying and failing first.
-                if matches!(result, Ok(n) if n > 0 && n < buf.len()) {
-                    ready.clear_ready();
+            let spare = buffer.spare(want);
+            let limit = want.min(spare.len());
+            if let Ok(result) = ready.try_io(|socket| socket.get_ref().read(&mut spare[..limit])) {
+                if let Ok(n) = result {
+                    buffer.filled(n);
+                    // A short read from a stream socket emptied its queue
+                    // (as tokio's own streams assume): the next read waits
+                    // for the next epoll event instead of failing first.
+                    if n > 0 && n < limit {
+                        ready.clear_ready();
+                    }
                 }
                 return result;
             }
@@ -202,11 +209,7 @@ impl Buffer {
 
 /// Reads from `socket` into `buffer`, at most `want` bytes.
 pub async fn read_into(socket: &Socket, buffer: &mut Buffer, want: usize) -> io::Result<usize> {
-    let spare = buffer.spare(want);
-    let limit = want.min(spare.len());
-    let n = socket.read(&mut spare[..limit]).await?;
-    buffer.filled(n);
-    Ok(n)
+    socket.read_into(buffer, want).await
 }
 
 #[cfg(test)]
