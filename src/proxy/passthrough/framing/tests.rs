@@ -1,5 +1,4 @@
 use super::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn simple(request: &[u8]) -> (String, String, usize, RequestBody, bool) {
     match parse_request(request) {
@@ -216,15 +215,4 @@ fn error_responses_are_docker_style() {
     let body: serde_json::Value = serde_json::from_slice(&bytes[head.head_len..]).unwrap();
     assert_eq!(body["message"], "forge-shim: dockerd at /x failed: gone");
     assert_eq!(head.framing, Framing::Length((bytes.len() - head.head_len) as u64));
-}
-
-#[tokio::test]
-async fn replay_reads_the_pending_bytes_first() {
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b" world").await.unwrap();
-    drop(b);
-    let mut replay = Replay::new(BytesMut::from(&b"hello"[..]), a);
-    let mut out = String::new();
-    replay.read_to_string(&mut out).await.unwrap();
-    assert_eq!(out, "hello world");
 }
