@@ -567,9 +567,115 @@ impl AsyncWrite for Replay {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
 
     use super::*;
+
+    /// A shim (no standards, no sleep) in front of `upstream`.
+    fn shim_in_front_of(upstream: &Path) -> Shim {
+        let yaml = format!(
+            "upstream: {}\nstandards: {{ mode: off }}\nauto_sleep: {{ enabled: false }}\n",
+            upstream.display()
+        );
+        let config = crate::config::Config::from_yaml_over_default(&yaml, "test.yml").unwrap();
+        Shim::new(config, tokio_util::sync::CancellationToken::new())
+    }
+
+    /// A stand-in for dockerd: for each connection, reads one request head
+    /// and runs `answer` on the socket.
+    fn fake_dockerd<F>(dir: &Path, answer: F) -> std::path::PathBuf
+    where
+        F: Fn(usize, UnixStream) -> futures_util::future::BoxFuture<'static, ()> + Send + 'static,
+    {
+        let path = dir.join("dockerd.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let mut count = 0;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                tokio::spawn(answer(count, stream));
+                count += 1;
+            }
+        });
+        path
+    }
+
+    const PING: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+
+    async fn read_all(client: &mut UnixStream) -> String {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn dockerd_closing_before_it_answers_is_a_docker_style_502() {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = fake_dockerd(dir.path(), |_, stream| Box::pin(async move { drop(stream) }));
+        let shim = shim_in_front_of(&upstream);
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let serving = tokio::spawn(async move { matches!(shim.serve_passthrough(server).await, Outcome::Closed) });
+        client.write_all(PING).await.unwrap();
+        let answer = read_all(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+        assert!(answer.contains(r#"{"message":"forge-shim: dockerd at "#), "{answer}");
+        assert!(serving.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn dockerd_closing_in_the_middle_of_a_response_closes_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = fake_dockerd(dir.path(), |_, mut stream| {
+            Box::pin(async move {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+                    .await;
+            })
+        });
+        let shim = shim_in_front_of(&upstream);
+        let (mut client, server) = UnixStream::pair().unwrap();
+        tokio::spawn(async move { shim.serve_passthrough(server).await });
+        client.write_all(PING).await.unwrap();
+        // What dockerd sent arrives, then the connection ends short.
+        let answer = read_all(&mut client).await;
+        assert_eq!(answer, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+    }
+
+    #[tokio::test]
+    async fn a_kept_upstream_connection_dockerd_closed_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each connection answers one ping and closes, without saying so.
+        let upstream = fake_dockerd(dir.path(), |n, mut stream| {
+            Box::pin(async move {
+                let body = format!("OK{n}");
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            })
+        });
+        let shim = shim_in_front_of(&upstream);
+        let (mut client, server) = UnixStream::pair().unwrap();
+        tokio::spawn(async move { shim.serve_passthrough(server).await });
+        for n in 0..3 {
+            client.write_all(PING).await.unwrap();
+            let expected = format!("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK{n}");
+            let mut answer = vec![0u8; expected.len()];
+            tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut answer))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&answer), expected);
+            // Give the fake time to close its side before the next ping.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     #[tokio::test]
     async fn replay_reads_the_pending_bytes_first() {
