@@ -24,15 +24,17 @@
 //! image `forge-test/busybox` (scripts/test-images.sh). It only talks to
 //! local Unix sockets.
 
+mod common;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use common::{default_shim_bin, host, median, percentile, ShimChild};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
@@ -107,99 +109,20 @@ fn parse_options() -> Result<Options> {
     Ok(options)
 }
 
-/// `target/release/forge-shim`, next to `target/release/examples/`.
-fn default_shim_bin() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("forge-shim")))
-        .unwrap_or_else(|| PathBuf::from("target/release/forge-shim"))
-}
-
 // ---------------------------------------------------------------------------
 // the shim under test
 
-struct ShimProcess {
-    child: Child,
-    dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl ShimProcess {
-    fn start(bin: &Path) -> Result<ShimProcess> {
-        let dir = tempfile::Builder::new().prefix("fs-bench-").tempdir()?;
-        let config = dir.path().join("shim.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "standards: {{ mode: off }}\nauto_sleep: {{ enabled: false }}\nstate_dir: {}\n",
-                dir.path().join("state").display()
-            ),
-        )?;
-        let socket = dir.path().join("docker.sock");
-        let log = std::fs::File::create(dir.path().join("shim.log"))?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--listen")
-            .arg(&socket)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let shim = ShimProcess { child, dir, socket };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&shim.socket).is_err() {
-            if Instant::now() > deadline {
-                bail!("the shim did not listen within 10 s; log:\n{}", shim.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(shim)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("shim.log")).unwrap_or_default()
-    }
-
-    /// (VmRSS, VmHWM) in bytes.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for ShimProcess {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The shim under test: standards and sleep off, so what is measured is
+/// the proxy.
+fn start_shim(bin: &Path) -> Result<ShimChild> {
+    ShimChild::start(
+        bin,
+        "standards: { mode: off }\nauto_sleep: { enabled: false }\n",
+        "fs-bench-",
+        &[],
+        |socket| std::os::unix::net::UnixStream::connect(socket).is_ok(),
+        Duration::from_secs(10),
+    )
 }
 
 /// The container the streaming runs use; removed on drop.
@@ -302,11 +225,6 @@ async fn ping_latencies(sockets: &[&Path], n: usize) -> Result<Vec<Vec<f64>>> {
         latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
     Ok(latencies)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// Requests per second with `connections` connections pinging for
@@ -519,17 +437,7 @@ struct Row {
     decimals: usize,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[values.len() / 2]
-}
-
 fn machine() -> String {
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
     let dockerd = docker(
         DOCKERD_SOCKET,
         &[
@@ -541,14 +449,7 @@ fn machine() -> String {
     .output()
     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    format!("{nproc} cores ({cpu}), kernel {kernel}, dockerd {dockerd}")
+    format!("{}, dockerd {dockerd}", host())
 }
 
 fn main() -> Result<()> {
@@ -568,7 +469,7 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let shim = ShimProcess::start(&options.shim_bin)?;
+    let shim = start_shim(&options.shim_bin)?;
     let shim_socket = shim.socket.clone();
     let shim_socket_str = shim_socket.to_str().unwrap().to_string();
     let direct = Path::new(DOCKERD_SOCKET);

@@ -34,17 +34,19 @@
 //! end, even on error; the swap file is its own (`FORGE_SWAPFILE`) and is
 //! switched off at the end.
 
+mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use common::{default_shim_bin, host, percentile, ShimChild};
 use serde_json::Value;
 
 const DOCKERD_SOCKET: &str = "/var/run/docker.sock";
@@ -116,14 +118,6 @@ fn parse_options() -> Result<Options> {
     Ok(options)
 }
 
-/// `target/release/forge-shim`, next to `target/release/examples/`.
-fn default_shim_bin() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("forge-shim")))
-        .unwrap_or_else(|| PathBuf::from("target/release/forge-shim"))
-}
-
 /// `fs-bench-wake-<pid>`: every container of this run starts with it.
 fn run_prefix() -> String {
     format!("fs-bench-wake-{}", std::process::id())
@@ -132,58 +126,32 @@ fn run_prefix() -> String {
 // ---------------------------------------------------------------------------
 // the shim under test
 
+/// The shim under test, with the calls the bench makes on its API.
 struct ShimProcess {
-    child: Child,
-    dir: tempfile::TempDir,
-    socket: PathBuf,
+    child: ShimChild,
+}
+
+impl std::ops::Deref for ShimProcess {
+    type Target = ShimChild;
+
+    fn deref(&self) -> &ShimChild {
+        &self.child
+    }
 }
 
 impl ShimProcess {
     /// Starts `bin serve` with `config` (plus a `state_dir` of its own) and
     /// waits for `/_forge/v1/health`.
     fn start(bin: &Path, config: &str) -> Result<ShimProcess> {
-        let dir = tempfile::Builder::new().prefix("fs-bench-wake-").tempdir()?;
-        let config_path = dir.path().join("shim.yml");
-        std::fs::write(
-            &config_path,
-            format!("{config}state_dir: {}\n", dir.path().join("state").display()),
+        let child = ShimChild::start(
+            bin,
+            config,
+            "fs-bench-wake-",
+            &[("RUST_LOG", "warn")],
+            |socket| matches!(unix_call(socket, "GET", "/_forge/v1/health"), Ok((200, _))),
+            Duration::from_secs(20),
         )?;
-        let socket = dir.path().join("docker.sock");
-        let log = std::fs::File::create(dir.path().join("shim.log"))?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--listen")
-            .arg(&socket)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let shim = ShimProcess { child, dir, socket };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !matches!(unix_call(&shim.socket, "GET", "/_forge/v1/health"), Ok((200, _))) {
-            if Instant::now() > deadline {
-                bail!("the shim did not answer within 20 s; log:\n{}", shim.log());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Ok(shim)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("shim.log")).unwrap_or_default()
-    }
-
-    fn socket_str(&self) -> &str {
-        self.socket.to_str().expect("UTF-8 socket path")
+        Ok(ShimProcess { child })
     }
 
     /// `POST /_forge/v1/containers/NAME/sleep|wake`; whether it changed.
@@ -244,35 +212,6 @@ impl ShimProcess {
         let own = proc_cpu_ticks(self.pid()).unwrap_or(0);
         let children: u64 = child_pids(self.pid()).into_iter().filter_map(proc_cpu_ticks).sum();
         (own, children)
-    }
-
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    }
-}
-
-impl Drop for ShimProcess {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -492,11 +431,6 @@ fn swap_total_kib() -> u64 {
 // ---------------------------------------------------------------------------
 // figures
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 /// (p50, p99) of unsorted values.
 fn p50_p99(values: &[f64]) -> (f64, f64) {
     let mut sorted = values.to_vec();
@@ -533,11 +467,6 @@ fn row(
 }
 
 fn machine() -> String {
-    let nproc = thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
     let dockerd = direct(&[
         "version",
         "--format",
@@ -545,14 +474,7 @@ fn machine() -> String {
     ])
     .unwrap_or_default();
     let cgroup = direct(&["info", "--format", "cgroup v{{.CgroupVersion}}"]).unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    format!("{nproc} cores ({cpu}), kernel {kernel}, dockerd {dockerd}, {cgroup}")
+    format!("{}, dockerd {dockerd}, {cgroup}", host())
 }
 
 // ---------------------------------------------------------------------------
@@ -1043,7 +965,7 @@ fn bench_many(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
     thread::sleep(options.cpu_window);
     let (own_after, children_after) = shim.cpu_ticks();
     let window = window_start.elapsed().as_secs_f64();
-    let rss = shim.rss_bytes();
+    let (rss, _) = shim.memory();
     let woken_in_window = shim
         .rows()?
         .iter()
