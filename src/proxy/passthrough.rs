@@ -415,7 +415,7 @@ impl Conn<'_> {
                 Ok(None) => {}
                 Err(reason) => return Err(failed(reason)),
             }
-            if self.read_upstream(upstream, HEAD_CHUNK).await? == 0 {
+            if self.read_upstream(upstream, HEAD_CHUNK, false).await? == 0 {
                 return Err(failed("connection closed before a response"));
             }
         };
@@ -450,7 +450,7 @@ impl Conn<'_> {
                 // sides disagree on framing: the connection is not reused.
                 return Ok(!head.close && self.response.is_empty());
             }
-            if self.read_upstream(upstream, READ_CHUNK).await? == 0 {
+            if self.read_upstream(upstream, READ_CHUNK, true).await? == 0 {
                 return match body {
                     BodyLeft::UntilClose => Ok(false),
                     _ => Err(failed("connection closed in the middle of a response")),
@@ -463,8 +463,9 @@ impl Conn<'_> {
     /// sends (its next requests) into `pending`, and ends the exchange if
     /// the client leaves. A client that only shuts its write half (all its
     /// requests sent) still gets its answers; one that closes entirely or
-    /// is killed does not keep dockerd's side open.
-    async fn read_upstream(&mut self, upstream: &Socket, size: usize) -> Result<usize, Ended> {
+    /// is killed does not keep dockerd's side open. `answered`: whether the
+    /// client has had the response head, for the error.
+    async fn read_upstream(&mut self, upstream: &Socket, size: usize, answered: bool) -> Result<usize, Ended> {
         loop {
             let watch = self.hangup.is_none() && self.pending.len() < MAX_PIPELINED;
             let hangup = async {
@@ -476,7 +477,7 @@ impl Conn<'_> {
             tokio::select! {
                 biased;
                 read = read_into(upstream, &mut self.response, size) => {
-                    return read.map_err(|e| Ended::Upstream { answered: true, reason: e.to_string() });
+                    return read.map_err(|e| Ended::Upstream { answered, reason: e.to_string() });
                 }
                 read = read_into(&self.client, &mut self.pending, 4 * 1024), if watch => match read {
                     Ok(0) => self.hangup = Some(super::forward::hangup(&self.client)),
