@@ -70,14 +70,27 @@ impl ShimError {
 
 /// A Docker-style error response with the `forge-shim: ` prefix.
 pub fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "message": format!("forge-shim: {message}") });
-    json_response(status, &body)
+    json_response_bytes(status, json_error_body(message))
+}
+
+/// The body of every error the shim answers: `{"message":"forge-shim: …"}`
+/// and a newline, as dockerd writes its own.
+pub fn json_error_body(message: &str) -> Vec<u8> {
+    json_bytes(&serde_json::json!({ "message": format!("forge-shim: {message}") }))
+}
+
+fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
 /// A JSON response with an exact `Content-Length`.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
+    json_response_bytes(status, json_bytes(value))
+}
+
+fn json_response_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<ProxyBody> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")

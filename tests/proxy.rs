@@ -68,16 +68,6 @@ fn header_names(response: &RawResponse) -> Vec<String> {
     response.headers.iter().map(|(name, _)| name.clone()).collect()
 }
 
-/// A create the embedded standards deny (`standards.deny.privileged`).
-fn privileged_create(name: &str) -> Vec<u8> {
-    let body = format!(r#"{{"Image":"{BUSYBOX}","Cmd":["true"],"HostConfig":{{"Privileged":true}}}}"#);
-    format!(
-        "POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 #[test]
 fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_proxy() {
     require_dockerd();
@@ -101,7 +91,7 @@ fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_prox
     assert!(health["requests_fast_path"].as_u64().unwrap() >= 1, "{health}");
 
     let denied = names.name("denied");
-    connection.send(&privileged_create(&denied));
+    connection.send(privileged_create(&denied).as_bytes());
     let refused = connection.read_response(false);
     assert_eq!(refused.status, 403, "{refused:?}");
     let message = refused.json()["message"].as_str().unwrap().to_string();
@@ -116,7 +106,7 @@ fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_prox
     let mut pipelined = RawConnection::connect(shim.socket_path());
     let mut bytes = ping.to_vec();
     bytes.extend_from_slice(b"GET /v1.41/version HTTP/1.1\r\nHost: docker\r\n\r\n");
-    bytes.extend_from_slice(&privileged_create(&denied));
+    bytes.extend_from_slice(privileged_create(&denied).as_bytes());
     bytes.extend_from_slice(b"GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
     pipelined.send(&bytes);
     assert_eq!(pipelined.read_response(false).body_text(), "OK");
@@ -1220,6 +1210,11 @@ fn quiet_fds(shim: &Shim) -> usize {
     *samples.last().unwrap()
 }
 
+/// Waits until the shim holds no more descriptors than `baseline`.
+fn wait_for_fds(shim: &Shim, baseline: usize, what: &str) {
+    wait_until(what, Duration::from_secs(60), || shim.open_fds() <= baseline);
+}
+
 #[test]
 fn client_disconnect_mid_stream_closes_the_upstream_side() {
     let shim = shim();
@@ -1240,11 +1235,7 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
         "a live logs -f should hold a client and an upstream connection"
     );
     logs.kill();
-    wait_until(
-        "the shim closes both sides of the cut logs -f",
-        Duration::from_secs(60),
-        || shim.open_fds() <= baseline,
-    );
+    wait_for_fds(&shim, baseline, "the shim closes both sides of the cut logs -f");
 
     // exec with output: a hijacked (upgraded) stream.
     let mut exec = spawn_streaming(shim.docker_command(&[
@@ -1256,11 +1247,7 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
     ]));
     exec.wait_for_line("exec-tick", DOCKER_TIMEOUT, |l| l == "exec-tick");
     exec.kill();
-    wait_until(
-        "the shim closes both sides of the cut exec",
-        Duration::from_secs(60),
-        || shim.open_fds() <= baseline,
-    );
+    wait_for_fds(&shim, baseline, "the shim closes both sides of the cut exec");
 
     // A silent exec: nothing flows either way once the client is gone, so
     // only its hang-up can tell the shim (its stdin EOF alone is a
@@ -1272,10 +1259,10 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
         "a live exec should hold a client and an upstream connection"
     );
     silent.kill();
-    wait_until(
+    wait_for_fds(
+        &shim,
+        baseline,
         "the shim closes both sides of a silent exec whose client was killed",
-        Duration::from_secs(60),
-        || shim.open_fds() <= baseline,
     );
 
     // A `wait` on the fast path: dockerd sends its head at once and its
@@ -1289,10 +1276,10 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
         "a live wait should hold a client and an upstream connection"
     );
     drop(wait);
-    wait_until(
+    wait_for_fds(
+        &shim,
+        baseline,
         "the shim closes dockerd's side of a wait whose client left",
-        Duration::from_secs(60),
-        || shim.open_fds() <= baseline,
     );
 
     let health = shim.health();

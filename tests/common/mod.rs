@@ -1342,6 +1342,16 @@ pub fn try_raw_request(socket: &Path, request: &[u8]) -> std::io::Result<RawResp
     connection.try_read_response(request.starts_with(b"HEAD "))
 }
 
+/// A keep-alive `POST /containers/create?name=NAME` of a privileged
+/// busybox, as bytes: what `standards.deny.privileged` refuses.
+pub fn privileged_create(name: &str) -> String {
+    let body = format!(r#"{{"Image":"{BUSYBOX}","Cmd":["true"],"HostConfig":{{"Privileged":true}}}}"#);
+    format!(
+        "POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// A request with a JSON body and `Content-Length`, as bytes.
 pub fn json_request(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8> {
     let body = serde_json::to_vec(body).expect("serialise JSON");

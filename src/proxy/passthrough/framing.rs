@@ -322,9 +322,7 @@ impl BodyLeft {
 /// A complete Docker-style error response, for failures after the request
 /// has been sent (when hyper is no longer an option).
 pub fn error_response(status: u16, message: &str) -> Vec<u8> {
-    let mut body =
-        serde_json::to_vec(&serde_json::json!({ "message": format!("forge-shim: {message}") })).unwrap_or_default();
-    body.push(b'\n');
+    let body = crate::error::json_error_body(message);
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
