@@ -89,6 +89,15 @@ fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_prox
     assert!(header_names(&first).iter().any(|n| n == "Api-Version"), "{first:?}");
     let health = shim.health();
     assert!(health["requests_fast_path"].as_u64().unwrap() >= 1, "{health}");
+    let metrics = shim.get("/_forge/v1/metrics").body_text();
+    let fast: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("forge_shim_requests_fast_path_total "))
+        .unwrap_or_else(|| panic!("no fast-path counter in the metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(fast >= 1, "{metrics}");
 
     let denied = names.name("denied");
     connection.send(privileged_create(&denied).as_bytes());
