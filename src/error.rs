@@ -4,11 +4,9 @@
 
 use std::path::PathBuf;
 
-use bytes::Bytes;
-use http::{header, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Response, StatusCode};
 
-use crate::proxy::ProxyBody;
+use crate::body::{bytes_response, json_bytes, BodyError, ProxyBody};
 
 /// Everything that can make the shim answer instead of dockerd.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +27,8 @@ pub enum ShimError {
     },
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("request body too large: the limit is {limit} bytes")]
-    BodyTooLarge { limit: u64 },
-    #[error("reading the request body: {0}")]
-    ClientBody(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// A standards rule refused the request; the text is complete.
     #[error("{0}")]
     Denied(String),
@@ -52,8 +48,8 @@ impl ShimError {
             ShimError::UpstreamConnect { .. } | ShimError::UpstreamTimeout { .. } | ShimError::Upstream { .. } => {
                 StatusCode::BAD_GATEWAY
             }
-            ShimError::BadRequest(_) | ShimError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            ShimError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ShimError::BadRequest(_) | ShimError::Body(BodyError::Read(_)) => StatusCode::BAD_REQUEST,
+            ShimError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ShimError::Denied(_) => StatusCode::FORBIDDEN,
             ShimError::Wake { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ShimError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -70,7 +66,7 @@ impl ShimError {
 
 /// A Docker-style error response with the `forge-shim: ` prefix.
 pub fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    json_response_bytes(status, json_error_body(message))
+    bytes_response(status, "application/json", json_error_body(message))
 }
 
 /// The body of every error the shim answers: `{"message":"forge-shim: …"}`
@@ -79,32 +75,10 @@ pub fn json_error_body(message: &str) -> Vec<u8> {
     json_bytes(&serde_json::json!({ "message": format!("forge-shim: {message}") }))
 }
 
-fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
-}
-
-/// A JSON response with an exact `Content-Length`.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    json_response_bytes(status, json_bytes(value))
-}
-
-fn json_response_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<ProxyBody> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, bytes.len())
-        .body(full_body(bytes))
-        .expect("static response parts are valid")
-}
-
-pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt;
+
     use super::*;
 
     #[tokio::test]

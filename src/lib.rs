@@ -4,23 +4,34 @@
 //! call unchanged, applies the operator's standards to container creates and
 //! puts idle containers to sleep, waking them when anything needs them.
 //!
-//! Modules, one per concern:
-//! - [`config`]: `shim.yml`, load → parse → validate; classes and services.
-//! - [`route`]: classifies a request once into an [`route::Endpoint`].
-//! - [`proxy`]: the listener, forwarding, hijacked streams, shutdown.
-//! - [`standards`]: the create-body rules (pure, no I/O) and their glue.
-//! - [`docker`]: the only place that talks to dockerd as a client (bollard).
-//! - [`lifecycle`]: sleep and wake: idle detection, pause, squeeze, wake.
-//! - [`metrics`]: the seed's metrics in Prometheus text at `/_forge/v1/metrics`.
-//! - [`api`]: the shim's own endpoints under `/_forge/v1/`.
-//! - [`audit`]: `forge-shim audit`, the compliance checklist over every container.
-//! - [`cli`]: `status`, `sleep`, `wake`: the operator's client of the shim's API.
-//! - [`error`]: errors turned into Docker-style JSON responses, in one place.
+//! Modules, one per concern, in layers: each uses only the layers above it
+//! in this list (ARCHITECTURE.md, "Layers"; `layering` tests it).
+//!
+//! 1. Vocabulary:
+//!    - [`config`]: `shim.yml`, load → parse → validate; classes and services.
+//!    - [`route`]: classifies a request once into an [`route::Endpoint`], and
+//!      says which phases it gets ([`route::Endpoint::phases`]).
+//!    - [`body`]: the body type, bounded reads, exact-length framing.
+//!    - [`metrics`]: the seed's metrics, the proxy's counters among them.
+//! 2. Pure logic:
+//!    - [`standards`]: the create-body rules (pure, no I/O).
+//!    - [`audit`]: `forge-shim audit`, the compliance checklist.
+//! 3. [`docker`]: the only place that talks to dockerd as a client.
+//! 4. [`lifecycle`]: sleep and wake: idle detection, pause, squeeze, wake.
+//! 5. [`error`]: errors turned into Docker-style JSON responses, in one place.
+//! 6. The request handlers:
+//!    - [`proxy`]: the phases, forwarding, the fast path, hijacked streams.
+//!    - [`api`]: the shim's own endpoints under `/_forge/v1/`.
+//! 7. [`server`]: the composition root: accept, dispatch, drain; [`run`].
+//!
+//! Beside them, [`cli`]: `status`, `sleep`, `wake`, the operator's client of
+//! the shim's API.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod docker;
@@ -29,7 +40,11 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
+pub mod server;
 pub mod standards;
+
+#[cfg(test)]
+mod layering;
 
 /// The shim's version, reported by `/_forge/v1/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -54,12 +69,12 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
         "forge-shim listening"
     );
     let token = CancellationToken::new();
-    let shim = proxy::Shim::new(loaded, token.clone());
+    let shim = server::Shim::new(loaded, token.clone());
     let serving = tokio::spawn({
         let shim = shim.clone();
         async move { shim.serve(listener).await }
     });
-    let lifecycle = shim.inner.lifecycle.clone();
+    let lifecycle = shim.lifecycle.clone();
     let lifecycle_task = lifecycle.clone().map(|lifecycle| tokio::spawn(lifecycle.run()));
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -69,7 +84,7 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
         let _ = task.await;
     }
     if let Some(lifecycle) = &lifecycle {
-        let grace = shim.inner.shutdown.grace;
+        let grace = shim.grace();
         if tokio::time::timeout(grace, lifecycle.shutdown()).await.is_err() {
             tracing::warn!("on_shutdown: waking sleepers took longer than the grace period");
         }

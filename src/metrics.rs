@@ -3,10 +3,11 @@
 //! by state, standards changes and denials, and the proxy's own counters.
 //!
 //! Counters and histograms are recorded where things happen; the per-state
-//! gauges are filled from the lifecycle's table when scraped, so they can
-//! never drift from what `forge-shim status` shows.
-
-use std::sync::atomic::Ordering;
+//! gauges are filled from the lifecycle's table when scraped (the caller
+//! hands in one [`ContainerSample`] per container), so they can never drift
+//! from what `forge-shim status` shows.
+//!
+//! Leaf vocabulary: this module knows no other part of the shim.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +16,43 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::lifecycle::{State, StatusRow};
+/// The state a container is counted under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateLabel {
+    Running,
+    Sleeping,
+    DeepSleep,
+    UserPaused,
+    Stopped,
+}
+
+impl StateLabel {
+    const ALL: [StateLabel; 5] = [
+        StateLabel::Running,
+        StateLabel::Sleeping,
+        StateLabel::DeepSleep,
+        StateLabel::UserPaused,
+        StateLabel::Stopped,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            StateLabel::Running => "running",
+            StateLabel::Sleeping => "sleeping",
+            StateLabel::DeepSleep => "deep_sleep",
+            StateLabel::UserPaused => "user_paused",
+            StateLabel::Stopped => "stopped",
+        }
+    }
+}
+
+/// One tracked container at scrape time.
+#[derive(Clone, Copy, Debug)]
+pub struct ContainerSample {
+    pub state: StateLabel,
+    /// The memory it holds in that state, when known.
+    pub memory_bytes: Option<u64>,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
@@ -43,9 +80,13 @@ pub struct Metrics {
     pub standards_denials: Family<RuleLabels, Counter>,
     containers: Family<StateLabels, Gauge>,
     memory_bytes: Family<StateLabels, Gauge>,
-    requests: Counter,
-    requests_fast_path: Counter,
-    connections_open: Gauge,
+    /// Client connections accepted.
+    pub connections: Counter,
+    pub connections_open: Gauge,
+    /// Requests served, on either path.
+    pub requests: Counter,
+    /// Of those, the requests forwarded as read (the fast path).
+    pub requests_fast_path: Counter,
 }
 
 impl Default for Metrics {
@@ -104,6 +145,8 @@ impl Metrics {
             "Requests forwarded as read, without re-encoding",
             requests_fast_path.clone(),
         );
+        let connections = Counter::default();
+        registry.register("connections", "Client connections accepted", connections.clone());
         let connections_open = Gauge::default();
         registry.register("connections_open", "Open client connections", connections_open.clone());
         Metrics {
@@ -115,9 +158,10 @@ impl Metrics {
             standards_denials,
             containers,
             memory_bytes,
+            connections,
+            connections_open,
             requests,
             requests_fast_path,
-            connections_open,
         }
     }
 
@@ -135,46 +179,22 @@ impl Metrics {
         family.get_or_create(&RuleLabels { rule: rule.to_string() }).inc();
     }
 
-    /// The exposition, with the gauges refreshed from `rows` and the proxy
-    /// counters.
-    pub fn render(&self, rows: &[StatusRow], stats: &crate::proxy::ProxyStats) -> String {
+    /// The exposition, with the per-state gauges refreshed from `containers`.
+    pub fn render(&self, containers: &[ContainerSample]) -> String {
         self.containers.clear();
         self.memory_bytes.clear();
-        for state in ["running", "sleeping", "deep_sleep", "user_paused", "stopped"] {
-            self.containers
-                .get_or_create(&StateLabels { state: state.into() })
-                .set(0);
+        for state in StateLabel::ALL {
+            self.containers.get_or_create(&state_labels(state)).set(0);
         }
-        for row in rows {
-            let state = state_name(row.state);
-            self.containers
-                .get_or_create(&StateLabels { state: state.into() })
-                .inc();
-            let memory = match row.state {
-                State::Sleeping => row.memory_asleep,
-                State::Running => row.memory_running,
-                _ => None,
-            };
-            if let Some(bytes) = memory {
+        for sample in containers {
+            let labels = state_labels(sample.state);
+            self.containers.get_or_create(&labels).inc();
+            if let Some(bytes) = sample.memory_bytes {
                 self.memory_bytes
-                    .get_or_create(&StateLabels { state: state.into() })
-                    .inc_by(bytes as i64);
+                    .get_or_create(&labels)
+                    .inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
             }
         }
-        self.requests.inc_by(
-            stats
-                .requests_total
-                .load(Ordering::Relaxed)
-                .saturating_sub(self.requests.get()),
-        );
-        self.requests_fast_path.inc_by(
-            stats
-                .requests_fast_path
-                .load(Ordering::Relaxed)
-                .saturating_sub(self.requests_fast_path.get()),
-        );
-        self.connections_open
-            .set(stats.connections_open.load(Ordering::Relaxed) as i64);
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -183,13 +203,9 @@ impl Metrics {
     }
 }
 
-fn state_name(state: State) -> &'static str {
-    match state {
-        State::Running => "running",
-        State::Pausing | State::Sleeping | State::Waking => "sleeping",
-        State::Stopping | State::DeepSleep => "deep_sleep",
-        State::UserPaused => "user_paused",
-        State::Stopped => "stopped",
+fn state_labels(state: StateLabel) -> StateLabels {
+    StateLabels {
+        state: state.name().to_string(),
     }
 }
 
@@ -203,7 +219,17 @@ mod tests {
         metrics.transition("wake", "exec", true);
         metrics.wake_seconds.observe(0.009);
         Metrics::rule(&metrics.standards_denials, "deny.privileged");
-        let text = metrics.render(&[], &crate::proxy::ProxyStats::default());
+        metrics.requests.inc();
+        let text = metrics.render(&[
+            ContainerSample {
+                state: StateLabel::Sleeping,
+                memory_bytes: Some(4096),
+            },
+            ContainerSample {
+                state: StateLabel::Running,
+                memory_bytes: None,
+            },
+        ]);
         assert!(
             text.contains("forge_shim_transitions_total{transition=\"wake\",trigger=\"exec\",result=\"ok\"} 1"),
             "{text}"
@@ -212,7 +238,13 @@ mod tests {
             text.contains("forge_shim_standards_denials_total{rule=\"deny.privileged\"} 1"),
             "{text}"
         );
-        assert!(text.contains("forge_shim_containers{state=\"sleeping\"} 0"), "{text}");
+        assert!(text.contains("forge_shim_containers{state=\"sleeping\"} 1"), "{text}");
+        assert!(text.contains("forge_shim_containers{state=\"stopped\"} 0"), "{text}");
+        assert!(
+            text.contains("forge_shim_memory_bytes{state=\"sleeping\"} 4096"),
+            "{text}"
+        );
+        assert!(text.contains("forge_shim_requests_total 1"), "{text}");
         assert!(text.contains("forge_shim_wake_seconds_bucket"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -88,6 +88,134 @@ impl ContainerAction {
     }
 }
 
+/// Which phases an endpoint gets. This is the one place that decides it:
+/// the fast path ([`Phases::fast_path`]), the standards phase and the wake
+/// phase all read it, so an endpoint given a phase here can never slip past
+/// that phase on another path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// Judged by the standards (unless `standards.mode` is `off`); the body
+    /// is read whole, judged and re-sent.
+    pub standards: bool,
+    /// What the wake phase does with the container the request names.
+    pub wake: WakePhase,
+    /// May switch protocols into a hijacked stream (attach, exec start).
+    pub upgrade: bool,
+    /// Served by the shim itself (`/_forge/v1/`), never forwarded.
+    pub shim_api: bool,
+}
+
+/// The wake phase of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakePhase {
+    /// The request names no container.
+    None,
+    /// Reads a container without using it (inspect, stats, changes, wait):
+    /// monitoring never wakes a sleeper and marks nothing in use.
+    Watch,
+    /// Uses the container named in the route or query: marks it in use for
+    /// the length of the response, and wakes it first where it must run.
+    Use,
+    /// The container is named in the body (`network connect|disconnect`),
+    /// which is read whole to find it.
+    FromBody,
+    /// The wake phase may answer in dockerd's place (`pause`/`unpause` of
+    /// a container the shim holds asleep).
+    MayAnswer,
+}
+
+/// Whether a request may be forwarded as read, without hyper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastPath {
+    /// No: it goes to hyper (and every request after it on its connection).
+    No,
+    /// Yes, with no phase at all.
+    Plain,
+    /// Yes, after the wake phase has run from the route and query alone.
+    Claim,
+}
+
+impl Phases {
+    const PLAIN: Phases = Phases {
+        standards: false,
+        wake: WakePhase::None,
+        upgrade: false,
+        shim_api: false,
+    };
+
+    /// Whether a phase reads the request body whole before forwarding.
+    pub fn reads_body(&self) -> bool {
+        self.standards || self.wake == WakePhase::FromBody
+    }
+
+    /// Whether the fast path may take the request. Only a request with no
+    /// phase, or with the wake phase alone working from route and query,
+    /// qualifies: a body that is judged or read, a hijack, the shim's API
+    /// and the wake phase's own answers always go to hyper. The standards'
+    /// mode does not enter into it: a judged endpoint never takes the fast
+    /// path, even with standards off. `sleeping` tells whether the
+    /// lifecycle runs (without it the wake phase has nothing to do).
+    pub fn fast_path(&self, sleeping: bool) -> FastPath {
+        if self.reads_body() || self.upgrade || self.shim_api {
+            return FastPath::No;
+        }
+        match self.wake {
+            WakePhase::None | WakePhase::Watch => FastPath::Plain,
+            WakePhase::Use if sleeping => FastPath::Claim,
+            WakePhase::Use => FastPath::Plain,
+            WakePhase::FromBody | WakePhase::MayAnswer => FastPath::No,
+        }
+    }
+}
+
+impl Endpoint {
+    /// The phases this endpoint gets; see [`Phases`].
+    pub fn phases(&self) -> Phases {
+        use ContainerAction as A;
+        let plain = Phases::PLAIN;
+        let wake = |wake| Phases { wake, ..plain };
+        let judged = |wake| Phases {
+            standards: true,
+            wake,
+            ..plain
+        };
+        match self {
+            Endpoint::Forge(_) => Phases {
+                shim_api: true,
+                ..plain
+            },
+            Endpoint::ContainerCreate | Endpoint::ServiceCreate | Endpoint::ServiceUpdate { .. } => {
+                judged(WakePhase::None)
+            }
+            Endpoint::VolumeCreate => judged(WakePhase::None),
+            Endpoint::ContainerUpdate { .. } | Endpoint::ExecCreate { .. } => judged(WakePhase::Use),
+            Endpoint::ExecStart { .. } | Endpoint::Attach { .. } => Phases {
+                upgrade: true,
+                ..wake(WakePhase::Use)
+            },
+            Endpoint::NetworkAttach => wake(WakePhase::FromBody),
+            Endpoint::ContainerUse { action, .. } => match action {
+                // A start may carry a HostConfig body (API < 1.24).
+                A::Start => judged(WakePhase::Use),
+                A::Pause | A::Unpause => wake(WakePhase::MayAnswer),
+                A::Inspect | A::Stats | A::Changes | A::Wait => wake(WakePhase::Watch),
+                A::Stop
+                | A::Restart
+                | A::Kill
+                | A::Remove
+                | A::Archive
+                | A::Top
+                | A::Resize
+                | A::Commit
+                | A::Logs
+                | A::Export
+                | A::Rename => wake(WakePhase::Use),
+            },
+            Endpoint::Passthrough => plain,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub endpoint: Endpoint,
@@ -255,7 +383,7 @@ pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn endpoint(method: &str, path: &str) -> Endpoint {
@@ -335,6 +463,141 @@ mod tests {
         assert_eq!(endpoint("GET", "/_forge/v1/health"), Endpoint::Forge("health".into()));
         assert_eq!(endpoint("GET", "/%5Fforge/v1/health"), Endpoint::Forge("health".into()));
         assert_eq!(endpoint("GET", "/v1.41/_forge/v1/health"), Endpoint::Passthrough);
+    }
+
+    /// One request per endpoint and container action. The exhaustive
+    /// matches in `every_endpoint_and_action_has_a_sample` make a new
+    /// variant fail to compile here until it gets an index, and the test
+    /// fails until it gets a sample: so the phase test below covers it.
+    pub(crate) const SAMPLES: &[(&str, &str)] = &[
+        ("GET", "/_forge/v1/health"),
+        ("POST", "/containers/create"),
+        ("POST", "/v1.41/containers/web/update"),
+        ("POST", "/containers/web/exec"),
+        ("POST", "/exec/e1/start"),
+        ("POST", "/containers/web/attach"),
+        ("GET", "/containers/web/attach/ws"),
+        ("POST", "/networks/n1/connect"),
+        ("POST", "/networks/n1/disconnect"),
+        ("POST", "/services/create"),
+        ("POST", "/services/s1/update"),
+        ("POST", "/volumes/create"),
+        ("GET", "/_ping"),
+        ("HEAD", "/_ping"),
+        ("POST", "/session"),
+        ("GET", "/containers/json"),
+        ("POST", "/containers/web/start"),
+        ("POST", "/containers/web/stop"),
+        ("POST", "/containers/web/restart"),
+        ("POST", "/containers/web/kill"),
+        ("POST", "/containers/web/pause"),
+        ("POST", "/containers/web/unpause"),
+        ("DELETE", "/containers/web"),
+        ("PUT", "/containers/web/archive"),
+        ("HEAD", "/containers/web/archive"),
+        ("GET", "/containers/web/archive"),
+        ("GET", "/containers/web/top"),
+        ("POST", "/containers/web/resize"),
+        ("POST", "/commit"),
+        ("GET", "/containers/web/logs"),
+        ("GET", "/containers/web/stats"),
+        ("GET", "/containers/web/export"),
+        ("GET", "/containers/web/changes"),
+        ("POST", "/containers/web/rename"),
+        ("GET", "/containers/web/json"),
+        ("POST", "/containers/web/wait"),
+    ];
+
+    #[test]
+    fn every_endpoint_and_action_has_a_sample() {
+        let mut endpoints = [false; 12];
+        let mut actions = [false; 18];
+        for (method, path) in SAMPLES {
+            let index = match endpoint(method, path) {
+                Endpoint::Forge(_) => 0,
+                Endpoint::ContainerCreate => 1,
+                Endpoint::ContainerUpdate { .. } => 2,
+                Endpoint::ExecCreate { .. } => 3,
+                Endpoint::ExecStart { .. } => 4,
+                Endpoint::Attach { .. } => 5,
+                Endpoint::ContainerUse { action, .. } => {
+                    use ContainerAction as A;
+                    let action_index = match action {
+                        A::Start => 0,
+                        A::Stop => 1,
+                        A::Restart => 2,
+                        A::Kill => 3,
+                        A::Pause => 4,
+                        A::Unpause => 5,
+                        A::Remove => 6,
+                        A::Archive => 7,
+                        A::Top => 8,
+                        A::Resize => 9,
+                        A::Commit => 10,
+                        A::Logs => 11,
+                        A::Stats => 12,
+                        A::Export => 13,
+                        A::Changes => 14,
+                        A::Rename => 15,
+                        A::Inspect => 16,
+                        A::Wait => 17,
+                    };
+                    actions[action_index] = true;
+                    6
+                }
+                Endpoint::NetworkAttach => 7,
+                Endpoint::ServiceCreate => 8,
+                Endpoint::VolumeCreate => 9,
+                Endpoint::ServiceUpdate { .. } => 10,
+                Endpoint::Passthrough => 11,
+            };
+            endpoints[index] = true;
+        }
+        assert!(
+            endpoints.iter().all(|hit| *hit),
+            "an endpoint has no sample: {endpoints:?}"
+        );
+        assert!(actions.iter().all(|hit| *hit), "an action has no sample: {actions:?}");
+    }
+
+    #[test]
+    fn no_endpoint_with_a_body_or_standards_phase_takes_the_fast_path() {
+        for (method, path) in SAMPLES {
+            let phases = endpoint(method, path).phases();
+            for sleeping in [false, true] {
+                let fast = phases.fast_path(sleeping);
+                if phases.standards || phases.reads_body() || phases.upgrade || phases.shim_api {
+                    assert_eq!(fast, FastPath::No, "{method} {path}: {phases:?}");
+                }
+                if phases.wake == WakePhase::MayAnswer || phases.wake == WakePhase::FromBody {
+                    assert_eq!(fast, FastPath::No, "{method} {path}: {phases:?}");
+                }
+                if phases.wake == WakePhase::Use && sleeping && fast != FastPath::No {
+                    assert_eq!(fast, FastPath::Claim, "{method} {path}: the wake phase must run");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_judged_endpoints_are_the_standards_phase() {
+        let judged: Vec<_> = SAMPLES
+            .iter()
+            .filter(|(method, path)| endpoint(method, path).phases().standards)
+            .map(|(method, path)| format!("{method} {path}"))
+            .collect();
+        assert_eq!(
+            judged,
+            [
+                "POST /containers/create",
+                "POST /v1.41/containers/web/update",
+                "POST /containers/web/exec",
+                "POST /services/create",
+                "POST /services/s1/update",
+                "POST /volumes/create",
+                "POST /containers/web/start",
+            ]
+        );
     }
 
     #[test]

@@ -57,6 +57,15 @@ impl Docker {
         self.client.lock().take();
     }
 
+    /// Whether dockerd answers `/_ping`.
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        client.ping().await.map(drop).map_err(|e| {
+            self.reset();
+            DockerError::Api(e)
+        })
+    }
+
     /// The user an image is configured to run as (`Config.User`), `""` for
     /// root by default. `Ok(None)` when the image does not exist.
     pub async fn image_user(&self, image: &str) -> Result<Option<String>, DockerError> {

@@ -20,7 +20,8 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
 use super::passthrough::Replay;
-use super::{ProxyBody, Shim};
+use super::Proxy;
+use crate::body::{BoxError, ProxyBody};
 use crate::error::ShimError;
 use crate::lifecycle::InUse;
 
@@ -61,7 +62,7 @@ const SPLICE_BUFFER: usize = 64 * 1024;
 
 type UpstreamConnection = http1::Connection<TokioIo<UnixStream>, ProxyBody>;
 
-impl Shim {
+impl Proxy {
     /// A new HTTP/1 connection to dockerd; the caller drives the connection.
     async fn open_upstream(&self) -> Result<(SendRequest<ProxyBody>, UpstreamConnection), ShimError> {
         let path = &self.inner.upstream_path;
@@ -249,7 +250,7 @@ impl Shim {
             }
             // Dropping both sides closes them: dockerd sees its client leave.
         });
-        Ok(response.map(|_| crate::error::full_body(bytes::Bytes::new())))
+        Ok(response.map(|_| crate::body::full_body(bytes::Bytes::new())))
     }
 
     fn upstream_error(&self, source: hyper::Error) -> ShimError {
@@ -358,7 +359,7 @@ struct GuardedBody {
 
 impl hyper::body::Body for GuardedBody {
     type Data = bytes::Bytes;
-    type Error = super::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -399,7 +400,7 @@ pub struct CoalescingBody {
     yielded: u8,
     /// What ended the previous batch (trailers, the end, an error), to be
     /// returned after the buffer.
-    held: Option<Option<Result<hyper::body::Frame<bytes::Bytes>, super::BoxError>>>,
+    held: Option<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>>,
 }
 
 impl CoalescingBody {
@@ -412,7 +413,7 @@ impl CoalescingBody {
         }
     }
 
-    fn flush(&mut self) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, super::BoxError>>> {
+    fn flush(&mut self) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>> {
         self.yielded = 0;
         Poll::Ready(Some(Ok(hyper::body::Frame::data(self.buffer.split().freeze()))))
     }
@@ -420,7 +421,7 @@ impl CoalescingBody {
 
 impl hyper::body::Body for CoalescingBody {
     type Data = bytes::Bytes;
-    type Error = super::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -493,7 +494,7 @@ impl hyper::body::Body for CoalescingBody {
 }
 
 pub fn box_incoming(body: Incoming) -> ProxyBody {
-    body.map_err(|e| -> super::BoxError { Box::new(e) }).boxed_unsync()
+    body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
 }
 
 #[cfg(test)]
@@ -512,7 +513,7 @@ mod tests {
 
     impl Body for Script {
         type Data = Bytes;
-        type Error = crate::proxy::BoxError;
+        type Error = crate::body::BoxError;
 
         fn poll_frame(
             mut self: Pin<&mut Self>,

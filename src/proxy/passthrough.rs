@@ -18,7 +18,7 @@
 //!   Go reads to the same end; anything else closes the connection);
 //! - no `Upgrade` or `Expect`, and a `Connection` of `keep-alive` and
 //!   `close` only;
-//! - a route with no phase but the wake phase ([`Shim::fast_route`]), whose
+//! - a route with no phase but the wake phase ([`Proxy::fast_route`]), whose
 //!   path dockerd routes as sent (no normalisation needed). The wake phase
 //!   needs only the route and query; its in-use mark is held until the
 //!   response ends.
@@ -41,8 +41,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-use super::Shim;
-use crate::route::Route;
+use super::Proxy;
+use crate::route::{FastPath, Route};
 use framing::{error_response, BodyLeft};
 pub use framing::{parse_request, parse_response, ChunkedEnd, Framing, RequestBody, RequestHead, ResponseHead};
 use sock::{read_into, Buffer, Socket};
@@ -88,7 +88,7 @@ enum Ended {
 
 /// One client connection on the fast path.
 struct Conn<'a> {
-    shim: &'a Shim,
+    proxy: &'a Proxy,
     client: Socket,
     /// Bytes read from the client and not yet forwarded.
     pending: Buffer,
@@ -100,7 +100,7 @@ struct Conn<'a> {
     hangup: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
 
-impl Shim {
+impl Proxy {
     /// Serves `client` on the fast path for as long as its requests
     /// qualify.
     pub async fn serve_passthrough(&self, client: UnixStream) -> Outcome {
@@ -112,7 +112,7 @@ impl Shim {
             }
         };
         let mut conn = Conn {
-            shim: self,
+            proxy: self,
             client,
             pending: Buffer::default(),
             upstream: None,
@@ -125,11 +125,8 @@ impl Shim {
                 Some(Next::Handoff(reason)) => return conn.handoff(reason),
                 Some(Next::Forward(request)) => request,
             };
-            let stats = &self.inner.stats;
-            stats.requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            stats
-                .requests_fast_path
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.metrics.requests.inc();
+            self.inner.metrics.requests_fast_path.inc();
             // Held until the response has ended: no sleep under a request.
             let _in_use = match &request.claim {
                 None => None,
@@ -159,41 +156,36 @@ impl Shim {
     }
 
     /// Whether a request may take the fast path, and whether it needs the
-    /// wake phase first. Never: the standards' endpoints, the shim's own
-    /// API, hijacks, the wake phase's own answers (`pause`/`unpause` of a
-    /// sleeper) and reads of the body (`network connect`), and paths
-    /// dockerd would not route as sent.
+    /// wake phase first: as [`crate::route::Phases::fast_path`] says, for
+    /// paths dockerd routes as sent.
     fn fast_route(&self, method: &str, target: &str) -> FastRoute {
-        use crate::route::{ContainerAction as A, Endpoint};
-        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
-            return FastRoute::No;
-        };
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (target, None),
-        };
-        let route = match Route::classify(&method, path) {
-            Ok(route) if route.forward_path.is_none() => route,
-            _ => return FastRoute::No,
-        };
-        match route.endpoint {
-            Endpoint::Passthrough
-            | Endpoint::ContainerUse {
-                action: A::Inspect | A::Stats | A::Changes | A::Wait,
-                ..
-            } => FastRoute::Plain,
-            Endpoint::ContainerUse {
-                action: A::Pause | A::Unpause | A::Start,
-                ..
-            } => FastRoute::No,
-            Endpoint::ContainerUse { .. } if self.inner.lifecycle.is_none() => FastRoute::Plain,
-            Endpoint::ContainerUse { .. } => FastRoute::Claim(route, query.map(str::to_string)),
-            _ => FastRoute::No,
-        }
+        fast_route(method, target, self.inner.lifecycle.is_some())
     }
 }
 
-/// What [`Shim::fast_route`] decided.
+/// [`Proxy::fast_route`] for a shim whose lifecycle runs (`sleeping`) or
+/// not. Never: a path the shim would have to normalise (dockerd would not
+/// route it as sent), or a route whose phases say no.
+fn fast_route(method: &str, target: &str, sleeping: bool) -> FastRoute {
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        return FastRoute::No;
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let route = match Route::classify(&method, path) {
+        Ok(route) if route.forward_path.is_none() => route,
+        _ => return FastRoute::No,
+    };
+    match route.endpoint.phases().fast_path(sleeping) {
+        FastPath::No => FastRoute::No,
+        FastPath::Plain => FastRoute::Plain,
+        FastPath::Claim => FastRoute::Claim(route, query.map(str::to_string)),
+    }
+}
+
+/// What [`Proxy::fast_route`] decided.
 enum FastRoute {
     No,
     Plain,
@@ -248,8 +240,8 @@ impl Conn<'_> {
     /// what to do with it; `None` when the client left, was too slow, or
     /// shutdown began while it was idle.
     async fn read_head(&mut self) -> Option<Next> {
-        let timeout = self.shim.inner.header_read_timeout;
-        let token = self.shim.inner.shutdown.token.clone();
+        let timeout = self.proxy.inner.header_read_timeout;
+        let token = self.proxy.inner.shutdown.token.clone();
         let mut deadline: Option<Instant> = None;
         loop {
             match parse_request(self.pending.as_slice()) {
@@ -261,7 +253,7 @@ impl Conn<'_> {
                     body,
                     close,
                 } => {
-                    let claim = match self.shim.fast_route(method, target) {
+                    let claim = match self.proxy.fast_route(method, target) {
                         FastRoute::No => return Some(Next::Handoff("the route has a phase")),
                         FastRoute::Plain => None,
                         FastRoute::Claim(route, query) => Some((route, query)),
@@ -301,9 +293,9 @@ impl Conn<'_> {
         let mut upstream = match self.upstream.take().filter(Socket::idle_and_open) {
             Some(upstream) => upstream,
             None => {
-                let path = &self.shim.inner.upstream_path;
+                let path = &self.proxy.inner.upstream_path;
                 let connect = UnixStream::connect(path);
-                match tokio::time::timeout(self.shim.inner.upstream_connect_timeout, connect).await {
+                match tokio::time::timeout(self.proxy.inner.upstream_connect_timeout, connect).await {
                     Ok(Ok(upstream)) => Socket::new(upstream).map_err(|_| Handoff)?,
                     _ => return Err(Handoff),
                 }
@@ -351,7 +343,7 @@ impl Conn<'_> {
                 if !answered {
                     let message = format!(
                         "dockerd at {} failed: {reason}",
-                        self.shim.inner.upstream_path.display()
+                        self.proxy.inner.upstream_path.display()
                     );
                     let _ = self.client.write_all(&error_response(502, &message)).await;
                 }
@@ -577,13 +569,20 @@ mod tests {
     use super::*;
 
     /// A shim (no standards, no sleep) in front of `upstream`.
-    fn shim_in_front_of(upstream: &Path) -> Shim {
+    fn proxy_in_front_of(upstream: &Path) -> Proxy {
         let yaml = format!(
             "upstream: {}\nstandards: {{ mode: off }}\nauto_sleep: {{ enabled: false }}\n",
             upstream.display()
         );
         let config = crate::config::Config::from_yaml_over_default(&yaml, "test.yml").unwrap();
-        Shim::new(config, tokio_util::sync::CancellationToken::new())
+        Proxy::new(super::super::ProxyParts {
+            docker: std::sync::Arc::new(crate::docker::Docker::new(&config.config.upstream_path())),
+            config,
+            lifecycle: None,
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
+            token: tokio_util::sync::CancellationToken::new(),
+        })
     }
 
     /// A stand-in for dockerd: for each connection, reads one request head
@@ -621,9 +620,9 @@ mod tests {
     async fn dockerd_closing_before_it_answers_is_a_docker_style_502() {
         let dir = tempfile::tempdir().unwrap();
         let upstream = fake_dockerd(dir.path(), |_, stream| Box::pin(async move { drop(stream) }));
-        let shim = shim_in_front_of(&upstream);
+        let proxy = proxy_in_front_of(&upstream);
         let (mut client, server) = UnixStream::pair().unwrap();
-        let serving = tokio::spawn(async move { matches!(shim.serve_passthrough(server).await, Outcome::Closed) });
+        let serving = tokio::spawn(async move { matches!(proxy.serve_passthrough(server).await, Outcome::Closed) });
         client.write_all(PING).await.unwrap();
         let answer = read_all(&mut client).await;
         assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
@@ -641,9 +640,9 @@ mod tests {
                     .await;
             })
         });
-        let shim = shim_in_front_of(&upstream);
+        let proxy = proxy_in_front_of(&upstream);
         let (mut client, server) = UnixStream::pair().unwrap();
-        tokio::spawn(async move { shim.serve_passthrough(server).await });
+        tokio::spawn(async move { proxy.serve_passthrough(server).await });
         client.write_all(PING).await.unwrap();
         // What dockerd sent arrives, then the connection ends short.
         let answer = read_all(&mut client).await;
@@ -661,9 +660,9 @@ mod tests {
                 let _ = stream.write_all(answer.as_bytes()).await;
             })
         });
-        let shim = shim_in_front_of(&upstream);
+        let proxy = proxy_in_front_of(&upstream);
         let (mut client, server) = UnixStream::pair().unwrap();
-        tokio::spawn(async move { shim.serve_passthrough(server).await });
+        tokio::spawn(async move { proxy.serve_passthrough(server).await });
         for n in 0..3 {
             client.write_all(PING).await.unwrap();
             let expected = format!("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK{n}");
@@ -676,6 +675,40 @@ mod tests {
             // Give the fake time to close its side before the next ping.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    #[test]
+    fn the_fast_path_takes_no_judged_body_no_hijack_and_no_shim_api() {
+        for (method, path) in crate::route::tests::SAMPLES {
+            let phases = Route::classify(&method.parse().unwrap(), path)
+                .unwrap()
+                .endpoint
+                .phases();
+            for sleeping in [false, true] {
+                let fast = fast_route(method, path, sleeping);
+                if phases.standards || phases.reads_body() || phases.upgrade || phases.shim_api {
+                    assert!(matches!(fast, FastRoute::No), "{method} {path} took the fast path");
+                }
+                let claimed = matches!(fast, FastRoute::Claim(..));
+                let must_claim = sleeping && phases.wake == crate::route::WakePhase::Use;
+                assert!(
+                    claimed == must_claim || matches!(fast, FastRoute::No),
+                    "{method} {path}: the wake phase is skipped or run for nothing"
+                );
+            }
+        }
+        // What the fast path does take.
+        assert!(matches!(fast_route("GET", "/_ping", true), FastRoute::Plain));
+        assert!(matches!(
+            fast_route("GET", "/v1.41/containers/web/top?ps_args=aux", true),
+            FastRoute::Claim(_, Some(query)) if query == "ps_args=aux"
+        ));
+        // A path dockerd would have to be sent cleaned goes to hyper.
+        assert!(matches!(fast_route("GET", "//_ping", true), FastRoute::No));
+        assert!(matches!(
+            fast_route("POST", "/containers/%63reate", false),
+            FastRoute::No
+        ));
     }
 
     #[tokio::test]

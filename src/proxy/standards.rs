@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{ConnState, ProxyBody, Shim};
+use super::{ConnState, Proxy};
+use crate::body::ProxyBody;
+use crate::body::{full_body, read_limited, set_exact_length};
 use crate::config::{ContainerIdentity, StandardsMode};
-use crate::error::{full_body, ShimError};
+use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Route};
 use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
 
@@ -49,47 +51,33 @@ impl StandardsState {
     }
 }
 
-/// Whether the standards phase handles this endpoint.
-pub fn intercepts(shim: &Shim, endpoint: &Endpoint) -> bool {
-    if shim.config().config.standards.mode == StandardsMode::Off {
-        return false;
-    }
-    matches!(
-        endpoint,
-        Endpoint::ContainerCreate
-            | Endpoint::ContainerUpdate { .. }
-            | Endpoint::ExecCreate { .. }
-            | Endpoint::ServiceCreate
-            | Endpoint::ServiceUpdate { .. }
-            | Endpoint::VolumeCreate
-            | Endpoint::ContainerUse {
-                action: ContainerAction::Start,
-                ..
-            }
-    )
+/// Whether the standards phase handles this endpoint: the ones whose
+/// phases say so ([`Endpoint::phases`]), unless standards are off.
+pub fn intercepts(proxy: &Proxy, endpoint: &Endpoint) -> bool {
+    proxy.config().config.standards.mode != StandardsMode::Off && endpoint.phases().standards
 }
 
 pub async fn handle(
-    shim: &Shim,
+    proxy: &Proxy,
     conn: &ConnState,
     route: &Route,
     request: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ShimError> {
     let (parts, body) = request.into_parts();
-    let max_body = shim
+    let max_body = proxy
         .config()
         .config
         .standards
         .max_body
         .map(|b| b.bytes())
         .unwrap_or(DEFAULT_MAX_BODY);
-    let bytes = super::read_body_limited(body, max_body).await?;
+    let bytes = read_limited(body, max_body).await?;
     let query = parts.uri.query().map(str::to_string);
-    let loaded = shim.config();
+    let loaded = proxy.config();
 
     // An empty body is dockerd's to reject; there is nothing to judge.
     let value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        return forward_bytes(shim, conn, parts, bytes).await;
+        return forward_bytes(proxy, conn, parts, bytes).await;
     } else {
         standards::parse_body(&bytes).map_err(|e| ShimError::BadRequest(e.to_string()))?
     };
@@ -108,7 +96,7 @@ pub async fn handle(
                 "a HostConfig on container start is not accepted; set it when creating the container".into(),
             ));
         }
-        return forward_bytes(shim, conn, parts, bytes).await;
+        return forward_bytes(proxy, conn, parts, bytes).await;
     }
 
     let outcome = match &route.endpoint {
@@ -117,10 +105,10 @@ pub async fn handle(
             let value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
             let name = query_value(query.as_deref(), "name");
             let image_user = match needs_image_user(&value) {
-                Some(image) => shim.image_user(&image).await,
+                Some(image) => proxy.image_user(&image).await,
                 None => None,
             };
-            let inherited = inherited_changes(shim, loaded, name.as_deref(), &value).await;
+            let inherited = inherited_changes(proxy, loaded, name.as_deref(), &value).await;
             let context = CreateContext { name, image_user };
             match inherited {
                 Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
@@ -132,8 +120,8 @@ pub async fn handle(
         }
         Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
             // No such container: dockerd answers the 404 itself.
-            let Some(info) = shim.inner.docker.inspect_container(id).await else {
-                return forward_bytes(shim, conn, parts, bytes).await;
+            let Some(info) = proxy.inner.docker.inspect_container(id).await else {
+                return forward_bytes(proxy, conn, parts, bytes).await;
             };
             let identity = ContainerIdentity {
                 name: info.name.as_deref(),
@@ -151,31 +139,31 @@ pub async fn handle(
                 .pointer("/TaskTemplate/ContainerSpec/Image")
                 .and_then(Value::as_str);
             let image_user = match image {
-                Some(image) => shim.image_user(image.split('@').next().unwrap_or(image)).await,
+                Some(image) => proxy.image_user(image.split('@').next().unwrap_or(image)).await,
                 None => None,
             };
             let context = CreateContext { name: None, image_user };
             standards::apply_service_spec(loaded, &context, value)
         }
         Endpoint::VolumeCreate => standards::check_volume_create(loaded, value),
-        _ => return forward_bytes(shim, conn, parts, bytes).await,
+        _ => return forward_bytes(proxy, conn, parts, bytes).await,
     };
 
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(Rejection::BadRequest(e)) => return Err(ShimError::BadRequest(e.to_string())),
         Err(Rejection::Denied(denial)) => {
-            crate::metrics::Metrics::rule(&shim.inner.metrics.standards_denials, &denial.rule);
+            crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_denials, &denial.rule);
             tracing::warn!(endpoint = ?route.endpoint, rule = %denial.rule, "denied: {denial}");
             return Err(ShimError::Denied(denial.to_string()));
         }
     };
     for change in &outcome.changes {
-        crate::metrics::Metrics::rule(&shim.inner.metrics.standards_changes, change.rule);
+        crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_changes, change.rule);
         tracing::info!(endpoint = ?route.endpoint, rule = %change.rule, "{}", change.warning());
     }
     let body = serde_json::to_vec(&outcome.body).map_err(|e| ShimError::Internal(e.to_string()))?;
-    let response = forward_bytes(shim, conn, parts, Bytes::from(body)).await?;
+    let response = forward_bytes(proxy, conn, parts, Bytes::from(body)).await?;
     if outcome.changes.is_empty() || !matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate) {
         return Ok(response);
     }
@@ -195,7 +183,7 @@ fn needs_image_user(body: &Value) -> Option<String> {
 /// `container:<id>` namespaces) and named volumes (a local volume bound to
 /// the Docker socket), looking the sources up first.
 async fn inherited_changes(
-    shim: &Shim,
+    proxy: &Proxy,
     loaded: &crate::config::LoadedConfig,
     name: Option<&str>,
     body: &Value,
@@ -209,8 +197,8 @@ async fn inherited_changes(
     for (kind, source) in sources {
         let inspect = match kind {
             Inheritance::NamedVolume if !judge_volumes => continue,
-            Inheritance::NamedVolume => inspect_volume_json(shim, &source).await,
-            _ => shim.inner.docker.inspect_container_json(&source).await,
+            Inheritance::NamedVolume => inspect_volume_json(proxy, &source).await,
+            _ => proxy.inner.docker.inspect_container_json(&source).await,
         };
         inherited.push(standards::Inherited { kind, source, inspect });
     }
@@ -225,24 +213,21 @@ async fn inherited_changes(
 
 /// A volume's inspect JSON (`Driver`, `Options`); `None` when dockerd does
 /// not know it (the create then makes a plain one) or cannot say.
-async fn inspect_volume_json(shim: &Shim, name: &str) -> Option<Value> {
-    let client = shim.inner.docker.client().await.ok()?;
+async fn inspect_volume_json(proxy: &Proxy, name: &str) -> Option<Value> {
+    let client = proxy.inner.docker.client().await.ok()?;
     let volume = client.inspect_volume(name).await.ok()?;
     serde_json::to_value(volume).ok()
 }
 
 /// Forwards a request whose body the shim holds, with an exact length.
 async fn forward_bytes(
-    shim: &Shim,
+    proxy: &Proxy,
     conn: &ConnState,
     mut parts: http::request::Parts,
     body: Bytes,
 ) -> Result<Response<ProxyBody>, ShimError> {
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    shim.forward(conn, Request::from_parts(parts, full_body(body))).await
+    set_exact_length(&mut parts.headers, body.len());
+    proxy.forward(conn, Request::from_parts(parts, full_body(body))).await
 }
 
 /// Appends each change to the create response's `Warnings` (which older
@@ -254,7 +239,7 @@ async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Resu
         return Ok(response);
     }
     let (mut parts, body) = response.into_parts();
-    let bytes = super::read_body_limited(body, MAX_RESPONSE_BODY)
+    let bytes = read_limited(body, MAX_RESPONSE_BODY)
         .await
         .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
     let mut value: Value = match serde_json::from_slice(&bytes) {
@@ -275,14 +260,11 @@ async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Resu
     }
     let mut out = serde_json::to_vec(&value).map_err(|e| ShimError::Internal(e.to_string()))?;
     out.push(b'\n');
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    set_exact_length(&mut parts.headers, out.len());
     Ok(Response::from_parts(parts, full_body(out)))
 }
 
-impl Shim {
+impl Proxy {
     /// The configured user of `image`, cached while the image-event watcher
     /// runs. `None` when the image does not exist or dockerd cannot say: the
     /// rules then assume root, the safe side.
@@ -316,9 +298,9 @@ impl Shim {
     /// restarts itself after dockerd goes away.
     fn start_image_watcher(&self) {
         static STARTED: std::sync::Once = std::sync::Once::new();
-        let shim = self.clone();
+        let proxy = self.clone();
         STARTED.call_once(|| {
-            tokio::spawn(async move { shim.watch_image_events().await });
+            tokio::spawn(async move { proxy.watch_image_events().await });
         });
     }
 

@@ -3,13 +3,14 @@
 //! mark travels with the response (its body, or the hijacked stream) so a
 //! container is never paused under a live session.
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http::{Request, Response, StatusCode};
 
-use super::{ProxyBody, Shim};
-use crate::error::{full_body, ShimError};
+use super::Proxy;
+use crate::body::ProxyBody;
+use crate::body::{empty_body, full_body, read_limited, set_exact_length};
+use crate::error::ShimError;
 use crate::lifecycle::InUse;
-use crate::route::{query_value, ContainerAction, Endpoint, Route};
+use crate::route::{query_value, ContainerAction, Endpoint, Route, WakePhase};
 
 /// The largest `network connect` body read to find its container.
 const MAX_NETWORK_BODY: u64 = 64 * 1024;
@@ -23,12 +24,16 @@ pub enum WakeOutcome {
     Answer(Response<ProxyBody>),
 }
 
-pub async fn before_forward(shim: &Shim, route: &Route, request: Request<ProxyBody>) -> Result<WakeOutcome, ShimError> {
-    match claim(shim, route, request.uri().query()).await? {
+pub async fn before_forward(
+    proxy: &Proxy,
+    route: &Route,
+    request: Request<ProxyBody>,
+) -> Result<WakeOutcome, ShimError> {
+    match claim(proxy, route, request.uri().query()).await? {
         Claim::Use(guard) => Ok(WakeOutcome::Forward(request, guard)),
         Claim::Answer(response) => Ok(WakeOutcome::Answer(response)),
         Claim::ReadBody => {
-            let Some(lifecycle) = shim.inner.lifecycle.as_ref() else {
+            let Some(lifecycle) = proxy.inner.lifecycle.as_ref() else {
                 return Ok(WakeOutcome::Forward(request, None));
             };
             let (request, container) = network_container(request).await?;
@@ -56,10 +61,15 @@ pub enum Claim {
 /// The wake phase for everything but `network connect|disconnect`: marks
 /// the container the request uses in use, wakes it if it must run, and
 /// answers `pause`/`unpause` of a sleeper itself.
-pub async fn claim(shim: &Shim, route: &Route, query: Option<&str>) -> Result<Claim, ShimError> {
-    let Some(lifecycle) = shim.inner.lifecycle.as_ref() else {
+pub async fn claim(proxy: &Proxy, route: &Route, query: Option<&str>) -> Result<Claim, ShimError> {
+    let Some(lifecycle) = proxy.inner.lifecycle.as_ref() else {
         return Ok(Claim::Use(None));
     };
+    match route.endpoint.phases().wake {
+        WakePhase::None | WakePhase::Watch => return Ok(Claim::Use(None)),
+        WakePhase::FromBody => return Ok(Claim::ReadBody),
+        WakePhase::Use | WakePhase::MayAnswer => {}
+    }
     use ContainerAction as A;
     let (reference, wake, trigger): (String, bool, &str) = match &route.endpoint {
         Endpoint::ExecCreate { id } => (id.clone(), true, "exec"),
@@ -69,12 +79,9 @@ pub async fn claim(shim: &Shim, route: &Route, query: Option<&str>) -> Result<Cl
         },
         Endpoint::Attach { id } => (id.clone(), true, "attach"),
         Endpoint::ContainerUpdate { id } => (id.clone(), true, "update"),
-        Endpoint::NetworkAttach => return Ok(Claim::ReadBody),
         Endpoint::ContainerUse { id, action } => {
             let follow = query_value(query, "follow").is_some_and(|f| f == "1" || f == "true");
             match action {
-                // Monitoring does not count as use and must not wake.
-                A::Inspect | A::Stats | A::Changes | A::Wait => return Ok(Claim::Use(None)),
                 A::Logs => (id.clone(), follow, "logs"),
                 A::Commit => match query_value(query, "container") {
                     Some(id) => (id, true, "commit"),
@@ -139,17 +146,16 @@ fn action_name(action: ContainerAction) -> &'static str {
 }
 
 fn no_content() -> Response<ProxyBody> {
-    Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
-        .expect("static response is valid")
+    let mut response = Response::new(empty_body());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
 }
 
 /// Reads the small JSON body of `network connect|disconnect` for its
 /// `Container`, and rebuilds the request with the same bytes.
 async fn network_container(request: Request<ProxyBody>) -> Result<(Request<ProxyBody>, Option<String>), ShimError> {
     let (mut parts, body) = request.into_parts();
-    let bytes = super::read_body_limited(body, MAX_NETWORK_BODY).await?;
+    let bytes = read_limited(body, MAX_NETWORK_BODY).await?;
     // Go matches keys case-insensitively; so do we.
     let container = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
@@ -162,9 +168,6 @@ async fn network_container(request: Request<ProxyBody>) -> Result<(Request<Proxy
                 }
             })
         });
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    set_exact_length(&mut parts.headers, bytes.len());
     Ok((Request::from_parts(parts, full_body(bytes)), container))
 }
