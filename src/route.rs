@@ -317,47 +317,113 @@ fn split_version(path: &str) -> (Option<&str>, &str) {
     (None, path)
 }
 
+/// The container routes dockerd registers as `/containers/{name:.*}/<suffix>`:
+/// the name is greedy, so it may hold `/` (a legacy link alias is
+/// `<linker>/<alias>`), and the route is found by its suffix alone.
+const CONTAINER_ROUTES: &[(&str, &str, GreedyRoute)] = &[
+    ("POST", "/update", GreedyRoute::Update),
+    ("POST", "/exec", GreedyRoute::ExecCreate),
+    ("POST", "/attach", GreedyRoute::Attach),
+    ("GET", "/attach/ws", GreedyRoute::Attach),
+    ("POST", "/start", GreedyRoute::Use(ContainerAction::Start)),
+    ("POST", "/stop", GreedyRoute::Use(ContainerAction::Stop)),
+    ("POST", "/restart", GreedyRoute::Use(ContainerAction::Restart)),
+    ("POST", "/kill", GreedyRoute::Use(ContainerAction::Kill)),
+    ("POST", "/pause", GreedyRoute::Use(ContainerAction::Pause)),
+    ("POST", "/unpause", GreedyRoute::Use(ContainerAction::Unpause)),
+    ("GET", "/archive", GreedyRoute::Use(ContainerAction::Archive)),
+    ("HEAD", "/archive", GreedyRoute::Use(ContainerAction::Archive)),
+    ("PUT", "/archive", GreedyRoute::Use(ContainerAction::Archive)),
+    ("GET", "/top", GreedyRoute::Use(ContainerAction::Top)),
+    ("POST", "/resize", GreedyRoute::Use(ContainerAction::Resize)),
+    ("GET", "/logs", GreedyRoute::Use(ContainerAction::Logs)),
+    ("GET", "/stats", GreedyRoute::Use(ContainerAction::Stats)),
+    ("GET", "/export", GreedyRoute::Use(ContainerAction::Export)),
+    ("GET", "/changes", GreedyRoute::Use(ContainerAction::Changes)),
+    ("POST", "/rename", GreedyRoute::Use(ContainerAction::Rename)),
+    ("GET", "/json", GreedyRoute::Use(ContainerAction::Inspect)),
+    ("POST", "/wait", GreedyRoute::Use(ContainerAction::Wait)),
+];
+
+/// What a greedy container route becomes, given its name.
+#[derive(Clone, Copy)]
+enum GreedyRoute {
+    Update,
+    ExecCreate,
+    Attach,
+    Use(ContainerAction),
+}
+
+/// Classifies a cleaned, unversioned path as dockerd's router would: its
+/// fixed routes first (`/containers/json`, `/containers/create`, …), then
+/// the greedy ones, matched by suffix.
 fn classify_docker(method: &Method, path: &str) -> Endpoint {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let id = |s: &str| s.to_string();
-    let use_ = |id: &str, action| Endpoint::ContainerUse {
-        id: id.to_string(),
-        action,
-    };
-    use ContainerAction as A;
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["containers", "create"]) => Endpoint::ContainerCreate,
-        ("POST", ["containers", c, "update"]) => Endpoint::ContainerUpdate { id: id(c) },
-        ("POST", ["containers", c, "exec"]) => Endpoint::ExecCreate { id: id(c) },
-        ("POST", ["exec", e, "start"]) => Endpoint::ExecStart { exec_id: id(e) },
-        ("POST", ["containers", c, "attach"]) | ("GET", ["containers", c, "attach", "ws"]) => {
-            Endpoint::Attach { id: id(c) }
-        }
-        ("POST", ["containers", c, "start"]) => use_(c, A::Start),
-        ("POST", ["containers", c, "stop"]) => use_(c, A::Stop),
-        ("POST", ["containers", c, "restart"]) => use_(c, A::Restart),
-        ("POST", ["containers", c, "kill"]) => use_(c, A::Kill),
-        ("POST", ["containers", c, "pause"]) => use_(c, A::Pause),
-        ("POST", ["containers", c, "unpause"]) => use_(c, A::Unpause),
-        ("DELETE", ["containers", c]) => use_(c, A::Remove),
-        ("GET" | "HEAD" | "PUT", ["containers", c, "archive"]) => use_(c, A::Archive),
-        ("GET", ["containers", c, "top"]) => use_(c, A::Top),
-        ("POST", ["containers", c, "resize"]) => use_(c, A::Resize),
-        ("GET", ["containers", c, "logs"]) => use_(c, A::Logs),
-        ("GET", ["containers", c, "stats"]) => use_(c, A::Stats),
-        ("GET", ["containers", c, "export"]) => use_(c, A::Export),
-        ("GET", ["containers", c, "changes"]) => use_(c, A::Changes),
-        ("POST", ["containers", c, "rename"]) => use_(c, A::Rename),
-        ("GET", ["containers", c, "json"]) => use_(c, A::Inspect),
-        ("POST", ["containers", c, "wait"]) => use_(c, A::Wait),
+    let method = method.as_str();
+    match (method, path) {
+        ("POST", "/containers/create") => return Endpoint::ContainerCreate,
+        // dockerd's other fixed container routes, which the greedy ones below
+        // would otherwise take (`GET /containers/json` is the listing).
+        ("GET", "/containers/json") | ("POST", "/containers/prune") => return Endpoint::Passthrough,
         // The container of a commit is in the query (`?container=`).
-        ("POST", ["commit"]) => use_("", A::Commit),
-        ("POST", ["networks", _, "connect" | "disconnect"]) => Endpoint::NetworkAttach,
-        ("POST", ["services", "create"]) => Endpoint::ServiceCreate,
-        ("POST", ["volumes", "create"]) => Endpoint::VolumeCreate,
-        ("POST", ["services", s, "update"]) => Endpoint::ServiceUpdate { id: id(s) },
-        _ => Endpoint::Passthrough,
+        ("POST", "/commit") => {
+            return Endpoint::ContainerUse {
+                id: String::new(),
+                action: ContainerAction::Commit,
+            }
+        }
+        ("POST", "/services/create") => return Endpoint::ServiceCreate,
+        ("POST", "/volumes/create") => return Endpoint::VolumeCreate,
+        _ => {}
     }
+    if let Some(rest) = path.strip_prefix("/containers/") {
+        for (route_method, suffix, route) in CONTAINER_ROUTES {
+            if method != *route_method {
+                continue;
+            }
+            if let Some(name) = rest.strip_suffix(suffix) {
+                let id = name.to_string();
+                return match route {
+                    GreedyRoute::Update => Endpoint::ContainerUpdate { id },
+                    GreedyRoute::ExecCreate => Endpoint::ExecCreate { id },
+                    GreedyRoute::Attach => Endpoint::Attach { id },
+                    GreedyRoute::Use(action) => Endpoint::ContainerUse { id, action: *action },
+                };
+            }
+        }
+        if method == "DELETE" {
+            return Endpoint::ContainerUse {
+                id: rest.to_string(),
+                action: ContainerAction::Remove,
+            };
+        }
+        return Endpoint::Passthrough;
+    }
+    // `/exec/{name:.*}/start` and `/networks/{id:.*}/connect|disconnect`
+    // are greedy too.
+    if let Some(exec_id) = path.strip_prefix("/exec/").and_then(|rest| rest.strip_suffix("/start")) {
+        if method == "POST" {
+            return Endpoint::ExecStart {
+                exec_id: exec_id.to_string(),
+            };
+        }
+    }
+    if method == "POST" {
+        if let Some(rest) = path.strip_prefix("/networks/") {
+            if rest.ends_with("/connect") || rest.ends_with("/disconnect") {
+                return Endpoint::NetworkAttach;
+            }
+        }
+        // Swarm routes take one segment: `/services/{id}/update`.
+        if let Some(id) = path
+            .strip_prefix("/services/")
+            .and_then(|rest| rest.strip_suffix("/update"))
+        {
+            if !id.contains('/') {
+                return Endpoint::ServiceUpdate { id: id.to_string() };
+            }
+        }
+    }
+    Endpoint::Passthrough
 }
 
 /// The first value of `key` in a query string, decoded as Go's
@@ -459,6 +525,65 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn container_names_are_greedy_as_dockerd_routes_them() {
+        // A legacy link alias is `<linker>/<alias>`: dockerd routes
+        // `/containers/{name:.*}/start` with the whole of it as the name.
+        assert_eq!(
+            endpoint("POST", "/v1.23/containers/linker/alias/start"),
+            Endpoint::ContainerUse {
+                id: "linker/alias".into(),
+                action: ContainerAction::Start
+            }
+        );
+        assert_eq!(
+            endpoint("POST", "/containers/linker/alias/update"),
+            Endpoint::ContainerUpdate {
+                id: "linker/alias".into()
+            }
+        );
+        assert_eq!(
+            endpoint("POST", "/containers/a/b/c/exec"),
+            Endpoint::ExecCreate { id: "a/b/c".into() }
+        );
+        assert_eq!(
+            endpoint("GET", "/containers/a/b/attach/ws"),
+            Endpoint::Attach { id: "a/b".into() }
+        );
+        assert_eq!(
+            endpoint("DELETE", "/containers/a/b"),
+            Endpoint::ContainerUse {
+                id: "a/b".into(),
+                action: ContainerAction::Remove
+            }
+        );
+        // The last segment decides, whatever the name holds.
+        assert_eq!(
+            endpoint("GET", "/containers/x/json/top"),
+            Endpoint::ContainerUse {
+                id: "x/json".into(),
+                action: ContainerAction::Top
+            }
+        );
+        assert_eq!(
+            endpoint("POST", "/containers/create/start"),
+            Endpoint::ContainerUse {
+                id: "create".into(),
+                action: ContainerAction::Start
+            }
+        );
+        assert_eq!(
+            endpoint("POST", "/exec/a/b/start"),
+            Endpoint::ExecStart { exec_id: "a/b".into() }
+        );
+        assert_eq!(endpoint("POST", "/networks/a/b/connect"), Endpoint::NetworkAttach);
+        // dockerd's fixed routes stay what they are.
+        assert_eq!(endpoint("GET", "/containers/json"), Endpoint::Passthrough);
+        assert_eq!(endpoint("POST", "/containers/prune"), Endpoint::Passthrough);
+        assert_eq!(endpoint("POST", "/containers/create"), Endpoint::ContainerCreate);
+        assert_eq!(endpoint("POST", "/services/a/b/update"), Endpoint::Passthrough);
+    }
+
+    #[test]
     fn forge_api_only_unversioned() {
         assert_eq!(endpoint("GET", "/_forge/v1/health"), Endpoint::Forge("health".into()));
         assert_eq!(endpoint("GET", "/%5Fforge/v1/health"), Endpoint::Forge("health".into()));
@@ -506,6 +631,13 @@ pub(crate) mod tests {
         ("POST", "/containers/web/rename"),
         ("GET", "/containers/web/json"),
         ("POST", "/containers/web/wait"),
+        // Greedy names, as a legacy link alias spells them.
+        ("POST", "/v1.23/containers/linker/alias/start"),
+        ("POST", "/containers/linker/alias/update"),
+        ("POST", "/containers/linker/alias/exec"),
+        ("POST", "/containers/linker/alias/attach"),
+        ("POST", "/exec/a/b/start"),
+        ("POST", "/networks/a/b/connect"),
     ];
 
     #[test]
