@@ -728,6 +728,9 @@ pub(crate) mod tests {
                 "POST /services/s1/update",
                 "POST /volumes/create",
                 "POST /containers/web/start",
+                "POST /v1.23/containers/linker/alias/start",
+                "POST /containers/linker/alias/update",
+                "POST /containers/linker/alias/exec",
             ]
         );
     }
