@@ -20,6 +20,8 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("reading the request body: {0}")]
     Read(String),
+    #[error("request body not received within {}s", within.as_secs_f64())]
+    TimedOut { within: std::time::Duration },
 }
 
 /// A body of exactly these bytes.
@@ -46,6 +48,14 @@ pub async fn read_limited(mut body: ProxyBody, limit: u64) -> Result<Bytes, Body
         }
     }
     Ok(buffer.freeze())
+}
+
+/// [`read_limited`], within `within`: a body that dribbles in is cut.
+pub async fn read_limited_within(body: ProxyBody, limit: u64, within: std::time::Duration) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(within, read_limited(body, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(BodyError::TimedOut { within }),
+    }
 }
 
 /// Frames a message whose body the shim has replaced by `len` bytes: one
@@ -89,6 +99,23 @@ mod tests {
             read_limited(full_body("abcd"), 3).await,
             Err(BodyError::TooLarge { limit: 3 })
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_dribbles_is_cut_in_time() {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|frame| (frame, receiver))
+        });
+        let body = http_body_util::StreamBody::new(stream).boxed_unsync();
+        sender
+            .send(Ok(http_body::Frame::data(Bytes::from_static(b"{"))))
+            .await
+            .unwrap();
+        let within = std::time::Duration::from_secs(30);
+        let read = read_limited_within(body, 1024, within).await;
+        assert!(matches!(read, Err(BodyError::TimedOut { .. })), "{read:?}");
+        drop(sender);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl ShimError {
             }
             ShimError::BadRequest(_) | ShimError::Body(BodyError::Read(_)) => StatusCode::BAD_REQUEST,
             ShimError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ShimError::Body(BodyError::TimedOut { .. }) => StatusCode::REQUEST_TIMEOUT,
             ShimError::Denied(_) => StatusCode::FORBIDDEN,
             ShimError::Wake { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ShimError::NotFound(_) => StatusCode::NOT_FOUND,

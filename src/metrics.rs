@@ -83,6 +83,8 @@ pub struct Metrics {
     /// Client connections accepted.
     pub connections: Counter,
     pub connections_open: Gauge,
+    /// Connections refused at `max_connections` with none idle to give way.
+    pub connections_refused: Counter,
     /// Requests served, on either path.
     pub requests: Counter,
     /// Of those, the requests forwarded as read (the fast path).
@@ -149,6 +151,12 @@ impl Metrics {
         registry.register("connections", "Client connections accepted", connections.clone());
         let connections_open = Gauge::default();
         registry.register("connections_open", "Open client connections", connections_open.clone());
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Client connections refused: max_connections open, none idle",
+            connections_refused.clone(),
+        );
         Metrics {
             registry,
             transitions,
@@ -160,6 +168,7 @@ impl Metrics {
             memory_bytes,
             connections,
             connections_open,
+            connections_refused,
             requests,
             requests_fast_path,
         }

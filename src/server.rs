@@ -9,16 +9,19 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{UnixListener, UnixStream};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use crate::api::Api;
@@ -28,6 +31,7 @@ use crate::docker::Docker;
 use crate::error::ShimError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::proxy::admission::{Admission, Admit, IdleGuard, Slot};
 use crate::proxy::{forward, passthrough, ConnState, Proxy, ProxyParts};
 use crate::route::{Endpoint, Route};
 
@@ -42,6 +46,8 @@ pub struct Shim {
     /// Every task the shim spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
     pub token: CancellationToken,
+    /// How many client connections are open, and which gives way.
+    admission: Arc<Admission>,
     fast_path: bool,
 }
 
@@ -57,6 +63,7 @@ impl Shim {
             .enabled
             .then(|| Lifecycle::new(docker.clone(), config.clone(), token.clone(), metrics.clone()));
         let fast_path = config.config.fast_path;
+        let admission = Admission::new(config.config.max_connections);
         let api = Api::new(upstream_path, docker.clone(), lifecycle.clone(), metrics.clone());
         let proxy = Proxy::new(ProxyParts {
             config,
@@ -73,6 +80,7 @@ impl Shim {
             metrics,
             tasks,
             token,
+            admission,
             fast_path,
         }
     }
@@ -86,22 +94,45 @@ impl Shim {
         self.proxy.inner.shutdown.grace
     }
 
-    /// Accepts connections until shutdown starts.
+    /// Accepts connections until shutdown starts. Past `max_connections`,
+    /// the connection idle longest gives way; when none is idle, the new
+    /// one is answered 503 and closed.
     pub async fn serve(&self, listener: UnixListener) {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let accepted = tokio::select! {
                 _ = self.token.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            match accepted {
+            let stream = match accepted {
                 Ok((stream, _)) => {
-                    let shim = self.clone();
-                    self.tasks.spawn(async move { shim.serve_connection(stream).await });
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    stream
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE and friends: back off, longer each time, instead
+                    // of spinning; idle connections closing free descriptors.
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = self.token.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            };
+            match self.admission.admit() {
+                Admit::Yes(slot) => {
+                    let shim = self.clone();
+                    self.tasks
+                        .spawn(async move { shim.serve_connection(stream, slot).await });
+                }
+                Admit::Full { limit } => {
+                    self.metrics.connections_refused.inc();
+                    tracing::warn!(limit, "too many connections, none idle; refusing one");
+                    let message = format!("too many connections: {limit} are open and busy (max_connections)");
+                    self.tasks
+                        .spawn(async move { passthrough::refuse(stream, 503, &message).await });
                 }
             }
         }
@@ -118,12 +149,12 @@ impl Shim {
         self.tasks.len()
     }
 
-    async fn serve_connection(self, stream: UnixStream) {
+    async fn serve_connection(self, stream: UnixStream, slot: Slot) {
         self.metrics.connections.inc();
         self.metrics.connections_open.inc();
         let _open = OpenConnection(self.metrics.clone());
         let (client, pending, upstream) = if self.fast_path {
-            match self.proxy.serve_passthrough(stream).await {
+            match self.proxy.serve_passthrough(stream, &slot).await {
                 passthrough::Outcome::Closed => return,
                 passthrough::Outcome::Handoff {
                     client,
@@ -142,11 +173,24 @@ impl Shim {
         }
         let shim = self.clone();
         let service_state = conn_state.clone();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let service_in_flight = in_flight.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let shim = shim.clone();
             let conn_state = service_state.clone();
-            async move { Ok::<_, Infallible>(shim.handle(&conn_state, request).await) }
+            let in_flight = InFlight::start(&service_in_flight);
+            async move {
+                let response = shim.handle(&conn_state, request).await;
+                Ok::<_, Infallible>(response.map(|body| {
+                    InFlightBody {
+                        body,
+                        _in_flight: in_flight,
+                    }
+                    .boxed_unsync()
+                }))
+            }
         });
+        let client_idle = self.proxy.inner.client_idle;
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.proxy.inner.header_read_timeout)
@@ -157,6 +201,7 @@ impl Shim {
         let cancelled = self.token.cancelled();
         tokio::pin!(cancelled);
         let mut shutting_down = false;
+        let mut idle: Option<IdleWait<'_>> = None;
         // One task drives the client connection and its upstream connection
         // (see `ConnState`).
         let result = std::future::poll_fn(|cx| {
@@ -166,6 +211,24 @@ impl Shim {
             }
             let result = connection.as_mut().poll(cx);
             conn_state.poll_driver(cx);
+            // With nothing in flight the connection is idle: it closes after
+            // `client_idle`, or when a new connection needs its slot.
+            if in_flight.load(Ordering::Acquire) == 0 {
+                let wait = idle.get_or_insert_with(|| IdleWait {
+                    _guard: slot.idle(),
+                    timer: Box::pin(tokio::time::sleep(client_idle)),
+                    evicted: Box::pin(slot.evicted_owned()),
+                });
+                let over = wait.timer.as_mut().poll(cx).is_ready() | wait.evicted.as_mut().poll(cx).is_ready();
+                if over && !shutting_down {
+                    tracing::debug!("idle client connection closed");
+                    connection.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                    cx.waker().wake_by_ref();
+                }
+            } else {
+                idle = None;
+            }
             result
         })
         .await;
@@ -198,6 +261,60 @@ impl Shim {
                 e.into_response()
             }
         }
+    }
+}
+
+/// First and last: how long `accept` waits after it failed.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A hyper connection between two requests.
+struct IdleWait<'a> {
+    _guard: IdleGuard<'a>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    evicted: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+/// One request in flight on a hyper connection, until its response body
+/// has been sent or dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted in flight.
+struct InFlightBody {
+    body: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for InFlightBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

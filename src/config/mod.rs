@@ -52,6 +52,11 @@ pub struct Config {
     /// `events`, …) as the bytes read, without re-encoding them.
     #[serde(default = "defaults::fast_path")]
     pub fast_path: bool,
+    /// Client connections open at once; past it, the oldest idle one is
+    /// closed, or the new one is refused with a 503. 0: as many as the
+    /// open-file limit allows (three descriptors each).
+    #[serde(default)]
+    pub max_connections: usize,
     #[serde(default = "defaults::state_dir")]
     pub state_dir: PathBuf,
     #[serde(default)]
@@ -89,6 +94,11 @@ pub struct Timeouts {
     pub shutdown_grace: HumanDuration,
     /// Connecting to dockerd's socket.
     pub upstream_connect: HumanDuration,
+    /// A keep-alive client connection with nothing in flight is closed
+    /// after this long.
+    pub client_idle: HumanDuration,
+    /// A body the standards judge must arrive whole within this.
+    pub body_read: HumanDuration,
 }
 
 impl Default for Timeouts {
@@ -97,6 +107,8 @@ impl Default for Timeouts {
             header_read: HumanDuration::from_secs(30),
             shutdown_grace: HumanDuration::from_secs(10),
             upstream_connect: HumanDuration::from_secs(5),
+            client_idle: HumanDuration::from_secs(300),
+            body_read: HumanDuration::from_secs(30),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! accepted: the composition root ([`crate::server`]) does that and calls
 //! [`Proxy::serve_passthrough`] and [`Proxy::proxy_request`].
 
+pub mod admission;
 pub mod forward;
 pub mod listener;
 pub mod passthrough;
@@ -43,6 +44,10 @@ pub struct ProxyInner {
     pub upstream_path: PathBuf,
     pub upstream_connect_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// An idle keep-alive client connection is closed after this.
+    pub client_idle: Duration,
+    /// A judged body must arrive whole within this.
+    pub body_read: Duration,
     pub shutdown: Shutdown,
     /// Connections, hijacked streams and background tasks, so shutdown can
     /// wait for them.
@@ -80,6 +85,8 @@ impl Proxy {
                 upstream_path: config.config.upstream_path(),
                 upstream_connect_timeout: timeouts.upstream_connect.as_duration(),
                 header_read_timeout: timeouts.header_read.as_duration(),
+                client_idle: timeouts.client_idle.as_duration(),
+                body_read: timeouts.body_read.as_duration(),
                 shutdown: Shutdown {
                     token: parts.token,
                     grace: timeouts.shutdown_grace.as_duration(),

@@ -41,6 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
+use super::admission::Slot;
 use super::Proxy;
 use crate::route::{FastPath, Route};
 use framing::{error_response, BodyLeft};
@@ -58,6 +59,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const KEEP_BUFFER: usize = 16 * 1024;
 /// How much of a request body is read from the client at once.
 const BODY_CHUNK: usize = 128 * 1024;
+/// An idle client connection lets its upstream connection go after this;
+/// its next request opens another.
+const UPSTREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bytes of a client's next requests buffered while a response streams.
 const MAX_PIPELINED: usize = 64 * 1024;
 
@@ -89,6 +93,7 @@ enum Ended {
 /// One client connection on the fast path.
 struct Conn<'a> {
     proxy: &'a Proxy,
+    slot: &'a Slot,
     client: Socket,
     /// Bytes read from the client and not yet forwarded.
     pending: Buffer,
@@ -103,7 +108,7 @@ struct Conn<'a> {
 impl Proxy {
     /// Serves `client` on the fast path for as long as its requests
     /// qualify.
-    pub async fn serve_passthrough(&self, client: UnixStream) -> Outcome {
+    pub async fn serve_passthrough(&self, client: UnixStream, slot: &Slot) -> Outcome {
         let client = match Socket::new(client) {
             Ok(client) => client,
             Err(e) => {
@@ -113,6 +118,7 @@ impl Proxy {
         };
         let mut conn = Conn {
             proxy: self,
+            slot,
             client,
             pending: Buffer::default(),
             upstream: None,
@@ -185,6 +191,25 @@ fn fast_route(method: &str, target: &str, sleeping: bool) -> FastRoute {
     }
 }
 
+/// Answers a connection the shim will not serve with a Docker-style error
+/// and closes it. What the client sent meanwhile is read and dropped for a
+/// moment, so that closing does not reset the connection before the client
+/// has read the answer.
+pub async fn refuse(mut client: UnixStream, status: u16, message: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let linger = std::time::Duration::from_secs(1);
+    let answer = error_response(status, message);
+    if tokio::time::timeout(linger, client.write_all(&answer)).await.is_err() {
+        return;
+    }
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(linger, async {
+        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// What [`Proxy::fast_route`] decided.
 enum FastRoute {
     No,
@@ -243,6 +268,12 @@ impl Conn<'_> {
         let timeout = self.proxy.inner.header_read_timeout;
         let token = self.proxy.inner.shutdown.token.clone();
         let mut deadline: Option<Instant> = None;
+        // Between requests the connection is idle: it gives way to a new
+        // connection when all slots are taken, closes after `client_idle`,
+        // and lets its upstream connection go after `UPSTREAM_IDLE`.
+        let mut idle = None;
+        let mut idle_until = None;
+        let mut upstream_until = None;
         loop {
             match parse_request(self.pending.as_slice()) {
                 RequestHead::Partial => {}
@@ -270,6 +301,17 @@ impl Conn<'_> {
             }
             if !self.pending.is_empty() && deadline.is_none() {
                 deadline = Some(Instant::now() + timeout);
+                idle = None;
+            }
+            let waiting = self.pending.is_empty();
+            if waiting && idle.is_none() {
+                if self.slot.is_evicted() {
+                    return None;
+                }
+                let now = Instant::now();
+                idle = Some(self.slot.idle());
+                idle_until = Some(now + self.proxy.inner.client_idle);
+                upstream_until = self.upstream.is_some().then(|| now + UPSTREAM_IDLE);
             }
             let read = tokio::select! {
                 read = read_into(&self.client, &mut self.pending, 4 * 1024) => read,
@@ -277,7 +319,20 @@ impl Conn<'_> {
                     tracing::debug!("client too slow sending a request head; closing");
                     return None;
                 }
-                _ = token.cancelled(), if self.pending.is_empty() => return None,
+                _ = token.cancelled(), if waiting => return None,
+                _ = self.slot.evicted(), if waiting => {
+                    tracing::debug!("idle connection gives way to a new one");
+                    return None;
+                }
+                _ = sleep_until(idle_until), if waiting => {
+                    tracing::debug!("client connection idle too long; closing");
+                    return None;
+                }
+                _ = sleep_until(upstream_until), if waiting && upstream_until.is_some() => {
+                    self.upstream = None;
+                    upstream_until = None;
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return None,
@@ -608,6 +663,13 @@ mod tests {
         path
     }
 
+    fn slot() -> Slot {
+        match super::super::admission::Admission::new(4).admit() {
+            super::super::admission::Admit::Yes(slot) => slot,
+            super::super::admission::Admit::Full { .. } => unreachable!("a new admission has room"),
+        }
+    }
+
     const PING: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
 
     async fn read_all(client: &mut UnixStream) -> String {
@@ -622,7 +684,8 @@ mod tests {
         let upstream = fake_dockerd(dir.path(), |_, stream| Box::pin(async move { drop(stream) }));
         let proxy = proxy_in_front_of(&upstream);
         let (mut client, server) = UnixStream::pair().unwrap();
-        let serving = tokio::spawn(async move { matches!(proxy.serve_passthrough(server).await, Outcome::Closed) });
+        let serving =
+            tokio::spawn(async move { matches!(proxy.serve_passthrough(server, &slot()).await, Outcome::Closed) });
         client.write_all(PING).await.unwrap();
         let answer = read_all(&mut client).await;
         assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
@@ -642,7 +705,7 @@ mod tests {
         });
         let proxy = proxy_in_front_of(&upstream);
         let (mut client, server) = UnixStream::pair().unwrap();
-        tokio::spawn(async move { proxy.serve_passthrough(server).await });
+        tokio::spawn(async move { proxy.serve_passthrough(server, &slot()).await });
         client.write_all(PING).await.unwrap();
         // What dockerd sent arrives, then the connection ends short.
         let answer = read_all(&mut client).await;
@@ -662,7 +725,7 @@ mod tests {
         });
         let proxy = proxy_in_front_of(&upstream);
         let (mut client, server) = UnixStream::pair().unwrap();
-        tokio::spawn(async move { proxy.serve_passthrough(server).await });
+        tokio::spawn(async move { proxy.serve_passthrough(server, &slot()).await });
         for n in 0..3 {
             client.write_all(PING).await.unwrap();
             let expected = format!("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK{n}");

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{ConnState, Proxy};
 use crate::body::ProxyBody;
-use crate::body::{full_body, read_limited, set_exact_length};
+use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
 use crate::config::{ContainerIdentity, StandardsMode};
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Route};
@@ -71,7 +71,7 @@ pub async fn handle(
         .max_body
         .map(|b| b.bytes())
         .unwrap_or(DEFAULT_MAX_BODY);
-    let bytes = read_limited(body, max_body).await?;
+    let bytes = read_limited_within(body, max_body, proxy.inner.body_read).await?;
     let query = parts.uri.query().map(str::to_string);
     let loaded = proxy.config();
 

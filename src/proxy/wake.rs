@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 
 use super::Proxy;
 use crate::body::ProxyBody;
-use crate::body::{empty_body, full_body, read_limited, set_exact_length};
+use crate::body::{empty_body, full_body, read_limited_within, set_exact_length};
 use crate::error::ShimError;
 use crate::lifecycle::InUse;
 use crate::route::{query_value, ContainerAction, Endpoint, Route, WakePhase};
@@ -36,7 +36,7 @@ pub async fn before_forward(
             let Some(lifecycle) = proxy.inner.lifecycle.as_ref() else {
                 return Ok(WakeOutcome::Forward(request, None));
             };
-            let (request, container) = network_container(request).await?;
+            let (request, container) = network_container(request, proxy.inner.body_read).await?;
             match container {
                 Some(id) => {
                     let guard = lifecycle.use_container(&id, "network_connect", true).await?;
@@ -153,9 +153,12 @@ fn no_content() -> Response<ProxyBody> {
 
 /// Reads the small JSON body of `network connect|disconnect` for its
 /// `Container`, and rebuilds the request with the same bytes.
-async fn network_container(request: Request<ProxyBody>) -> Result<(Request<ProxyBody>, Option<String>), ShimError> {
+async fn network_container(
+    request: Request<ProxyBody>,
+    within: std::time::Duration,
+) -> Result<(Request<ProxyBody>, Option<String>), ShimError> {
     let (mut parts, body) = request.into_parts();
-    let bytes = read_limited(body, MAX_NETWORK_BODY).await?;
+    let bytes = read_limited_within(body, MAX_NETWORK_BODY, within).await?;
     // Go matches keys case-insensitively; so do we.
     let container = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
