@@ -11,10 +11,12 @@
 //! defaults), `load.rs` (`Config::load`, the layering over the embedded
 //! `shim.yml`, `ConfigError`), `validate.rs` (the checks across keys, one
 //! function per section, and the compiled `LoadedConfig`), `policy.rs`
-//! (classes, `classify:`, `services:`), `units.rs` (sizes, durations, CPUs).
+//! (classes, `classify:`, `services:`), `units.rs` (sizes, durations, CPUs),
+//! `rule_names.rs` (`RULE_NAMES`, the one list of the standards' rules).
 
 mod load;
 pub mod policy;
+mod rule_names;
 mod schema;
 pub mod units;
 mod validate;
@@ -24,36 +26,13 @@ pub use policy::{
     ClassSpec, ClassifyRule, CompiledSelector, ContainerIdentity, PolicyTable, Priority, Resources, Selector,
     ServicePolicy, ServiceSpec, SleepPolicy,
 };
+pub use rule_names::{rule, RULE_NAMES};
 pub use schema::{
     AutoSleep, Config, DenyRules, Exemption, Limits, LogFormat, NonRoot, OnExceed, OnShutdown, RootImage,
     StandardsConfig, StandardsDefaults, StandardsMode, Timeouts,
 };
 pub use units::{ByteSize, Cpus, HumanDuration};
 pub use validate::{is_root_user, parse_socket_mode};
-
-/// The names `exempt:` entries may switch off.
-pub const RULE_NAMES: &[&str] = &[
-    "defaults.memory",
-    "defaults.memory_reservation",
-    "defaults.cpus",
-    "defaults.pids_limit",
-    "defaults.read_only_rootfs",
-    "defaults.cap_drop",
-    "defaults.no_new_privileges",
-    "non_root",
-    "limits.memory",
-    "limits.cpus",
-    "limits.pids_limit",
-    "deny.privileged",
-    "deny.docker_socket",
-    "deny.host_pid",
-    "deny.host_ipc",
-    "deny.host_network",
-    "deny.cap_add",
-    "deny.devices",
-    "deny.seccomp_unconfined",
-    "deny.apparmor_unconfined",
-];
 
 #[cfg(test)]
 mod tests;

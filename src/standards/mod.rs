@@ -122,29 +122,9 @@ pub use canon::{canonicalize_create, parse_body, parse_create_body};
 /// the config is the operator's, a label is the user's.
 pub const LABEL_EXEMPT: &str = "forge.exempt";
 
-/// The rule names this module uses, each one of [`crate::config::RULE_NAMES`].
-pub mod rule {
-    pub const DEFAULTS_MEMORY: &str = "defaults.memory";
-    pub const DEFAULTS_MEMORY_RESERVATION: &str = "defaults.memory_reservation";
-    pub const DEFAULTS_CPUS: &str = "defaults.cpus";
-    pub const DEFAULTS_PIDS_LIMIT: &str = "defaults.pids_limit";
-    pub const DEFAULTS_READ_ONLY_ROOTFS: &str = "defaults.read_only_rootfs";
-    pub const DEFAULTS_CAP_DROP: &str = "defaults.cap_drop";
-    pub const DEFAULTS_NO_NEW_PRIVILEGES: &str = "defaults.no_new_privileges";
-    pub const NON_ROOT: &str = "non_root";
-    pub const LIMITS_MEMORY: &str = "limits.memory";
-    pub const LIMITS_CPUS: &str = "limits.cpus";
-    pub const LIMITS_PIDS_LIMIT: &str = "limits.pids_limit";
-    pub const DENY_PRIVILEGED: &str = "deny.privileged";
-    pub const DENY_DOCKER_SOCKET: &str = "deny.docker_socket";
-    pub const DENY_HOST_PID: &str = "deny.host_pid";
-    pub const DENY_HOST_IPC: &str = "deny.host_ipc";
-    pub const DENY_HOST_NETWORK: &str = "deny.host_network";
-    pub const DENY_CAP_ADD: &str = "deny.cap_add";
-    pub const DENY_DEVICES: &str = "deny.devices";
-    pub const DENY_SECCOMP_UNCONFINED: &str = "deny.seccomp_unconfined";
-    pub const DENY_APPARMOR_UNCONFINED: &str = "deny.apparmor_unconfined";
-}
+/// The rule names, one constant each: [`crate::config::RULE_NAMES`] and these
+/// constants are declared together, in `config/rule_names.rs`.
+pub use crate::config::rule;
 
 /// What the caller knows about a create request beyond its body.
 #[derive(Clone, Debug, Default)]
