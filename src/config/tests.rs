@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use super::*;
 
 fn load(yaml: &str) -> Result<LoadedConfig, ConfigError> {
@@ -266,4 +268,33 @@ fn layer_errors_point_into_the_users_file() {
     let problem = &error.problems[0];
     assert_eq!(problem.key.as_deref(), Some("standards.defaults.memory_reservation"));
     assert_eq!(problem.position.map(|p| p.0), Some(3), "{error}");
+}
+
+/// Each rule is named after its switch under `standards:`, so README.md's
+/// table (kept complete by `readme_documents_every_key`) documents every
+/// rule; and every `standards.deny` switch is a rule an exemption can name.
+#[test]
+fn rule_names_are_the_keys_of_their_switches() {
+    let readme = include_str!("../../README.md");
+    let standards = serde_json::to_value(&Config::load(None).unwrap().config.standards).unwrap();
+    for name in RULE_NAMES {
+        let switch = name
+            .split('.')
+            .try_fold(&standards, |value, part| value.as_object()?.get(part));
+        assert!(switch.is_some(), "rule {name} is not a key of standards");
+        assert!(
+            readme.contains(&format!("| `standards.{name}` |")),
+            "README.md has no table row for rule {name}"
+        );
+    }
+    let mut sorted = RULE_NAMES.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), RULE_NAMES.len(), "a rule name is listed twice");
+    let deny = standards["deny"].as_object().expect("standards.deny is a mapping");
+    assert!(!deny.is_empty());
+    for key in deny.keys() {
+        let name = format!("deny.{key}");
+        assert!(RULE_NAMES.contains(&name.as_str()), "standards.{name} has no rule name");
+    }
 }

@@ -9,8 +9,9 @@
 use serde_json::Value;
 
 use super::canon::go_fold_eq;
+use super::engine::{keep_original, Engine};
+use super::predicates::{exposes_docker_socket, is_host};
 use super::rule;
-use super::rules::{exposes_docker_socket, is_host, keep_original, Engine};
 use super::{Change, Rejection};
 use crate::config::{ContainerIdentity, LoadedConfig, StandardsMode};
 

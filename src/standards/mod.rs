@@ -32,13 +32,77 @@
 //!
 //! Every rule has a name from [`crate::config::RULE_NAMES`]; `exempt:` entries
 //! (and, only with `allow_label_exemptions: true`, the [`LABEL_EXEMPT`] label)
-//! switch rules off per container. The decisions this module makes where
-//! Docker leaves room are listed in `rules.rs`'s module doc.
+//! switch rules off per container.
+//!
+//! The files: `engine` runs the rules of one request (exemptions, changes,
+//! denials, audit phrasing); `json` reads typed fields; `predicates` judges
+//! single values (root, host namespaces, socket paths); `limits` does the
+//! resource arithmetic; `shared` holds the rule pieces several endpoints
+//! share; `create`, `update`, `exec`, `volume` and `service` hold one
+//! endpoint's rules each, `inherit` what a create borrows from others.
+//!
+//! Decisions taken where Docker leaves room:
+//! - **Zero means unset.** Go clients send `Memory: 0`, `NanoCpus: 0`,
+//!   `ReadonlyRootfs: false`; all of these get the default. An explicit
+//!   `no-new-privileges=false` in `SecurityOpt` is not a zero value (no client
+//!   sends it by accident) and is kept, like any other explicit setting.
+//! - **`PidsLimit`**: null and 0 are unset and get the default; a negative
+//!   value is an explicit "unlimited", which is above `limits.pids_limit`
+//!   when that is set (denied or clamped) and kept otherwise.
+//! - **CPU**: a `CpuQuota` of -1 is an explicit "unlimited" (dockerd lets it
+//!   override `NanoCpus`), treated like `PidsLimit: -1`. The default goes to
+//!   `NanoCpus` when `NanoCpus`, `CpuQuota` and `CpuPeriod` are all unset;
+//!   when only `CpuPeriod` is set it goes to `CpuQuota` for that period
+//!   instead (dockerd rejects `NanoCpus` with either), so a limit is never
+//!   skipped.
+//! - **Memory consistency**: a default memory limit is lowered to an explicit
+//!   `MemorySwap` (the user capped memory + swap) and raised to an explicit
+//!   `MemoryReservation` (dockerd requires reservation ≤ limit); a default
+//!   reservation is lowered to the memory limit.
+//! - **Limits** judge what the request asks for. The operator's own values
+//!   (`defaults`, class and service `resources`) are not checked against
+//!   them. When a request leaves a value unset and no default exists, the
+//!   maximum is set (rule `limits.*`): "cannot remove a limit".
+//! - **Root**: an unknown image user counts as root. Besides `root`, `0` and
+//!   `0:…`, a sign (`+0`, `-0`) counts too: runc resolves numeric users with
+//!   Go's `strconv.Atoi`, which accepts one.
+//! - **Host namespaces**: `UTSMode: host` is judged by `deny.host_network`
+//!   (the hostname is network identity and `--uts=host` comes with
+//!   `--network=host`); `UsernsMode: host` (leaving userns remapping) by
+//!   `deny.privileged`. `CgroupnsMode: host` is allowed: it is the cgroup v1
+//!   default.
+//! - **`deny.privileged`** also covers what privileged mode is made of:
+//!   `systempaths=unconfined`, and `MaskedPaths`/`ReadonlyPaths` lists that
+//!   leave out any of Docker's defaults (a list that keeps them all, as
+//!   copied from `docker inspect` by tools that recreate containers, passes).
+//! - **`deny.devices`** covers `Devices`, `DeviceCgroupRules` and
+//!   `DeviceRequests` (GPUs): all give a container host devices.
+//! - **`deny.seccomp_unconfined`** also denies an inline seccomp profile whose
+//!   `defaultAction` is `SCMP_ACT_ALLOW` or `SCMP_ACT_LOG`.
+//!   **`deny.apparmor_unconfined`** also denies `label=disable` (SELinux's
+//!   equivalent).
+//! - **`deny.cap_add`**: names are compared as dockerd does (upper-cased with
+//!   Unicode rules, `CAP_` prefix optional); `ALL` is never in the allow-list.
+//! - **Docker socket**: a host path is normalised lexically (`//`, `/./`,
+//!   `..`, trailing `/`), as dockerd cleans it, and denied when it is one of
+//!   the known socket paths (Docker's, containerd's, the shim's own listen
+//!   and upstream paths) or a directory above one, when its file name ends
+//!   in `docker.sock` or is `containerd.sock`, or when it goes through
+//!   `/proc/<pid>/{root,cwd,fd,map_files}`. Symlinks on the host cannot be
+//!   seen from here.
 
 mod canon;
+mod create;
+mod engine;
+mod exec;
 mod inherit;
-mod rules;
+mod json;
+mod limits;
+mod predicates;
 mod service;
+mod shared;
+mod update;
+mod volume;
 
 pub use inherit::{check_inherited, inherited_sources, Inheritance, Inherited};
 
@@ -58,29 +122,9 @@ pub use canon::{canonicalize_create, parse_body, parse_create_body};
 /// the config is the operator's, a label is the user's.
 pub const LABEL_EXEMPT: &str = "forge.exempt";
 
-/// The rule names this module uses, each one of [`crate::config::RULE_NAMES`].
-pub mod rule {
-    pub const DEFAULTS_MEMORY: &str = "defaults.memory";
-    pub const DEFAULTS_MEMORY_RESERVATION: &str = "defaults.memory_reservation";
-    pub const DEFAULTS_CPUS: &str = "defaults.cpus";
-    pub const DEFAULTS_PIDS_LIMIT: &str = "defaults.pids_limit";
-    pub const DEFAULTS_READ_ONLY_ROOTFS: &str = "defaults.read_only_rootfs";
-    pub const DEFAULTS_CAP_DROP: &str = "defaults.cap_drop";
-    pub const DEFAULTS_NO_NEW_PRIVILEGES: &str = "defaults.no_new_privileges";
-    pub const NON_ROOT: &str = "non_root";
-    pub const LIMITS_MEMORY: &str = "limits.memory";
-    pub const LIMITS_CPUS: &str = "limits.cpus";
-    pub const LIMITS_PIDS_LIMIT: &str = "limits.pids_limit";
-    pub const DENY_PRIVILEGED: &str = "deny.privileged";
-    pub const DENY_DOCKER_SOCKET: &str = "deny.docker_socket";
-    pub const DENY_HOST_PID: &str = "deny.host_pid";
-    pub const DENY_HOST_IPC: &str = "deny.host_ipc";
-    pub const DENY_HOST_NETWORK: &str = "deny.host_network";
-    pub const DENY_CAP_ADD: &str = "deny.cap_add";
-    pub const DENY_DEVICES: &str = "deny.devices";
-    pub const DENY_SECCOMP_UNCONFINED: &str = "deny.seccomp_unconfined";
-    pub const DENY_APPARMOR_UNCONFINED: &str = "deny.apparmor_unconfined";
-}
+/// The rule names, one constant each: [`crate::config::RULE_NAMES`] and these
+/// constants are declared together, in `config/rule_names.rs`.
+pub use crate::config::rule;
 
 /// What the caller knows about a create request beyond its body.
 #[derive(Clone, Debug, Default)]
@@ -185,7 +229,7 @@ impl Rejection {
 /// what is forbidden. `body` comes from [`parse_create_body`]; it is
 /// canonicalised here again, so a value built any other way is safe too.
 pub fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
-    rules::apply_create(cfg, ctx, body)
+    create::apply_create(cfg, ctx, body)
 }
 
 /// `POST /containers/{id}/update`: a flat resources object. It may not raise
@@ -200,7 +244,7 @@ pub fn check_update(
     current_host_config: Option<&Value>,
     body: Value,
 ) -> Result<Outcome, Rejection> {
-    rules::check_update(cfg, who, current_host_config, body)
+    update::check_update(cfg, who, current_host_config, body)
 }
 
 /// `POST /containers/{id}/exec`: denies `Privileged: true` (rule
@@ -213,7 +257,7 @@ pub fn check_exec(
     container_user: Option<&str>,
     body: Value,
 ) -> Result<Outcome, Rejection> {
-    rules::check_exec(cfg, who, container_user, body)
+    exec::check_exec(cfg, who, container_user, body)
 }
 
 /// `POST /services/create` and `POST /services/{id}/update` (Swarm): the same
@@ -228,5 +272,5 @@ pub fn apply_service_spec(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) 
 /// request earlier (rule `deny.docker_socket`). Exemptions match the volume's
 /// `Name` as `name` and its `Labels`.
 pub fn check_volume_create(cfg: &LoadedConfig, body: Value) -> Result<Outcome, Rejection> {
-    rules::check_volume_create(cfg, body)
+    volume::check_volume_create(cfg, body)
 }

@@ -29,12 +29,12 @@ use serde_json::{Map, Value};
 use crate::config::{ContainerIdentity, Cpus, LoadedConfig, RootImage, StandardsMode};
 
 use super::canon;
+use super::engine::{keep_original, unchanged, Engine};
+use super::json::{append_strings, array, boolean, int, object, object_mut, string, strings};
+use super::limits::{bytes_i64, fill, show_bytes, show_cpus, Maxima, Targets};
+use super::predicates::{is_host, normalize_path, runs_as_root};
 use super::rule::*;
-use super::rules::{
-    append_strings, array, boolean, bytes_i64, deny_cap_add, deny_socket_mount, fill, int, is_host, keep_original,
-    missing_cap_drops, normalize_path, object, object_mut, runs_as_root, show_bytes, show_cpus, string, strings,
-    unchanged, Engine, Maxima, Targets,
-};
+use super::shared::{deny_cap_add, deny_socket_mount, missing_cap_drops};
 use super::{BadRequest, CreateContext, Outcome, Rejection};
 
 const CS: &str = "TaskTemplate.ContainerSpec.";

@@ -1,0 +1,548 @@
+//! `POST /containers/create`: the deny rules, non-root, and the resource,
+//! read-only, capability and `no-new-privileges` defaults, applied to the
+//! body and its `HostConfig`.
+
+use serde_json::{Map, Value};
+
+use crate::config::{ContainerIdentity, Cpus, LoadedConfig, RootImage, StandardsMode};
+
+use super::canon;
+use super::engine::{keep_original, unchanged, Engine};
+use super::json::{append_strings, array, boolean, int, object, object_mut, string, strings};
+use super::limits::{
+    bytes_i64, fill, nano_to_quota, quota_to_nano, show_bytes, show_cpus, Maxima, Targets, DEFAULT_CPU_PERIOD,
+};
+use super::predicates::{
+    exposes_docker_socket, is_host, normalize_path, runs_as_root, seccomp_profile_allows_all, split_security_opt,
+};
+use super::rule::*;
+use super::shared::{deny_cap_add, deny_socket_mount, missing_cap_drops};
+use super::{BadRequest, CreateContext, Outcome, Rejection};
+
+/// dockerd's defaults (20.10's `oci/defaults.go`); a list without all of
+/// them unmasks part of `/proc` or `/sys`.
+const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+pub(super) fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
+    let standards = &cfg.config.standards;
+    if standards.mode == StandardsMode::Off {
+        return Ok(unchanged(body));
+    }
+    let original = keep_original(standards, &body);
+    let mut body = canon::canonicalize_create(body)?;
+    let Some(root) = body.as_object_mut() else {
+        return Err(BadRequest::new("invalid create body: expected an object").into());
+    };
+
+    let image = string(root, "Image", "")?.map(str::to_string);
+    let labels = object(root, "Labels", "")?;
+    let who = ContainerIdentity {
+        name: ctx.name.as_deref(),
+        image: image.as_deref(),
+        labels,
+    };
+    let mut e = Engine::new(cfg, &who);
+    let policy = cfg.policy.resolve(&who);
+    let targets = Targets::resolve(cfg, &policy);
+
+    // Work on HostConfig on its own; it goes back in place, or at the end
+    // when it was missing and something was set.
+    let had_host_config = matches!(root.get("HostConfig"), Some(Value::Object(_)));
+    let mut host = match root.get_mut("HostConfig") {
+        Some(Value::Object(host)) => std::mem::take(host),
+        _ => Map::new(),
+    };
+
+    deny_create(&mut e, &host)?;
+    non_root_create(&mut e, root, ctx)?;
+    let maxima = Maxima::for_engine(&e);
+    memory_create(&mut e, &mut host, &targets, &maxima)?;
+    cpus_create(&mut e, &mut host, &targets, &maxima)?;
+    pids_create(&mut e, &mut host, &targets, &maxima)?;
+    read_only_create(&mut e, root, &mut host)?;
+    cap_drop_create(&mut e, &mut host)?;
+    no_new_privileges_create(&mut e, &mut host)?;
+
+    if had_host_config || !host.is_empty() {
+        root.insert("HostConfig".to_string(), Value::Object(host));
+    }
+    e.finish(original, body)
+}
+
+fn deny_create(e: &mut Engine<'_>, host: &Map<String, Value>) -> Result<(), BadRequest> {
+    let at = "HostConfig.";
+    let deny = e.standards.deny.clone();
+
+    if deny.privileged {
+        if boolean(host, "Privileged", at)? == Some(true) {
+            e.deny(DENY_PRIVILEGED, "privileged mode (HostConfig.Privileged)", None);
+        }
+        if is_host(string(host, "UsernsMode", at)?) {
+            e.deny(
+                DENY_PRIVILEGED,
+                "leaving user namespace remapping (HostConfig.UsernsMode host)",
+                None,
+            );
+        }
+        for (key, defaults) in [
+            ("MaskedPaths", DEFAULT_MASKED_PATHS),
+            ("ReadonlyPaths", DEFAULT_READONLY_PATHS),
+        ] {
+            if matches!(host.get(key), None | Some(Value::Null)) {
+                continue;
+            }
+            let listed: Vec<String> = strings(host, key, at)?.into_iter().filter_map(normalize_path).collect();
+            if let Some(missing) = defaults.iter().find(|path| !listed.iter().any(|l| l == *path)) {
+                e.deny(
+                    DENY_PRIVILEGED,
+                    format!("unmasking {missing} (HostConfig.{key} without Docker's defaults)"),
+                    None,
+                );
+            }
+        }
+    }
+
+    if deny.docker_socket {
+        for bind in strings(host, "Binds", at)? {
+            // `source:target[:options]`; a lone path is an anonymous volume.
+            if let Some((source, _)) = bind.split_once(':') {
+                if exposes_docker_socket(e.cfg, source) {
+                    e.deny(
+                        DENY_DOCKER_SOCKET,
+                        format!("mounting {source} (HostConfig.Binds)"),
+                        None,
+                    );
+                }
+            }
+        }
+        for (index, mount) in array(host, "Mounts", at)?.iter().enumerate() {
+            if let Value::Object(mount) = mount {
+                deny_socket_mount(e, mount, &format!("HostConfig.Mounts[{index}]"))?;
+            }
+        }
+    }
+
+    let namespaces = [
+        (deny.host_pid, "PidMode", DENY_HOST_PID, "the host PID namespace"),
+        (deny.host_ipc, "IpcMode", DENY_HOST_IPC, "the host IPC namespace"),
+        (
+            deny.host_network,
+            "NetworkMode",
+            DENY_HOST_NETWORK,
+            "the host network namespace",
+        ),
+        (
+            deny.host_network,
+            "UTSMode",
+            DENY_HOST_NETWORK,
+            "the host UTS namespace (hostname)",
+        ),
+    ];
+    for (on, key, rule, what) in namespaces {
+        if on && is_host(string(host, key, at)?) {
+            e.deny(rule, format!("{what} (HostConfig.{key} host)"), None);
+        }
+    }
+
+    deny_cap_add(e, &strings(host, "CapAdd", at)?, "HostConfig.CapAdd");
+
+    if deny.devices {
+        for (key, what) in [
+            ("Devices", "host devices"),
+            ("DeviceCgroupRules", "device cgroup rules"),
+            ("DeviceRequests", "device requests such as GPUs"),
+        ] {
+            if !array(host, key, at)?.is_empty() {
+                e.deny(DENY_DEVICES, format!("{what} (HostConfig.{key})"), None);
+            }
+        }
+    }
+
+    deny_security_opts(e, &strings(host, "SecurityOpt", at)?, "HostConfig.SecurityOpt");
+    Ok(())
+}
+
+fn non_root_create(e: &mut Engine<'_>, root: &mut Map<String, Value>, ctx: &CreateContext) -> Result<(), BadRequest> {
+    if !e.applies(NON_ROOT) {
+        return Ok(());
+    }
+    let non_root = &e.standards.non_root;
+    let advice = || {
+        let example = e.standards.defaults.user.as_deref().unwrap_or("65534:65534");
+        Some(format!("run as a non-root user (e.g. --user {example})"))
+    };
+    let user = string(root, "User", "")?.unwrap_or("");
+    if !user.is_empty() {
+        if non_root.deny_explicit_root && runs_as_root(user) {
+            let what = format!("running as root (User {user:?})");
+            let advice = advice();
+            e.deny(NON_ROOT, what, advice);
+        }
+        return Ok(());
+    }
+    let why = match ctx.image_user.as_deref() {
+        None => "the image's user is unknown",
+        Some(image_user) if image_user.trim().is_empty() || runs_as_root(image_user) => "the image runs as root",
+        Some(_) => return Ok(()),
+    };
+    match non_root.when_image_runs_as_root {
+        RootImage::Allow => {}
+        RootImage::Deny => {
+            let advice = advice();
+            e.deny(NON_ROOT, format!("running as root (no User given and {why})"), advice);
+        }
+        RootImage::SetUser => {
+            if let Some(user) = e.standards.defaults.user.clone() {
+                root.insert("User".to_string(), Value::String(user.clone()));
+                e.change(NON_ROOT, format!("set user {user} ({why})"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn memory_create(
+    e: &mut Engine<'_>,
+    host: &mut Map<String, Value>,
+    targets: &Targets,
+    maxima: &Maxima,
+) -> Result<(), BadRequest> {
+    let at = "HostConfig.";
+    let nonzero = |v: Option<i64>| v.filter(|v| *v != 0);
+    let mut memory = nonzero(int(host, "Memory", at)?);
+    let mut reservation = nonzero(int(host, "MemoryReservation", at)?);
+    let swap = nonzero(int(host, "MemorySwap", at)?);
+
+    if let Some(max) = maxima.memory {
+        for (key, label, value) in [
+            ("Memory", "memory limit", &mut memory),
+            ("MemoryReservation", "memory reservation", &mut reservation),
+        ] {
+            let Some(asked) = value.filter(|v| *v > max) else {
+                continue;
+            };
+            let what = format!(
+                "a {label} of {} (HostConfig.{key}, above the maximum)",
+                show_bytes(asked)
+            );
+            if e.over_limit(LIMITS_MEMORY, what, &show_bytes(max)) {
+                host.insert(key.to_string(), max.into());
+                *value = Some(max);
+                e.change(
+                    LIMITS_MEMORY,
+                    format!(
+                        "lowered {label} {} to the maximum {}",
+                        show_bytes(asked),
+                        show_bytes(max)
+                    ),
+                );
+            }
+        }
+    }
+
+    if memory.is_none() {
+        if let Some((rule, mut value, mut why)) = fill(
+            e,
+            &targets.memory,
+            DEFAULTS_MEMORY,
+            maxima.memory,
+            LIMITS_MEMORY,
+            bytes_i64,
+        ) {
+            if let Some(swap) = swap.filter(|s| *s > 0 && *s < value) {
+                value = swap;
+                why.push_str(", capped by MemorySwap");
+            }
+            if let Some(reservation) = reservation.filter(|r| *r > value) {
+                value = reservation;
+                why.push_str(", raised to MemoryReservation");
+            }
+            host.insert("Memory".to_string(), value.into());
+            memory = Some(value);
+            e.change(rule, format!("set memory limit {}{why}", show_bytes(value)));
+        }
+    }
+
+    if reservation.is_none() && e.applies(DEFAULTS_MEMORY_RESERVATION) {
+        if let Some(target) = &targets.memory_reservation {
+            let mut value = bytes_i64(target.value);
+            let mut why = target.origin.clone();
+            if let Some(memory) = memory.filter(|m| *m > 0 && *m < value) {
+                value = memory;
+                why.push_str(", lowered to the memory limit");
+            }
+            host.insert("MemoryReservation".to_string(), value.into());
+            e.change(
+                DEFAULTS_MEMORY_RESERVATION,
+                format!("set memory reservation {}{why}", show_bytes(value)),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cpus_create(
+    e: &mut Engine<'_>,
+    host: &mut Map<String, Value>,
+    targets: &Targets,
+    maxima: &Maxima,
+) -> Result<(), BadRequest> {
+    let at = "HostConfig.";
+    let nano = int(host, "NanoCpus", at)?.unwrap_or(0);
+    let quota = int(host, "CpuQuota", at)?.unwrap_or(0);
+    let period = int(host, "CpuPeriod", at)?.unwrap_or(0);
+    let effective_period = if period > 0 { period } else { DEFAULT_CPU_PERIOD };
+
+    if let Some(max) = maxima.cpus {
+        let max_text = show_cpus(max);
+        if quota < 0 {
+            let what = "no CPU limit (HostConfig.CpuQuota -1)".to_string();
+            if e.over_limit(LIMITS_CPUS, what, &max_text) {
+                if nano > 0 {
+                    // Dropping the quota lets NanoCpus (clamped below) limit.
+                    host.insert("CpuQuota".to_string(), 0.into());
+                    e.change(LIMITS_CPUS, "removed CpuQuota -1, which would lift the CPU limit");
+                } else {
+                    host.insert("CpuQuota".to_string(), nano_to_quota(max, effective_period).into());
+                    e.change(
+                        LIMITS_CPUS,
+                        format!("set CPU limit {max_text} (the maximum) instead of none"),
+                    );
+                }
+            }
+        } else if quota > 0 && quota_to_nano(quota, effective_period) > max {
+            let asked = show_cpus(quota_to_nano(quota, effective_period));
+            let what = format!("a CPU limit of {asked} (HostConfig.CpuQuota, above the maximum)");
+            if e.over_limit(LIMITS_CPUS, what, &max_text) {
+                host.insert("CpuQuota".to_string(), nano_to_quota(max, effective_period).into());
+                e.change(
+                    LIMITS_CPUS,
+                    format!("lowered CPU limit {asked} to the maximum {max_text}"),
+                );
+            }
+        }
+        if nano > max && quota <= 0 {
+            let asked = show_cpus(nano);
+            let what = format!("a CPU limit of {asked} (HostConfig.NanoCpus, above the maximum)");
+            if e.over_limit(LIMITS_CPUS, what, &max_text) {
+                host.insert("NanoCpus".to_string(), max.into());
+                e.change(
+                    LIMITS_CPUS,
+                    format!("lowered CPU limit {asked} to the maximum {max_text}"),
+                );
+            }
+        }
+    }
+
+    if nano == 0 && quota == 0 {
+        if let Some((rule, value, why)) = fill(
+            e,
+            &targets.cpus,
+            DEFAULTS_CPUS,
+            maxima.cpus,
+            LIMITS_CPUS,
+            Cpus::nano_cpus,
+        ) {
+            if period > 0 {
+                let quota = nano_to_quota(value, period);
+                host.insert("CpuQuota".to_string(), quota.into());
+                e.change(
+                    rule,
+                    format!(
+                        "set CPU limit {}{why} as CpuQuota {quota} per CpuPeriod {period}",
+                        show_cpus(value)
+                    ),
+                );
+            } else {
+                host.insert("NanoCpus".to_string(), value.into());
+                e.change(rule, format!("set CPU limit {}{why}", show_cpus(value)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pids_create(
+    e: &mut Engine<'_>,
+    host: &mut Map<String, Value>,
+    targets: &Targets,
+    maxima: &Maxima,
+) -> Result<(), BadRequest> {
+    let pids = int(host, "PidsLimit", "HostConfig.")?.unwrap_or(0);
+    if let Some(max) = maxima.pids {
+        let asked = match pids {
+            p if p < 0 => Some(format!("an unlimited PID count (HostConfig.PidsLimit {p})")),
+            p if p > max => Some(format!("a PID limit of {p} (HostConfig.PidsLimit, above the maximum)")),
+            _ => None,
+        };
+        if let Some(what) = asked {
+            if e.over_limit(LIMITS_PIDS_LIMIT, what, &max.to_string()) {
+                host.insert("PidsLimit".to_string(), max.into());
+                let was = if pids < 0 {
+                    "unlimited".to_string()
+                } else {
+                    pids.to_string()
+                };
+                e.change(
+                    LIMITS_PIDS_LIMIT,
+                    format!("lowered PID limit {was} to the maximum {max}"),
+                );
+            }
+        }
+    }
+    if pids == 0 {
+        if let Some((rule, value, why)) = fill(
+            e,
+            &targets.pids_limit,
+            DEFAULTS_PIDS_LIMIT,
+            maxima.pids,
+            LIMITS_PIDS_LIMIT,
+            |p| p,
+        ) {
+            host.insert("PidsLimit".to_string(), value.into());
+            e.change(rule, format!("set PID limit {value}{why}"));
+        }
+    }
+    Ok(())
+}
+
+/// Container paths something is already mounted on: tmpfs, binds, mounts
+/// and anonymous volumes.
+fn mount_targets(root: &Map<String, Value>, host: &Map<String, Value>) -> Result<Vec<String>, BadRequest> {
+    let at = "HostConfig.";
+    let mut targets: Vec<String> = Vec::new();
+    if let Some(tmpfs) = object(host, "Tmpfs", at)? {
+        targets.extend(tmpfs.keys().cloned());
+    }
+    for bind in strings(host, "Binds", at)? {
+        let mut parts = bind.split(':');
+        let first = parts.next().unwrap_or("");
+        targets.push(parts.next().unwrap_or(first).to_string());
+    }
+    for (index, mount) in array(host, "Mounts", at)?.iter().enumerate() {
+        if let Value::Object(mount) = mount {
+            if let Some(target) = string(mount, "Target", &format!("HostConfig.Mounts[{index}]."))? {
+                targets.push(target.to_string());
+            }
+        }
+    }
+    if let Some(volumes) = object(root, "Volumes", "")? {
+        targets.extend(volumes.keys().cloned());
+    }
+    Ok(targets.iter().filter_map(|t| normalize_path(t)).collect())
+}
+
+fn read_only_create(
+    e: &mut Engine<'_>,
+    root: &Map<String, Value>,
+    host: &mut Map<String, Value>,
+) -> Result<(), BadRequest> {
+    let defaults = &e.standards.defaults;
+    if defaults.read_only_rootfs != Some(true) || !e.applies(DEFAULTS_READ_ONLY_ROOTFS) {
+        return Ok(());
+    }
+    if boolean(host, "ReadonlyRootfs", "HostConfig.")? == Some(true) {
+        return Ok(());
+    }
+    let covered = mount_targets(root, host)?;
+    let added: Vec<String> = defaults
+        .tmpfs
+        .iter()
+        .filter(|path| normalize_path(path).is_some_and(|p| !covered.contains(&p)))
+        .cloned()
+        .collect();
+    host.insert("ReadonlyRootfs".to_string(), Value::Bool(true));
+    if added.is_empty() {
+        e.change(DEFAULTS_READ_ONLY_ROOTFS, "made the root filesystem read-only");
+        return Ok(());
+    }
+    let tmpfs = object_mut(host, "Tmpfs", "HostConfig.")?;
+    for path in &added {
+        // Docker's own tmpfs options (noexec, nosuid, nodev), as `--tmpfs PATH`.
+        tmpfs.insert(path.clone(), Value::String(String::new()));
+    }
+    e.change(
+        DEFAULTS_READ_ONLY_ROOTFS,
+        format!("made the root filesystem read-only, with tmpfs at {}", added.join(", ")),
+    );
+    Ok(())
+}
+
+fn cap_drop_create(e: &mut Engine<'_>, host: &mut Map<String, Value>) -> Result<(), BadRequest> {
+    if !e.applies(DEFAULTS_CAP_DROP) {
+        return Ok(());
+    }
+    let missing = missing_cap_drops(e, &strings(host, "CapDrop", "HostConfig.")?);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    append_strings(host, "CapDrop", &missing);
+    e.change(
+        DEFAULTS_CAP_DROP,
+        format!("dropped capabilities {}", missing.join(", ")),
+    );
+    Ok(())
+}
+
+fn no_new_privileges_create(e: &mut Engine<'_>, host: &mut Map<String, Value>) -> Result<(), BadRequest> {
+    if e.standards.defaults.no_new_privileges != Some(true) || !e.applies(DEFAULTS_NO_NEW_PRIVILEGES) {
+        return Ok(());
+    }
+    let opts = strings(host, "SecurityOpt", "HostConfig.")?;
+    let present = opts
+        .iter()
+        .any(|opt| split_security_opt(opt).0.eq_ignore_ascii_case("no-new-privileges"));
+    if !present {
+        append_strings(host, "SecurityOpt", &["no-new-privileges=true".to_string()]);
+        e.change(DEFAULTS_NO_NEW_PRIVILEGES, "set no-new-privileges");
+    }
+    Ok(())
+}
+
+/// The deny rules read from a container's `SecurityOpt`: seccomp, AppArmor,
+/// SELinux labels and `systempaths`.
+fn deny_security_opts(e: &mut Engine<'_>, opts: &[&str], field: &str) {
+    let deny = &e.standards.deny;
+    let (seccomp, apparmor, privileged) = (deny.seccomp_unconfined, deny.apparmor_unconfined, deny.privileged);
+    for opt in opts {
+        let (key, value) = split_security_opt(opt);
+        let key = key.to_ascii_lowercase();
+        let value_is = |want: &str| value.is_some_and(|v| v.eq_ignore_ascii_case(want));
+        if seccomp && key == "seccomp" {
+            if value_is("unconfined") {
+                e.deny(DENY_SECCOMP_UNCONFINED, format!("seccomp=unconfined ({field})"), None);
+            } else if value.is_some_and(seccomp_profile_allows_all) {
+                e.deny(
+                    DENY_SECCOMP_UNCONFINED,
+                    format!("a seccomp profile that allows every system call by default ({field})"),
+                    None,
+                );
+            }
+        }
+        if apparmor && key == "apparmor" && value_is("unconfined") {
+            e.deny(DENY_APPARMOR_UNCONFINED, format!("apparmor=unconfined ({field})"), None);
+        }
+        if apparmor && ((key == "label" && value_is("disable")) || (key == "disable" && value.is_none())) {
+            e.deny(
+                DENY_APPARMOR_UNCONFINED,
+                format!("label=disable, SELinux unconfined ({field})"),
+                None,
+            );
+        }
+        if privileged && key == "systempaths" && value_is("unconfined") {
+            e.deny(DENY_PRIVILEGED, format!("systempaths=unconfined ({field})"), None);
+        }
+    }
+}
