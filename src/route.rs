@@ -45,6 +45,12 @@ pub enum Endpoint {
     ServiceCreate,
     /// `POST /volumes/create`: a local volume can bind the Docker socket.
     VolumeCreate,
+    /// `POST /build`: the classic builder's containers take their network
+    /// mode and limits from the query.
+    Build,
+    /// `POST /plugins/pull|create`, `/plugins/{name:.*}/enable|upgrade|set`:
+    /// a plugin runs with the privileges it asks for.
+    PluginInstall,
     ServiceUpdate {
         id: String,
     },
@@ -94,15 +100,25 @@ impl ContainerAction {
 /// that phase on another path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Phases {
-    /// Judged by the standards (unless `standards.mode` is `off`); the body
-    /// is read whole, judged and re-sent.
-    pub standards: bool,
+    /// Judged by the standards (unless `standards.mode` is `off`).
+    pub standards: Judge,
     /// What the wake phase does with the container the request names.
     pub wake: WakePhase,
     /// May switch protocols into a hijacked stream (attach, exec start).
     pub upgrade: bool,
     /// Served by the shim itself (`/_forge/v1/`), never forwarded.
     pub shim_api: bool,
+}
+
+/// What the standards judge of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judge {
+    /// Nothing: no rule applies.
+    None,
+    /// The body, read whole, judged and re-sent with an exact length.
+    Body,
+    /// The route and query alone (`build`, plugins); the body is streamed.
+    Head,
 }
 
 /// The wake phase of an endpoint.
@@ -137,7 +153,7 @@ pub enum FastPath {
 
 impl Phases {
     const PLAIN: Phases = Phases {
-        standards: false,
+        standards: Judge::None,
         wake: WakePhase::None,
         upgrade: false,
         shim_api: false,
@@ -145,7 +161,12 @@ impl Phases {
 
     /// Whether a phase reads the request body whole before forwarding.
     pub fn reads_body(&self) -> bool {
-        self.standards || self.wake == WakePhase::FromBody
+        self.standards == Judge::Body || self.wake == WakePhase::FromBody
+    }
+
+    /// Whether the standards judge the request at all.
+    pub fn judged(&self) -> bool {
+        self.standards != Judge::None
     }
 
     /// Whether the fast path may take the request. Only a request with no
@@ -156,7 +177,7 @@ impl Phases {
     /// path, even with standards off. `sleeping` tells whether the
     /// lifecycle runs (without it the wake phase has nothing to do).
     pub fn fast_path(&self, sleeping: bool) -> FastPath {
-        if self.reads_body() || self.upgrade || self.shim_api {
+        if self.judged() || self.reads_body() || self.upgrade || self.shim_api {
             return FastPath::No;
         }
         match self.wake {
@@ -175,7 +196,7 @@ impl Endpoint {
         let plain = Phases::PLAIN;
         let wake = |wake| Phases { wake, ..plain };
         let judged = |wake| Phases {
-            standards: true,
+            standards: Judge::Body,
             wake,
             ..plain
         };
@@ -188,6 +209,10 @@ impl Endpoint {
                 judged(WakePhase::None)
             }
             Endpoint::VolumeCreate => judged(WakePhase::None),
+            Endpoint::Build | Endpoint::PluginInstall => Phases {
+                standards: Judge::Head,
+                ..plain
+            },
             Endpoint::ContainerUpdate { .. } | Endpoint::ExecCreate { .. } => judged(WakePhase::Use),
             Endpoint::ExecStart { .. } | Endpoint::Attach { .. } => Phases {
                 upgrade: true,
@@ -373,6 +398,8 @@ fn classify_docker(method: &Method, path: &str) -> Endpoint {
         }
         ("POST", "/services/create") => return Endpoint::ServiceCreate,
         ("POST", "/volumes/create") => return Endpoint::VolumeCreate,
+        ("POST", "/build") => return Endpoint::Build,
+        ("POST", "/plugins/pull" | "/plugins/create") => return Endpoint::PluginInstall,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/containers/") {
@@ -411,6 +438,15 @@ fn classify_docker(method: &Method, path: &str) -> Endpoint {
         if let Some(rest) = path.strip_prefix("/networks/") {
             if rest.ends_with("/connect") || rest.ends_with("/disconnect") {
                 return Endpoint::NetworkAttach;
+            }
+        }
+        // `/plugins/{name:.*}/enable|upgrade|set` are greedy too.
+        if let Some(rest) = path.strip_prefix("/plugins/") {
+            if ["/enable", "/upgrade", "/set"]
+                .iter()
+                .any(|suffix| rest.ends_with(suffix))
+            {
+                return Endpoint::PluginInstall;
             }
         }
         // Swarm routes take one segment: `/services/{id}/update`.
@@ -638,11 +674,17 @@ pub(crate) mod tests {
         ("POST", "/containers/linker/alias/attach"),
         ("POST", "/exec/a/b/start"),
         ("POST", "/networks/a/b/connect"),
+        ("POST", "/build"),
+        ("POST", "/plugins/pull"),
+        ("POST", "/plugins/create"),
+        ("POST", "/plugins/vieux/sshfs:latest/enable"),
+        ("POST", "/plugins/p/upgrade"),
+        ("POST", "/plugins/p/set"),
     ];
 
     #[test]
     fn every_endpoint_and_action_has_a_sample() {
-        let mut endpoints = [false; 12];
+        let mut endpoints = [false; 14];
         let mut actions = [false; 18];
         for (method, path) in SAMPLES {
             let index = match endpoint(method, path) {
@@ -682,6 +724,8 @@ pub(crate) mod tests {
                 Endpoint::VolumeCreate => 9,
                 Endpoint::ServiceUpdate { .. } => 10,
                 Endpoint::Passthrough => 11,
+                Endpoint::Build => 12,
+                Endpoint::PluginInstall => 13,
             };
             endpoints[index] = true;
         }
@@ -698,7 +742,7 @@ pub(crate) mod tests {
             let phases = endpoint(method, path).phases();
             for sleeping in [false, true] {
                 let fast = phases.fast_path(sleeping);
-                if phases.standards || phases.reads_body() || phases.upgrade || phases.shim_api {
+                if phases.judged() || phases.reads_body() || phases.upgrade || phases.shim_api {
                     assert_eq!(fast, FastPath::No, "{method} {path}: {phases:?}");
                 }
                 if phases.wake == WakePhase::MayAnswer || phases.wake == WakePhase::FromBody {
@@ -715,7 +759,7 @@ pub(crate) mod tests {
     fn the_judged_endpoints_are_the_standards_phase() {
         let judged: Vec<_> = SAMPLES
             .iter()
-            .filter(|(method, path)| endpoint(method, path).phases().standards)
+            .filter(|(method, path)| endpoint(method, path).phases().judged())
             .map(|(method, path)| format!("{method} {path}"))
             .collect();
         assert_eq!(
@@ -731,6 +775,12 @@ pub(crate) mod tests {
                 "POST /v1.23/containers/linker/alias/start",
                 "POST /containers/linker/alias/update",
                 "POST /containers/linker/alias/exec",
+                "POST /build",
+                "POST /plugins/pull",
+                "POST /plugins/create",
+                "POST /plugins/vieux/sshfs:latest/enable",
+                "POST /plugins/p/upgrade",
+                "POST /plugins/p/set",
             ]
         );
     }

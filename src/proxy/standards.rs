@@ -54,7 +54,7 @@ impl StandardsState {
 /// Whether the standards phase handles this endpoint: the ones whose
 /// phases say so ([`Endpoint::phases`]), unless standards are off.
 pub fn intercepts(proxy: &Proxy, endpoint: &Endpoint) -> bool {
-    proxy.config().config.standards.mode != StandardsMode::Off && endpoint.phases().standards
+    proxy.config().config.standards.mode != StandardsMode::Off && endpoint.phases().judged()
 }
 
 pub async fn handle(
