@@ -8,8 +8,8 @@ use super::policy::{CompiledSelector, PolicyTable};
 use super::schema::{Config, Exemption};
 
 /// The embedded default config.
-pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../shim.yml");
-pub const DEFAULT_CONFIG_NAME: &str = "<embedded shim.yml>";
+const DEFAULT_CONFIG_YAML: &str = include_str!("../../shim.yml");
+const DEFAULT_CONFIG_NAME: &str = "<embedded shim.yml>";
 
 /// One problem in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]

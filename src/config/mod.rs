@@ -21,7 +21,7 @@ mod schema;
 pub mod units;
 mod validate;
 
-pub use load::{ConfigError, ConfigProblem, LoadedConfig, DEFAULT_CONFIG_NAME, DEFAULT_CONFIG_YAML};
+pub use load::{ConfigError, ConfigProblem, LoadedConfig};
 pub use policy::{
     ClassSpec, ClassifyRule, CompiledSelector, ContainerIdentity, PolicyTable, Priority, Resources, Selector,
     ServicePolicy, ServiceSpec, SleepPolicy,

@@ -45,11 +45,6 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, BadRequest> {
     Ok(value)
 }
 
-/// Parses a `POST /containers/create` body; see [`parse_body`].
-pub fn parse_create_body(bytes: &[u8]) -> Result<Value, BadRequest> {
-    parse_body(bytes)
-}
-
 /// Renames the keys of a create body that dockerd would match
 /// case-insensitively to dockerd's spelling, at the top level, in
 /// `HostConfig`, `NetworkingConfig` and `Mounts` items, and checks that the
@@ -81,7 +76,7 @@ pub fn canonicalize_create(body: Value) -> Result<Value, BadRequest> {
 }
 
 /// Canonicalises `body` (an object) by `schema`; see [`canonicalize_create`].
-pub(crate) fn canonicalize(mut body: Value, schema: &Schema, what: &str) -> Result<Value, BadRequest> {
+pub(super) fn canonicalize(mut body: Value, schema: &Schema, what: &str) -> Result<Value, BadRequest> {
     let Some(root) = body.as_object_mut() else {
         return Err(BadRequest::new(format!(
             "invalid {what} body: expected an object, got {}",
@@ -97,7 +92,7 @@ pub(crate) fn canonicalize(mut body: Value, schema: &Schema, what: &str) -> Resu
 
 /// Whether `key` matches the ASCII field name `name` the way Go's decoder
 /// matches keys to fields.
-pub(crate) fn go_fold_eq(key: &str, name: &str) -> bool {
+pub(super) fn go_fold_eq(key: &str, name: &str) -> bool {
     let mut name_chars = name.chars();
     for c in key.chars() {
         match name_chars.next() {
@@ -290,7 +285,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-pub(crate) fn kind(value: &Value) -> &'static str {
+pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -306,12 +301,12 @@ pub(crate) fn kind(value: &Value) -> &'static str {
 
 /// The known keys of one Go struct, and which of its fields are structs (or
 /// arrays of structs) to canonicalise in turn.
-pub(crate) struct Schema {
-    pub keys: &'static [&'static str],
-    pub children: &'static [(&'static str, Child)],
+pub(super) struct Schema {
+    pub(super) keys: &'static [&'static str],
+    pub(super) children: &'static [(&'static str, Child)],
 }
 
-pub(crate) enum Child {
+pub(super) enum Child {
     Object(&'static Schema),
     ArrayOf(&'static Schema),
 }
@@ -415,7 +410,7 @@ const CONFIG_KEYS: &[&str] = &[
 
 /// `container.HostConfig` with its embedded `Resources`, as of API 1.41 and
 /// later (`Annotations`).
-pub(crate) const HOST_CONFIG_KEYS: &[&str] = &[
+pub(super) const HOST_CONFIG_KEYS: &[&str] = &[
     "Binds",
     "ContainerIDFile",
     "LogConfig",
@@ -491,7 +486,7 @@ pub(crate) const HOST_CONFIG_KEYS: &[&str] = &[
 ];
 
 /// `mount.Mount`, shared by `HostConfig.Mounts` and Swarm's `ContainerSpec.Mounts`.
-pub(crate) static MOUNT: Schema = Schema {
+pub(super) static MOUNT: Schema = Schema {
     keys: &[
         "Type",
         "Source",
@@ -534,7 +529,7 @@ static CREATE: Schema = Schema {
 };
 
 /// `container.UpdateConfig`: `Resources` (embedded, so flat) and `RestartPolicy`.
-pub(crate) static UPDATE: Schema = Schema {
+pub(super) static UPDATE: Schema = Schema {
     keys: &[
         "CpuShares",
         "Memory",
@@ -564,7 +559,7 @@ pub(crate) static UPDATE: Schema = Schema {
 };
 
 /// `container.ExecOptions` (`types.ExecConfig` in 20.10).
-pub(crate) static EXEC: Schema = Schema {
+pub(super) static EXEC: Schema = Schema {
     keys: &[
         "User",
         "Privileged",
@@ -583,13 +578,13 @@ pub(crate) static EXEC: Schema = Schema {
 };
 
 /// `volume.CreateOptions`.
-pub(crate) static VOLUME_CREATE: Schema = Schema {
+pub(super) static VOLUME_CREATE: Schema = Schema {
     keys: &["Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"],
     children: &[],
 };
 
 /// `swarm.ServiceSpec`, down to what the rules read.
-pub(crate) static SERVICE_SPEC: Schema = Schema {
+pub(super) static SERVICE_SPEC: Schema = Schema {
     keys: &[
         "Name",
         "Labels",

@@ -7,7 +7,7 @@
 //!
 //! | endpoint | parse | apply |
 //! |---|---|---|
-//! | `POST /containers/create` | [`parse_create_body`] | [`apply_create`] |
+//! | `POST /containers/create` | [`parse_body`] | [`apply_create`] |
 //! | `POST /containers/{id}/update` | [`parse_body`] | [`check_update`] |
 //! | `POST /containers/{id}/exec` | [`parse_body`] | [`check_exec`] |
 //! | `POST /services/create`, `/services/{id}/update` | [`parse_body`] | [`apply_service_spec`] |
@@ -20,7 +20,7 @@
 //! round-tripped through a typed model, so fields the shim does not know are
 //! forwarded as they came.
 //!
-//! How a body is read (see [`canon`]): dockerd's Go decoder matches keys
+//! How a body is read (see `canon.rs`): dockerd's Go decoder matches keys
 //! case-insensitively and lets the last duplicate win, so parsing rejects
 //! duplicates on the raw bytes and canonicalisation renames every key the
 //! rules read to dockerd's spelling before any rule looks at it.
@@ -115,7 +115,7 @@ use serde_json::Value;
 
 use crate::config::{ContainerIdentity, LoadedConfig};
 
-pub use canon::{canonicalize_create, parse_body, parse_create_body};
+pub use canon::{canonicalize_create, parse_body};
 
 /// A label listing rules (comma-separated, or `all`) to switch off for this
 /// container. Honoured only when `standards.allow_label_exemptions` is true:
@@ -199,7 +199,7 @@ pub struct BadRequest {
 impl BadRequest {
     pub const STATUS: u16 = 400;
 
-    pub(crate) fn new(message: impl Into<String>) -> BadRequest {
+    fn new(message: impl Into<String>) -> BadRequest {
         BadRequest {
             message: message.into(),
         }
@@ -226,7 +226,7 @@ impl Rejection {
 }
 
 /// `POST /containers/create`: fills in defaults, enforces limits and denies
-/// what is forbidden. `body` comes from [`parse_create_body`]; it is
+/// what is forbidden. `body` comes from [`parse_body`]; it is
 /// canonicalised here again, so a value built any other way is safe too.
 pub fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
     create::apply_create(cfg, ctx, body)

@@ -39,7 +39,7 @@ use super::{BadRequest, CreateContext, Outcome, Rejection};
 
 const CS: &str = "TaskTemplate.ContainerSpec.";
 
-pub(crate) fn apply_service_spec(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
+pub(super) fn apply_service_spec(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
     let standards = &cfg.config.standards;
     if standards.mode == StandardsMode::Off {
         return Ok(unchanged(body));

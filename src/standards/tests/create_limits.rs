@@ -78,7 +78,7 @@ fn limits_clamp() {
     ];
     let cfg = load(CLAMP);
     for (input, output) in cases {
-        let body = parse_create_body(input.as_bytes()).unwrap();
+        let body = parse_body(input.as_bytes()).unwrap();
         let outcome = apply_create(&cfg, &ctx(Some("app")), body).expect("clamped, not denied");
         assert_eq!(outcome.body, serde_json::from_str::<Value>(output).unwrap(), "{input}");
         assert!(!outcome.changes.is_empty(), "{input}");

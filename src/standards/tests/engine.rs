@@ -26,7 +26,7 @@ fn audit_mode_changes_nothing_and_says_what_it_would_do() {
     assert!(warnings.contains(&"forge-shim: would set memory limit 512M (standards.defaults.memory)".to_string()));
     assert_eq!(outcome.changes.len(), 9, "{warnings:#?}");
     // Duplicates are still a 400: dockerd would misread the body either way.
-    assert!(parse_create_body(br#"{"HostConfig":{"Privileged":false,"privileged":true}}"#).is_err());
+    assert!(parse_body(br#"{"HostConfig":{"Privileged":false,"privileged":true}}"#).is_err());
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn denial_message_names_the_rule_and_the_way_out() {
          (rule standards.limits.memory); ask for at most 4G, or ask the operator to exempt this container \
          from limits.memory (standards.exempt in the forge-shim config)"
     );
-    let bad = parse_create_body(b"[]").map_err(Rejection::from).unwrap_err();
+    let bad = parse_body(b"[]").map_err(Rejection::from).unwrap_err();
     assert_eq!(bad.status(), 400);
 }
 

@@ -74,7 +74,7 @@ fn check(config: &str, input: &str, expect: Expect<'_>) {
 
 fn check_with(config: &str, ctx: &CreateContext, input: &str, expect: Expect<'_>) {
     let cfg = load(config);
-    let result = parse_create_body(input.as_bytes())
+    let result = parse_body(input.as_bytes())
         .map_err(Rejection::from)
         .and_then(|body| apply_create(&cfg, ctx, body));
     assert_outcome(input, result, expect);
