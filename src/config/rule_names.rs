@@ -39,4 +39,5 @@ rule_names! {
     DENY_DEVICES = "deny.devices",
     DENY_SECCOMP_UNCONFINED = "deny.seccomp_unconfined",
     DENY_APPARMOR_UNCONFINED = "deny.apparmor_unconfined",
+    DENY_PLUGINS = "deny.plugins",
 }

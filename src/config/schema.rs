@@ -231,6 +231,8 @@ pub struct DenyRules {
     pub devices: bool,
     pub seccomp_unconfined: bool,
     pub apparmor_unconfined: bool,
+    /// Plugin installs, upgrades, enables and settings.
+    pub plugins: bool,
 }
 
 impl Default for DenyRules {
@@ -245,6 +247,7 @@ impl Default for DenyRules {
             devices: true,
             seccomp_unconfined: true,
             apparmor_unconfined: true,
+            plugins: true,
         }
     }
 }

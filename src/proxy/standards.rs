@@ -22,7 +22,7 @@ use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
 use crate::config::{ContainerIdentity, StandardsMode};
 use crate::error::ShimError;
-use crate::route::{query_value, ContainerAction, Endpoint, Route};
+use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
 use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
 
 /// The default cap on a body the standards read.
@@ -63,6 +63,9 @@ pub async fn handle(
     route: &Route,
     request: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ShimError> {
+    if route.endpoint.phases().standards == Judge::Head {
+        return judge_head(proxy, conn, route, request).await;
+    }
     let (parts, body) = request.into_parts();
     let max_body = proxy
         .config()
@@ -217,6 +220,47 @@ async fn inspect_volume_json(proxy: &Proxy, name: &str) -> Option<Value> {
     let client = proxy.inner.docker.client().await.ok()?;
     let volume = client.inspect_volume(name).await.ok()?;
     serde_json::to_value(volume).ok()
+}
+
+/// The endpoints judged on their route and query alone (`build`, plugin
+/// installs): a denial answers, a rewritten query is forwarded, the body
+/// streams as it came.
+async fn judge_head(
+    proxy: &Proxy,
+    conn: &ConnState,
+    route: &Route,
+    mut request: Request<ProxyBody>,
+) -> Result<Response<ProxyBody>, ShimError> {
+    let loaded = proxy.config();
+    let query = request.uri().query();
+    let judged = match &route.endpoint {
+        Endpoint::Build => standards::check_build(loaded, query),
+        _ => standards::check_plugin_install(loaded, request.uri().path()),
+    };
+    let outcome = match judged {
+        Ok(outcome) => outcome,
+        Err(Rejection::BadRequest(e)) => return Err(ShimError::BadRequest(e.to_string())),
+        Err(Rejection::Denied(denial)) => {
+            crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_denials, &denial.rule);
+            tracing::warn!(rule = %denial.rule, endpoint = ?route.endpoint, "{denial}");
+            return Err(ShimError::Denied(denial.to_string()));
+        }
+    };
+    for change in &outcome.changes {
+        crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_changes, change.rule);
+        tracing::info!(rule = change.rule, endpoint = ?route.endpoint, "{change}");
+    }
+    if outcome.query.as_deref() != query {
+        let path = request.uri().path();
+        let target = match &outcome.query {
+            Some(query) if !query.is_empty() => format!("{path}?{query}"),
+            _ => path.to_string(),
+        };
+        *request.uri_mut() = target
+            .parse()
+            .map_err(|e| ShimError::Internal(format!("rewritten query {target:?}: {e}")))?;
+    }
+    proxy.forward(conn, request).await
 }
 
 /// Forwards a request whose body the shim holds, with an exact length.

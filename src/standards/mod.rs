@@ -91,6 +91,7 @@
 //!   `/proc/<pid>/{root,cwd,fd,map_files}`. Symlinks on the host cannot be
 //!   seen from here.
 
+mod build;
 mod canon;
 mod create;
 mod engine;
@@ -125,6 +126,7 @@ pub const LABEL_EXEMPT: &str = "forge.exempt";
 /// The rule names, one constant each: [`crate::config::RULE_NAMES`] and these
 /// constants are declared together, in `config/rule_names.rs`.
 pub use crate::config::rule;
+pub use build::HeadOutcome;
 
 /// What the caller knows about a create request beyond its body.
 #[derive(Clone, Debug, Default)]
@@ -265,6 +267,20 @@ pub fn check_exec(
 /// `TaskTemplate.Resources`. `ctx.name` defaults to the spec's `Name`.
 pub fn apply_service_spec(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
     service::apply_service_spec(cfg, ctx, body)
+}
+
+/// `POST /build`: the classic builder's step containers get no host or
+/// `container:` network (rule `deny.host_network`) and stay within
+/// `limits.memory` and `limits.cpus`, which are set where the query leaves
+/// them unset. Judged on the query; the context is streamed.
+pub fn check_build(cfg: &LoadedConfig, query: Option<&str>) -> Result<HeadOutcome, Rejection> {
+    build::check_build(cfg, query)
+}
+
+/// Plugin pull, create, enable, upgrade and set: denied while
+/// `deny.plugins` is on. `what` names the call in the message.
+pub fn check_plugin_install(cfg: &LoadedConfig, what: &str) -> Result<HeadOutcome, Rejection> {
+    build::check_plugin_install(cfg, what)
 }
 
 /// `POST /volumes/create`: a local volume with `o=bind` and a `device` that

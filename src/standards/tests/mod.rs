@@ -3,6 +3,7 @@
 //! The configs and helpers live here; each file tests one concern.
 
 mod bodies;
+mod build;
 mod create_defaults;
 mod create_deny;
 mod create_limits;
