@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use serde_json::json;
 
 use bytes::Bytes;
@@ -135,22 +135,6 @@ async fn health(shim: &Shim) -> Result<Response<ProxyBody>, ShimError> {
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn ping_dockerd(shim: &Shim) -> Result<(), ShimError> {
-    let mut sender = shim.connect_upstream(false).await?;
-    let request = Request::get("/_ping")
-        .header(http::header::HOST, "docker")
-        .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
-        .expect("static request is valid");
-    let upstream_err = |source| ShimError::Upstream {
-        path: shim.inner.upstream_path.clone(),
-        source,
-    };
-    let response = sender.send_request(request).await.map_err(upstream_err)?;
-    if response.status() != StatusCode::OK {
-        return Err(ShimError::Internal(format!(
-            "dockerd answered /_ping with {}",
-            response.status()
-        )));
-    }
-    Ok(())
+async fn ping_dockerd(shim: &Shim) -> Result<(), crate::docker::DockerError> {
+    shim.inner.docker.ping().await
 }

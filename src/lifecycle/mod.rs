@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{LoadedConfig, OnShutdown};
-use crate::docker::Docker;
+use crate::docker::{DockerApi, DockerError, EventKind};
 use crate::error::ShimError;
 pub use state::{Entry, State, WakeRecord};
 
@@ -80,7 +80,7 @@ pub struct Lifecycle {
 }
 
 struct Inner {
-    docker: Arc<Docker>,
+    docker: Arc<dyn DockerApi>,
     loaded: LoadedConfig,
     table: Mutex<HashMap<String, Entry>>,
     /// Serialises the transitions of each container.
@@ -124,7 +124,7 @@ impl Drop for InUse {
 
 impl Lifecycle {
     pub fn new(
-        docker: Arc<Docker>,
+        docker: Arc<dyn DockerApi>,
         loaded: LoadedConfig,
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
@@ -201,25 +201,19 @@ impl Lifecycle {
     /// sessions in flight, last activity, wakes).
     async fn reconcile(&self) -> Result<(), ShimError> {
         let started = SystemTime::now();
-        let client = self
+        let listed = self
             .inner
             .docker
-            .client()
-            .await
-            .map_err(|e| ShimError::Internal(e.to_string()))?;
-        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
-            .all(true)
-            .build();
-        let listed = client
-            .list_containers(Some(options))
+            .list_containers()
             .await
             .map_err(|e| ShimError::Internal(e.to_string()))?;
         let records = self.inner.store.load_or_quarantine();
         let now = Instant::now();
         let mut entries = HashMap::new();
-        for summary in listed {
-            let Some(id) = summary.id else { continue };
-            let Some(info) = self.inner.docker.inspect_container(&id).await else {
+        for id in listed {
+            // Removed since the list, or dockerd went away: the next event
+            // or reconcile tells.
+            let Ok(info) = self.inner.docker.inspect_container(&id).await else {
                 continue;
             };
             let mut entry = Entry::new(&info, &self.inner.loaded, now);
@@ -450,7 +444,7 @@ impl Lifecycle {
         if reference.is_empty() {
             return None;
         }
-        let info = self.inner.docker.inspect_container(reference).await?;
+        let info = self.inner.docker.inspect_container(reference).await.ok()?;
         let id = info.id.clone();
         let entry = Entry::new(&info, &self.inner.loaded, Instant::now());
         self.inner.table.lock().entry(id.clone()).or_insert(entry);
@@ -462,9 +456,7 @@ impl Lifecycle {
         if let Some(id) = self.inner.exec_owner.lock().get(exec_id) {
             return Some(id.clone());
         }
-        let client = self.inner.docker.client().await.ok()?;
-        let inspect = client.inspect_exec(exec_id).await.ok()?;
-        let container = inspect.container_id?;
+        let container = self.inner.docker.exec_container(exec_id).await.ok()?;
         let mut owners = self.inner.exec_owner.lock();
         // Exec ids are never reused; keep the map from growing without bound.
         if owners.len() > 10_000 {
@@ -568,34 +560,18 @@ impl Lifecycle {
             Some(hold) if from == State::DeepSleep => hold.release(),
             _ => Vec::new(),
         };
-        let client = self
-            .inner
-            .docker
-            .client()
-            .await
-            .map_err(|e| self.wake_error(id, &e.to_string()));
-        let result = match client {
-            Ok(client) => {
-                let call = async {
-                    if from == State::DeepSleep {
-                        client
-                            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-                            .await
-                    } else {
-                        client.unpause_container(id).await
-                    }
-                };
-                match tokio::time::timeout(timeout, call).await {
-                    Ok(Ok(())) => Ok(()),
-                    // Someone unpaused or started it behind our back: fine.
-                    Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 304 | 409, ..
-                    })) if self.is_running_now(id).await => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                }
-            }
-            Err(e) => Err(e.to_string()),
+        let docker = &self.inner.docker;
+        let call = if from == State::DeepSleep {
+            docker.start(id)
+        } else {
+            docker.unpause(id)
+        };
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(())) => Ok(()),
+            // Someone unpaused or started it behind our back: fine.
+            Ok(Err(DockerError::NotModified | DockerError::Conflict(_))) if self.is_running_now(id).await => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
         };
         let elapsed = started.elapsed();
         let now = Instant::now();
@@ -681,11 +657,11 @@ impl Lifecycle {
             .docker
             .inspect_container(id)
             .await
-            .is_some_and(|i| i.running && !i.paused)
+            .is_ok_and(|i| i.running && !i.paused)
     }
 
     async fn refresh_pid(&self, id: &str) {
-        if let Some(info) = self.inner.docker.inspect_container(id).await {
+        if let Ok(info) = self.inner.docker.inspect_container(id).await {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
                 entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
                 entry.addresses = info.addresses;
@@ -727,20 +703,13 @@ impl Lifecycle {
         // Someone else paused it (and the event has not reached us yet):
         // it is theirs, and trying again would fail the same way.
         let mut paused_by_someone_else = false;
-        let paused = match self.inner.docker.client().await {
-            Ok(client) => match tokio::time::timeout(timeout, client.pause_container(id)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => {
-                    paused_by_someone_else = matches!(
-                        &e,
-                        bollard::errors::Error::DockerResponseServerError { status_code: 409, message }
-                            if message.contains("already paused")
-                    );
-                    Err(e.to_string())
-                }
-                Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
-            },
-            Err(e) => Err(e.to_string()),
+        let paused = match tokio::time::timeout(timeout, self.inner.docker.pause(id)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                paused_by_someone_else = matches!(e, DockerError::AlreadyPaused(_));
+                Err(e.to_string())
+            }
+            Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
         };
         if let Err(message) = paused {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
@@ -914,14 +883,8 @@ impl Lifecycle {
         if let (Some(limits), Some(pid)) = (&saved, pid) {
             self.restore_limits(id, pid, limits);
         }
-        let result = match self.inner.docker.client().await {
-            // The container's own stop timeout (or dockerd's default).
-            Ok(client) => client
-                .stop_container(id, None::<bollard::query_parameters::StopContainerOptions>)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        // The container's own stop timeout (or dockerd's default).
+        let result = self.inner.docker.stop(id).await.map_err(|e| e.to_string());
         let to = if result.is_ok() {
             State::DeepSleep
         } else {
@@ -1175,37 +1138,22 @@ impl Lifecycle {
     /// containers are created, started, paused or removed by anyone.
     async fn watch_events(self) {
         loop {
-            if let Ok(client) = self.inner.docker.client().await {
-                let mut filters = HashMap::new();
-                filters.insert("type".to_string(), vec!["container".to_string()]);
-                // The stream is only requested when first polled, after the
-                // reconcile below: ask dockerd to replay from before it, so
-                // that nothing that happens while we list is missed.
-                let since = docker_timestamp(SystemTime::now());
-                let options = bollard::query_parameters::EventsOptionsBuilder::default()
-                    .filters(&filters)
-                    .since(&since)
-                    .build();
-                let mut events = client.events(Some(options));
-                // Events missed while disconnected: resynchronise.
-                let _ = self.reconcile().await;
-                loop {
-                    let event = tokio::select! {
-                        _ = self.inner.token.cancelled() => return,
-                        event = events.next() => event,
-                    };
-                    match event {
-                        Some(Ok(event)) => {
-                            let action = event.action.unwrap_or_default();
-                            let Some(id) = event.actor.and_then(|a| a.id) else {
-                                continue;
-                            };
-                            self.on_event(&id, &action).await;
-                        }
-                        _ => break,
-                    }
+            // The stream is only requested when first polled, after the
+            // reconcile below: ask dockerd to replay from before it, so
+            // that nothing that happens while we list is missed.
+            let mut events = self.inner.docker.events(EventKind::Container, Some(SystemTime::now()));
+            // Events missed while disconnected: resynchronise.
+            let _ = self.reconcile().await;
+            loop {
+                let event = tokio::select! {
+                    _ = self.inner.token.cancelled() => return,
+                    event = events.next() => event,
+                };
+                match event {
+                    Some(Ok(event)) if !event.id.is_empty() => self.on_event(&event.id, &event.action).await,
+                    Some(Ok(_)) => {}
+                    _ => break,
                 }
-                self.inner.docker.reset();
             }
             tokio::select! {
                 _ = self.inner.token.cancelled() => return,
@@ -1220,7 +1168,7 @@ impl Lifecycle {
         match action {
             "create" | "start" | "restart" => {
                 let state_since = self.inner.table.lock().get(id).map(|e| e.since);
-                let Some(info) = self.inner.docker.inspect_container(id).await else {
+                let Ok(info) = self.inner.docker.inspect_container(id).await else {
                     return;
                 };
                 let now = Instant::now();
@@ -1302,7 +1250,7 @@ impl Lifecycle {
                 self.persist();
             }
             "rename" => {
-                if let Some(info) = self.inner.docker.inspect_container(id).await {
+                if let Ok(info) = self.inner.docker.inspect_container(id).await {
                     if let Some(entry) = self.inner.table.lock().get_mut(id) {
                         entry.name = info.name.unwrap_or_default();
                     }
@@ -1384,12 +1332,6 @@ fn sum_peers(table: &HashMap<String, u64>, peers: &[String]) -> Option<u64> {
     peers
         .iter()
         .try_fold(0u64, |total, peer| Some(total.saturating_add(*table.get(peer)?)))
-}
-
-/// `seconds.nanoseconds` since the epoch, as dockerd's `since` takes it.
-fn docker_timestamp(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:09}", since_epoch.as_secs(), since_epoch.subsec_nanos())
 }
 
 fn unix_ms(time: SystemTime) -> u64 {

@@ -54,7 +54,7 @@ pub struct ShimInner {
     pub shutdown: Shutdown,
     /// Connections and hijacked streams, so shutdown can wait for them.
     pub tasks: TaskTracker,
-    pub docker: Arc<crate::docker::Docker>,
+    pub docker: Arc<dyn crate::docker::DockerApi>,
     /// `None` when `auto_sleep` is off and nothing is tracked.
     pub lifecycle: Option<crate::lifecycle::Lifecycle>,
     pub standards: standards::StandardsState,
@@ -82,7 +82,10 @@ impl Shim {
     pub fn new(config: LoadedConfig, token: CancellationToken) -> Shim {
         let upstream_path = config.config.upstream_path();
         let timeouts = config.config.timeouts.clone();
-        let docker = Arc::new(crate::docker::Docker::new(&upstream_path));
+        let docker: Arc<dyn crate::docker::DockerApi> = Arc::new(crate::docker::Docker::new(
+            &upstream_path,
+            timeouts.upstream_connect.as_duration(),
+        ));
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let lifecycle =
             config.config.auto_sleep.enabled.then(|| {

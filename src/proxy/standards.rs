@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::{ConnState, ProxyBody, Shim};
 use crate::config::{ContainerIdentity, StandardsMode};
+use crate::docker::EventKind;
 use crate::error::{full_body, ShimError};
 use crate::route::{query_value, ContainerAction, Endpoint, Route};
 use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
@@ -132,7 +133,7 @@ pub async fn handle(
         }
         Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
             // No such container: dockerd answers the 404 itself.
-            let Some(info) = shim.inner.docker.inspect_container(id).await else {
+            let Ok(info) = shim.inner.docker.inspect_container(id).await else {
                 return forward_bytes(shim, conn, parts, bytes).await;
             };
             let identity = ContainerIdentity {
@@ -210,7 +211,7 @@ async fn inherited_changes(
         let inspect = match kind {
             Inheritance::NamedVolume if !judge_volumes => continue,
             Inheritance::NamedVolume => inspect_volume_json(shim, &source).await,
-            _ => shim.inner.docker.inspect_container_json(&source).await,
+            _ => shim.inner.docker.inspect_container_json(&source).await.ok(),
         };
         inherited.push(standards::Inherited { kind, source, inspect });
     }
@@ -226,9 +227,7 @@ async fn inherited_changes(
 /// A volume's inspect JSON (`Driver`, `Options`); `None` when dockerd does
 /// not know it (the create then makes a plain one) or cannot say.
 async fn inspect_volume_json(shim: &Shim, name: &str) -> Option<Value> {
-    let client = shim.inner.docker.client().await.ok()?;
-    let volume = client.inspect_volume(name).await.ok()?;
-    serde_json::to_value(volume).ok()
+    shim.inner.docker.inspect_volume_json(name).await.ok()
 }
 
 /// Forwards a request whose body the shim holds, with an exact length.
@@ -326,28 +325,22 @@ impl Shim {
         let state = &self.inner.standards;
         let token = self.inner.shutdown.token.clone();
         loop {
-            if let Ok(client) = self.inner.docker.client().await {
-                let mut filters = HashMap::new();
-                filters.insert("type".to_string(), vec!["image".to_string()]);
-                let options = bollard::query_parameters::EventsOptionsBuilder::default()
-                    .filters(&filters)
-                    .build();
-                let mut events = client.events(Some(options));
-                state.invalidate();
-                state.events_live.store(true, Ordering::Release);
-                loop {
-                    tokio::select! {
-                        _ = token.cancelled() => return,
-                        event = events.next() => match event {
-                            Some(Ok(_)) => state.invalidate(),
-                            _ => break,
-                        },
-                    }
+            // dockerd is asked when the stream is first polled, below; an
+            // image event from then on clears the cache.
+            let mut events = self.inner.docker.events(EventKind::Image, None);
+            state.invalidate();
+            state.events_live.store(true, Ordering::Release);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    event = events.next() => match event {
+                        Some(Ok(_)) => state.invalidate(),
+                        _ => break,
+                    },
                 }
-                state.events_live.store(false, Ordering::Release);
-                state.invalidate();
-                self.inner.docker.reset();
             }
+            state.events_live.store(false, Ordering::Release);
+            state.invalidate();
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
