@@ -361,7 +361,10 @@ mod tests {
         assert!(reports[1].compliant(), "{:?}", reports[1].findings);
         assert!(!reports[0].compliant());
         assert_eq!(reports[0].id, bare.id[..12]);
-        let advice = reports[0].read_only.as_ref().expect("advice for a running writable root");
+        let advice = reports[0]
+            .read_only
+            .as_ref()
+            .expect("advice for a running writable root");
         assert_eq!(advice.needs_writable, ["/var/cache"]);
         assert!(reports[2].read_only.is_none(), "a stopped container has no advice");
         assert_eq!(reports[2].state, "exited");

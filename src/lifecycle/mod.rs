@@ -99,10 +99,40 @@ struct Inner {
     persist_requested: tokio::sync::Notify,
     metrics: Arc<crate::metrics::Metrics>,
     token: CancellationToken,
-    proc_root: PathBuf,
+    host: HostPaths,
+}
+
+/// Where the lifecycle finds the host's kernel state. The real roots by
+/// default; tests point them into a temporary directory.
+#[derive(Clone, Debug)]
+pub struct HostPaths {
+    /// procfs: containers' `<pid>/net/dev` and `<pid>/cgroup`, the host's
+    /// `self/net/dev`, `meminfo`, `swaps`.
+    pub proc: PathBuf,
+    /// sysfs: the host ends of veth pairs are in `class/net`.
+    pub sys: PathBuf,
+    /// The cgroup hierarchy (v1 or v2).
+    pub cgroup: PathBuf,
+    /// The `conntrack` program (looked up on `PATH` when bare).
+    pub conntrack: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> HostPaths {
+        HostPaths {
+            proc: PathBuf::from("/proc"),
+            sys: PathBuf::from("/sys"),
+            cgroup: PathBuf::from("/sys/fs/cgroup"),
+            conntrack: PathBuf::from("conntrack"),
+        }
+    }
+}
+
+impl HostPaths {
     /// The shim's `/sys/class/net`, where the host ends of veths are.
-    host_sys_net: PathBuf,
-    cgroup_root: PathBuf,
+    fn sys_class_net(&self) -> PathBuf {
+        self.sys.join("class").join("net")
+    }
 }
 
 /// Marks a container in use for as long as it lives: a request in flight, or
@@ -129,6 +159,17 @@ impl Lifecycle {
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Lifecycle {
+        Lifecycle::with_host(docker, loaded, token, metrics, HostPaths::default())
+    }
+
+    /// [`Lifecycle::new`] over other host roots (tests).
+    pub fn with_host(
+        docker: Arc<dyn DockerApi>,
+        loaded: LoadedConfig,
+        token: CancellationToken,
+        metrics: Arc<crate::metrics::Metrics>,
+        host: HostPaths,
+    ) -> Lifecycle {
         let store = store::Store::open(&loaded.config.state_dir);
         let (events, _) = broadcast::channel(1024);
         Lifecycle {
@@ -146,9 +187,7 @@ impl Lifecycle {
                 persist_requested: tokio::sync::Notify::new(),
                 metrics,
                 token,
-                proc_root: PathBuf::from("/proc"),
-                host_sys_net: PathBuf::from("/sys/class/net"),
-                cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+                host,
             }),
         }
     }
@@ -778,7 +817,7 @@ impl Lifecycle {
     /// and touches it, and a container unpaused behind the shim's back never
     /// runs with a squeezed limit. A wake cancels a squeeze in progress.
     async fn squeeze(&self, id: &str, pid: u32, target: u64) {
-        if !cgroup::swap_available(&self.inner.proc_root) {
+        if !cgroup::swap_available(&self.inner.host.proc) {
             tracing::debug!(id, "no swap: only page cache can be reclaimed");
         }
         let Some(cg) = self.cgroup(id, Some(pid)) else { return };
@@ -827,11 +866,11 @@ impl Lifecycle {
     /// The container's cgroup, checked against its id so a reused pid can
     /// never point at another container's.
     fn cgroup(&self, id: &str, pid: Option<u32>) -> Option<cgroup::ContainerCgroup> {
-        cgroup::ContainerCgroup::resolve(&self.inner.cgroup_root, &self.inner.proc_root, pid, id).ok()
+        cgroup::ContainerCgroup::resolve(&self.inner.host.cgroup, &self.inner.host.proc, pid, id).ok()
     }
 
     fn net_bytes(&self, pid: u32) -> Option<u64> {
-        activity::net_bytes(&self.inner.proc_root, pid).ok()
+        activity::net_bytes(&self.inner.host.proc, pid).ok()
     }
 
     /// [`Lifecycle::sleep_counters`] on the blocking pool: finding the veth
@@ -848,9 +887,9 @@ impl Lifecycle {
     /// count now: the host ends of its veth pairs when they can be found,
     /// else its own namespace's table.
     fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
-        let inner = &self.inner;
-        if let Some(peers) = activity::host_peers(&inner.proc_root, &inner.host_sys_net, pid) {
-            if let Some(bytes) = activity::host_net_dev(&inner.proc_root)
+        let host = &self.inner.host;
+        if let Some(peers) = activity::host_peers(&host.proc, &host.sys_class_net(), pid) {
+            if let Some(bytes) = activity::host_net_dev(&host.proc)
                 .ok()
                 .and_then(|table| sum_peers(&table, &peers))
             {
@@ -1045,8 +1084,9 @@ impl Lifecycle {
             return;
         }
         let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
+        let program = self.inner.host.conntrack.clone();
         let follower = tokio::spawn(async move {
-            if let Err(e) = conntrack::follow(sender).await {
+            if let Err(e) = conntrack::follow(&program, sender).await {
                 tracing::warn!(error = %e, "conntrack events unavailable; waking on byte counters only");
             }
         });
@@ -1089,7 +1129,7 @@ impl Lifecycle {
         let host = sleepers
             .iter()
             .any(|s| s.3.is_some())
-            .then(|| activity::host_net_dev(&self.inner.proc_root).ok())
+            .then(|| activity::host_net_dev(&self.inner.host.proc).ok())
             .flatten();
         for (id, pid, baseline, peers) in sleepers {
             let now = match (&peers, &host) {
