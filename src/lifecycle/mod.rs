@@ -33,8 +33,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{LoadedConfig, OnShutdown};
 use crate::docker::{DockerApi, DockerError, EventKind};
-use crate::error::ShimError;
 pub use state::{Entry, State, WakeRecord};
+
+/// Why a lifecycle call failed. `crate::error` turns it into the shim's
+/// answer (a failed wake is a 503).
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// Another transition of the container held its lock for longer than
+    /// `transition_timeout`.
+    #[error("container {container}: timed out waiting for another transition")]
+    WakeTimedOut { container: String },
+    /// dockerd refused or did not answer the unpause (or start).
+    #[error("container {container}: wake failed: {message}")]
+    WakeFailed { container: String, message: String },
+    /// dockerd refused or did not answer the pause; the container runs on.
+    #[error("container {container}: pause failed: {message}")]
+    PauseFailed { container: String, message: String },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
 
 /// One state transition, as streamed by `/_forge/v1/events`.
 #[derive(Clone, Debug, Serialize)]
@@ -238,14 +255,9 @@ impl Lifecycle {
     /// newer than what was listed and is kept as it is; the others take the
     /// listed view but keep the shim's own bookkeeping (requests and
     /// sessions in flight, last activity, wakes).
-    async fn reconcile(&self) -> Result<(), ShimError> {
+    async fn reconcile(&self) -> Result<(), LifecycleError> {
         let started = SystemTime::now();
-        let listed = self
-            .inner
-            .docker
-            .list_containers()
-            .await
-            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        let listed = self.inner.docker.list_containers().await?;
         let records = self.inner.store.load_or_quarantine();
         let now = Instant::now();
         let mut entries = HashMap::new();
@@ -449,7 +461,12 @@ impl Lifecycle {
 
     /// Marks the container in use, then wakes it if the shim put it to
     /// sleep. The returned guard keeps it awake until dropped.
-    pub async fn use_container(&self, reference: &str, trigger: &str, wake: bool) -> Result<Option<InUse>, ShimError> {
+    pub async fn use_container(
+        &self,
+        reference: &str,
+        trigger: &str,
+        wake: bool,
+    ) -> Result<Option<InUse>, LifecycleError> {
         let id = match self.resolve(reference) {
             Some(id) => id,
             None => match self.track_now(reference).await {
@@ -549,7 +566,7 @@ impl Lifecycle {
 
     /// A user `docker pause` of a container the shim holds asleep: it becomes
     /// the user's (limits restored), and stays paused.
-    pub async fn hand_to_user(&self, id: &str) -> Result<(), ShimError> {
+    pub async fn hand_to_user(&self, id: &str) -> Result<(), LifecycleError> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let saved = {
@@ -570,7 +587,7 @@ impl Lifecycle {
 
     /// Wakes a container the shim put to sleep: unpause (or start, from deep
     /// sleep), limits restored first. Concurrent callers share one wake.
-    pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), ShimError> {
+    pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), LifecycleError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
         if let Some(cancel) = self.inner.squeeze_cancel.lock().get(id) {
@@ -579,7 +596,9 @@ impl Lifecycle {
         let lock = self.lock_for(id);
         let held = tokio::time::timeout(timeout, lock.lock()).await;
         let Ok(_held) = held else {
-            return Err(self.wake_error(id, "timed out waiting for another transition"));
+            return Err(LifecycleError::WakeTimedOut {
+                container: self.name_of(id),
+            });
         };
         let (from, name, saved, pid) = {
             let mut table = self.inner.table.lock();
@@ -673,22 +692,21 @@ impl Lifecycle {
                 tracing::info!(container = %name, trigger, latency_ms = elapsed.as_secs_f64() * 1e3, "woke");
                 Ok(())
             }
-            Err(message) => Err(self.wake_error(id, &format!("wake failed: {message}"))),
+            Err(message) => Err(LifecycleError::WakeFailed {
+                container: self.name_of(id),
+                message,
+            }),
         }
     }
 
-    fn wake_error(&self, id: &str, message: &str) -> ShimError {
-        let name = self
-            .inner
+    /// The container's name for messages; its id when it has none.
+    fn name_of(&self, id: &str) -> String {
+        self.inner
             .table
             .lock()
             .get(id)
             .map(|e| e.name.clone())
-            .unwrap_or_else(|| id.to_string());
-        ShimError::Wake {
-            container: name,
-            message: message.to_string(),
-        }
+            .unwrap_or_else(|| id.to_string())
     }
 
     async fn is_running_now(&self, id: &str) -> bool {
@@ -712,7 +730,7 @@ impl Lifecycle {
     /// Puts a container to sleep if it is still idle: pause, then squeeze its
     /// memory when the policy and swap allow. `force` skips the idle check
     /// (an operator's `forge-shim sleep`), never the live-session check.
-    pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, ShimError> {
+    pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, LifecycleError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
         let min_uptime = self.auto_sleep().min_uptime.as_duration();
@@ -769,9 +787,10 @@ impl Lifecycle {
                 started.elapsed(),
                 Some(message.clone()),
             );
-            return Err(ShimError::Internal(format!(
-                "container {name}: pause failed: {message}"
-            )));
+            return Err(LifecycleError::PauseFailed {
+                container: name,
+                message,
+            });
         }
         // Counter wake needs counters of its own; conntrack still works.
         let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
