@@ -9,15 +9,16 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::Context;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
-use tokio::net::UnixStream;
 
 use crate::config::is_root_user;
+use crate::docker::{Docker, DockerApi, DockerError};
+
+/// How long the audit waits to connect to dockerd.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -190,11 +191,15 @@ pub fn read_only_advice(inspect: &Value, changes: &Value) -> ReadOnlyAdvice {
 
 /// Lists and checks every container through dockerd at `upstream`.
 pub async fn run(upstream: &Path) -> anyhow::Result<Vec<ContainerReport>> {
-    let list = get_json(upstream, "/containers/json?all=1").await?;
+    Ok(reports(&Docker::new(upstream, CONNECT_TIMEOUT)).await?)
+}
+
+/// Lists and checks every container `docker` knows.
+pub async fn reports(docker: &dyn DockerApi) -> Result<Vec<ContainerReport>, DockerError> {
+    let ids = docker.list_containers().await?;
     let mut reports = Vec::new();
-    for summary in list.as_array().into_iter().flatten() {
-        let Some(id) = summary["Id"].as_str() else { continue };
-        let inspect = match get_json(upstream, &format!("/containers/{id}/json")).await {
+    for id in ids {
+        let inspect = match docker.inspect_container_json(&id).await {
             Ok(inspect) => inspect,
             // Removed between the list and the inspect.
             Err(_) => continue,
@@ -202,9 +207,7 @@ pub async fn run(upstream: &Path) -> anyhow::Result<Vec<ContainerReport>> {
         let running = inspect["State"]["Running"].as_bool().unwrap_or(false);
         let mut findings = check(&inspect);
         let read_only = if running && findings.iter().any(|f| f.rule == "read_only_rootfs") {
-            let changes = get_json(upstream, &format!("/containers/{id}/changes"))
-                .await
-                .unwrap_or(Value::Null);
+            let changes = docker.container_changes(&id).await.unwrap_or(Value::Null);
             Some(read_only_advice(&inspect, &changes))
         } else {
             None
@@ -255,27 +258,6 @@ pub fn print_text(reports: &[ContainerReport]) {
     }
     let compliant = reports.iter().filter(|r| r.compliant()).count();
     println!("{compliant}/{} containers compliant", reports.len());
-}
-
-async fn get_json(upstream: &Path, path: &str) -> anyhow::Result<Value> {
-    let stream = UnixStream::connect(upstream)
-        .await
-        .with_context(|| format!("cannot reach dockerd at {}", upstream.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(http::header::HOST, "docker")
-        .body(Empty::<bytes::Bytes>::new())?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if status != StatusCode::OK {
-        anyhow::bail!(
-            "dockerd answered {path} with {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
-    }
-    Ok(serde_json::from_slice(&body)?)
 }
 
 #[cfg(test)]
@@ -354,5 +336,40 @@ mod tests {
         assert_eq!(advice.needs_writable, vec!["/state.json", "/var/cache"]);
         let quiet = read_only_advice(&inspect, &json!([{"Path": "/tmp/a", "Kind": 1}]));
         assert!(quiet.possible);
+    }
+
+    #[tokio::test]
+    async fn reports_cover_every_container_and_ask_changes_only_of_running_writable_ones() {
+        use crate::docker::fake::{Call, FakeContainer, FakeDocker};
+        let mut hardened = FakeContainer::running(1, "hardened");
+        hardened.extra = json!({
+            "Config": {"User": "65534", "Healthcheck": {"Test": ["CMD", "true"]}},
+            "HostConfig": {
+                "Memory": 536870912, "NanoCpus": 1000000000, "PidsLimit": 512,
+                "ReadonlyRootfs": true, "SecurityOpt": ["no-new-privileges"], "CapDrop": ["ALL"]
+            }
+        });
+        let mut bare = FakeContainer::running(2, "bare");
+        bare.changes = json!([{"Path": "/var/cache/app", "Kind": 1}]);
+        let mut stopped = FakeContainer::running(3, "stopped");
+        stopped.running = false;
+        let docker = FakeDocker::new([hardened, bare.clone(), stopped.clone()]);
+
+        let reports = reports(docker.as_ref()).await.unwrap();
+        let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["bare", "hardened", "stopped"]);
+        assert!(reports[1].compliant(), "{:?}", reports[1].findings);
+        assert!(!reports[0].compliant());
+        assert_eq!(reports[0].id, bare.id[..12]);
+        let advice = reports[0]
+            .read_only
+            .as_ref()
+            .expect("advice for a running writable root");
+        assert_eq!(advice.needs_writable, ["/var/cache"]);
+        assert!(reports[2].read_only.is_none(), "a stopped container has no advice");
+        assert_eq!(reports[2].state, "exited");
+        // Changes are read only where they say something.
+        assert_eq!(docker.count(&Call::Changes(bare.id.clone())), 1);
+        assert_eq!(docker.count(&Call::Changes(stopped.id.clone())), 0);
     }
 }

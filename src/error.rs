@@ -65,6 +65,23 @@ impl ShimError {
     }
 }
 
+impl From<crate::lifecycle::LifecycleError> for ShimError {
+    fn from(error: crate::lifecycle::LifecycleError) -> ShimError {
+        use crate::lifecycle::LifecycleError as L;
+        match error {
+            L::WakeTimedOut { container } => ShimError::Wake {
+                container,
+                message: "timed out waiting for another transition".to_string(),
+            },
+            L::WakeFailed { container, message } => ShimError::Wake {
+                container,
+                message: format!("wake failed: {message}"),
+            },
+            other @ (L::PauseFailed { .. } | L::Docker(_)) => ShimError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// A Docker-style error response with the `forge-shim: ` prefix.
 pub fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     bytes_response(status, "application/json", json_error_body(message))
@@ -81,6 +98,42 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::lifecycle::LifecycleError;
+
+    #[test]
+    fn lifecycle_errors_keep_their_status_and_text() {
+        let cases = [
+            (
+                LifecycleError::WakeTimedOut {
+                    container: "web".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "container web: timed out waiting for another transition",
+            ),
+            (
+                LifecycleError::WakeFailed {
+                    container: "web".into(),
+                    message: "no answer within 10s".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "container web: wake failed: no answer within 10s",
+            ),
+            (
+                LifecycleError::PauseFailed {
+                    container: "web".into(),
+                    message: "dockerd: Container web is not running".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "container web: pause failed: dockerd: Container web is not running",
+            ),
+        ];
+        for (error, status, text) in cases {
+            assert_eq!(error.to_string(), text);
+            let shim = ShimError::from(error);
+            assert_eq!(shim.status(), status, "{text}");
+            assert_eq!(shim.to_string(), text);
+        }
+    }
 
     #[tokio::test]
     async fn errors_are_docker_style_json() {

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::Api;
 use crate::body::ProxyBody;
 use crate::config::LoadedConfig;
-use crate::docker::Docker;
+use crate::docker::{Docker, DockerApi};
 use crate::error::ShimError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -54,7 +54,10 @@ pub struct Shim {
 impl Shim {
     pub fn new(config: LoadedConfig, token: CancellationToken) -> Shim {
         let upstream_path = config.config.upstream_path();
-        let docker = Arc::new(Docker::new(&upstream_path));
+        let docker: Arc<dyn DockerApi> = Arc::new(Docker::new(
+            &upstream_path,
+            config.config.timeouts.upstream_connect.as_duration(),
+        ));
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
         let lifecycle = config

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::body::{bytes_response, json_response, BoxError, ProxyBody};
-use crate::docker::Docker;
+use crate::docker::DockerApi;
 use crate::error::ShimError;
 use crate::lifecycle::{Lifecycle, State, StatusRow};
 use crate::metrics::{ContainerSample, Metrics, StateLabel};
@@ -22,7 +22,7 @@ use crate::metrics::{ContainerSample, Metrics, StateLabel};
 #[derive(Clone)]
 pub struct Api {
     upstream_path: PathBuf,
-    docker: Arc<Docker>,
+    docker: Arc<dyn DockerApi>,
     lifecycle: Option<Lifecycle>,
     metrics: Arc<Metrics>,
 }
@@ -30,7 +30,7 @@ pub struct Api {
 impl Api {
     pub fn new(
         upstream_path: PathBuf,
-        docker: Arc<Docker>,
+        docker: Arc<dyn DockerApi>,
         lifecycle: Option<Lifecycle>,
         metrics: Arc<Metrics>,
     ) -> Api {

@@ -1,84 +1,122 @@
-//! The only place that talks to dockerd as a client (through bollard), for
-//! what the shim needs to know or do on its own: image users for the
-//! standards, and later the lifecycle's pause and unpause.
+//! The one boundary to dockerd for what the shim asks on its own initiative:
+//! image users and inspects for the standards, the lifecycle's list, inspect,
+//! pause, unpause, stop, start and event stream, the audit's reads, and the
+//! health check's ping. Requests of clients are forwarded by `proxy/` and
+//! never come here.
+//!
+//! - [`DockerApi`]: the calls, as a small object-safe trait, so that the
+//!   lifecycle and the audit run in tests against an in-memory fake;
+//! - [`Docker`] (in `client.rs`): the real one, the only bollard client;
+//! - [`DockerError`]: what callers need to tell apart (not found, already in
+//!   that state, unreachable, …), so no caller ever matches bollard's errors;
+//! - [`ContainerInfo`]: what the shim needs of a container's inspect, read
+//!   from dockerd's JSON by a pure function.
 
-use std::path::{Path, PathBuf};
+mod client;
+#[cfg(test)]
+#[allow(dead_code)] // until the lifecycle's tests use all of it
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;
 
-use parking_lot::Mutex;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::SystemTime;
 
-#[derive(Debug, thiserror::Error)]
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use serde_json::Value;
+
+pub use client::Docker;
+
+/// What a dockerd call can end in, besides success.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DockerError {
-    #[error("cannot connect to dockerd at {path}: {source}")]
-    Connect {
-        path: PathBuf,
-        #[source]
-        source: bollard::errors::Error,
-    },
+    /// dockerd does not answer: not running, socket gone, connection broken.
+    #[error("cannot reach dockerd at {path}: {message}")]
+    Unreachable { path: PathBuf, message: String },
+    /// 404: no such container, image, exec or volume (dockerd's message).
     #[error("dockerd: {0}")]
-    Api(#[from] bollard::errors::Error),
+    NotFound(String),
+    /// 304: the object already is in the state asked for (a start of a
+    /// running container).
+    #[error("dockerd: already in that state")]
+    NotModified,
+    /// 409 to a pause: someone else paused the container first.
+    #[error("dockerd: {0}")]
+    AlreadyPaused(String),
+    /// Any other 409: the object's state does not allow it (not running,
+    /// not paused, restarting).
+    #[error("dockerd: {0}")]
+    Conflict(String),
+    /// Any other error answer.
+    #[error("dockerd answered {status}: {message}")]
+    Api { status: u16, message: String },
+    /// An answer that cannot be read.
+    #[error("dockerd sent an answer that cannot be read: {0}")]
+    Malformed(String),
 }
 
-/// A lazily connected bollard client. The API version is negotiated on first
-/// use (dockerd 20.10 speaks 1.41, below bollard's default), and again after
-/// an error, so a dockerd that restarts is picked up without a shim restart.
-pub struct Docker {
-    path: PathBuf,
-    client: Mutex<Option<bollard::Docker>>,
+/// Which of dockerd's events to follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Container,
+    Image,
 }
 
-impl Docker {
-    pub fn new(path: &Path) -> Docker {
-        Docker {
-            path: path.to_path_buf(),
-            client: Mutex::new(None),
-        }
-    }
+/// One event: what happened (`start`, `pause`, `exec_start: sh -c …`) to
+/// which object (a container's id, an image's reference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub action: String,
+    pub id: String,
+}
 
-    pub async fn client(&self) -> Result<bollard::Docker, DockerError> {
-        if let Some(client) = self.client.lock().clone() {
-            return Ok(client);
-        }
-        let connect_err = |source| DockerError::Connect {
-            path: self.path.clone(),
-            source,
-        };
-        let path = self.path.to_string_lossy();
-        let client = bollard::Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION)
-            .map_err(connect_err)?
-            .negotiate_version()
-            .await
-            .map_err(connect_err)?;
-        *self.client.lock() = Some(client.clone());
-        Ok(client)
-    }
+/// Every dockerd call the shim makes on its own initiative. Object-safe
+/// (boxed futures) so the shim holds an `Arc<dyn DockerApi>`.
+pub trait DockerApi: Send + Sync {
+    /// `GET /_ping`: whether dockerd answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), DockerError>>;
 
-    /// Forgets the negotiated client, e.g. after dockerd went away.
-    pub fn reset(&self) {
-        self.client.lock().take();
-    }
+    /// The ids of every container, running or not.
+    fn list_containers(&self) -> BoxFuture<'_, Result<Vec<String>, DockerError>>;
 
-    /// Whether dockerd answers `/_ping`.
-    pub async fn ping(&self) -> Result<(), DockerError> {
-        let client = self.client().await?;
-        client.ping().await.map(drop).map_err(|e| {
-            self.reset();
-            DockerError::Api(e)
+    /// A container's inspect as dockerd's JSON, every field kept; by id, name
+    /// or id prefix.
+    fn inspect_container_json<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Value, DockerError>>;
+
+    /// What the shim needs of a container's inspect.
+    fn inspect_container<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<ContainerInfo, DockerError>> {
+        Box::pin(async move {
+            let inspect = self.inspect_container_json(reference).await?;
+            ContainerInfo::from_inspect(&inspect)
+                .ok_or_else(|| DockerError::Malformed(format!("inspect of {reference} has no Id")))
         })
     }
 
+    /// `GET /containers/{id}/changes`: what a container wrote to its root.
+    fn container_changes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Value, DockerError>>;
+
     /// The user an image is configured to run as (`Config.User`), `""` for
     /// root by default. `Ok(None)` when the image does not exist.
-    pub async fn image_user(&self, image: &str) -> Result<Option<String>, DockerError> {
-        let client = self.client().await?;
-        match client.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(inspect.config.and_then(|config| config.user).unwrap_or_default())),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
-            Err(e) => {
-                self.reset();
-                Err(DockerError::Api(e))
-            }
-        }
-    }
+    fn image_user<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>, DockerError>>;
+
+    /// A volume's inspect as dockerd's JSON (`Driver`, `Options`).
+    fn inspect_volume_json<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, DockerError>>;
+
+    /// The id of the container an exec belongs to.
+    fn exec_container<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, Result<String, DockerError>>;
+
+    fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+    fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+    /// Stops with the container's own stop timeout (or dockerd's default).
+    fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+
+    /// dockerd's events of one kind, replayed from `since` when given. The
+    /// request is made when the stream is first polled; the stream ends
+    /// (after an error item, or without one) when dockerd goes away.
+    fn events(&self, kind: EventKind, since: Option<SystemTime>) -> BoxStream<'static, Result<Event, DockerError>>;
 }
 
 /// What the shim needs of a container's inspect.
@@ -89,7 +127,7 @@ pub struct ContainerInfo {
     pub name: Option<String>,
     /// The image as the create request named it (`Config.Image`).
     pub image: Option<String>,
-    pub labels: Option<serde_json::Map<String, serde_json::Value>>,
+    pub labels: Option<serde_json::Map<String, Value>>,
     pub pid: Option<i64>,
     pub running: bool,
     pub paused: bool,
@@ -97,7 +135,7 @@ pub struct ContainerInfo {
     pub nano_cpus: Option<i64>,
     pub memory_limit: Option<i64>,
     /// The container's addresses on its Docker networks.
-    pub addresses: Vec<std::net::IpAddr>,
+    pub addresses: Vec<IpAddr>,
     /// Its TCP ports published on the host, as bound while it runs.
     pub published: Vec<PublishedPort>,
     /// Whether it has a network namespace of its own (not `host`, not
@@ -106,114 +144,68 @@ pub struct ContainerInfo {
     /// `Config.User` (merged with the image's).
     pub user: Option<String>,
     /// `HostConfig` as dockerd's JSON, for the update rules.
-    pub host_config: Option<serde_json::Value>,
+    pub host_config: Option<Value>,
 }
 
-impl Docker {
-    /// Inspects a container by id, name or id prefix; `None` when dockerd
-    /// does not know it or cannot be reached (the caller then forwards the
-    /// request and dockerd gives its own answer).
-    pub async fn inspect_container(&self, reference: &str) -> Option<ContainerInfo> {
-        let client = self.client().await.ok()?;
-        let inspect = match client
-            .inspect_container(reference, None::<bollard::query_parameters::InspectContainerOptions>)
-            .await
-        {
-            Ok(inspect) => inspect,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return None,
-            Err(e) => {
-                tracing::debug!(reference, error = %e, "inspect failed");
-                self.reset();
-                return None;
-            }
-        };
-        let config = inspect.config.unwrap_or_default();
-        let state = inspect.state.unwrap_or_default();
-        let host_config = inspect.host_config.unwrap_or_default();
-        let host_config_json = serde_json::to_value(&host_config).ok();
-        let published = inspect
-            .network_settings
-            .as_ref()
-            .and_then(|settings| settings.ports.as_ref())
-            .map(published_ports)
-            .unwrap_or_default();
-        let addresses = inspect
-            .network_settings
-            .and_then(|settings| settings.networks)
-            .map(|networks| {
-                networks
-                    .values()
-                    .flat_map(|n| [n.ip_address.clone(), n.global_ipv6_address.clone()])
-                    .flatten()
-                    .filter_map(|a| a.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+impl ContainerInfo {
+    /// Reads dockerd's inspect JSON (`GET /containers/{id}/json`); `None`
+    /// when it has no `Id`.
+    pub fn from_inspect(inspect: &Value) -> Option<ContainerInfo> {
+        let id = inspect.get("Id")?.as_str()?.to_string();
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let config = &inspect["Config"];
+        let state = &inspect["State"];
+        let host_config = inspect.get("HostConfig").filter(|h| h.is_object());
+        let settings = &inspect["NetworkSettings"];
+        let addresses = settings["Networks"]
+            .as_object()
+            .into_iter()
+            .flat_map(|networks| networks.values())
+            .flat_map(|n| [&n["IPAddress"], &n["GlobalIPv6Address"]])
+            .filter_map(|a| a.as_str()?.parse().ok())
+            .collect();
+        let network_mode = host_config.and_then(|h| h["NetworkMode"].as_str());
         Some(ContainerInfo {
-            id: inspect.id.unwrap_or_default(),
-            name: inspect.name.map(|n| n.trim_start_matches('/').to_string()),
-            image: config.image.clone(),
-            labels: config.labels.clone().map(|labels| {
-                labels
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::String(v)))
-                    .collect()
-            }),
-            pid: state.pid,
-            running: state.running.unwrap_or(false),
-            paused: state.paused.unwrap_or(false),
-            started_at: state.started_at,
-            nano_cpus: host_config.nano_cpus,
-            memory_limit: host_config.memory,
+            id,
+            name: inspect["Name"].as_str().map(|n| n.trim_start_matches('/').to_string()),
+            image: text(&config["Image"]),
+            labels: config["Labels"].as_object().cloned(),
+            pid: state["Pid"].as_i64(),
+            running: state["Running"].as_bool().unwrap_or(false),
+            paused: state["Paused"].as_bool().unwrap_or(false),
+            started_at: text(&state["StartedAt"]),
+            nano_cpus: host_config.and_then(|h| h["NanoCpus"].as_i64()),
+            memory_limit: host_config.and_then(|h| h["Memory"].as_i64()),
             addresses,
-            published,
-            own_network: host_config
-                .network_mode
-                .as_deref()
-                .is_none_or(|mode| mode != "host" && !mode.starts_with("container:")),
-            user: config.user.clone(),
-            host_config: host_config_json,
+            published: published_ports(&settings["Ports"]),
+            own_network: network_mode.is_none_or(|mode| mode != "host" && !mode.starts_with("container:")),
+            user: text(&config["User"]),
+            host_config: host_config.cloned(),
         })
-    }
-}
-
-impl Docker {
-    /// A container's inspect as dockerd's JSON (`HostConfig`, `Mounts`, …),
-    /// for rules that judge another container; `None` when it is unknown.
-    pub async fn inspect_container_json(&self, reference: &str) -> Option<serde_json::Value> {
-        let client = self.client().await.ok()?;
-        let inspect = client
-            .inspect_container(reference, None::<bollard::query_parameters::InspectContainerOptions>)
-            .await
-            .ok()?;
-        serde_json::to_value(inspect).ok()
     }
 }
 
 /// One TCP port published on the host.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PublishedPort {
-    pub host_ip: std::net::IpAddr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_port: u16,
 }
 
 /// `NetworkSettings.Ports` (`"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]`)
 /// to the TCP ports bound on the host.
-fn published_ports(
-    ports: &std::collections::HashMap<String, Option<Vec<bollard::models::PortBinding>>>,
-) -> Vec<PublishedPort> {
+fn published_ports(ports: &Value) -> Vec<PublishedPort> {
     let mut published = Vec::new();
-    for (key, bindings) in ports {
+    for (key, bindings) in ports.as_object().into_iter().flatten() {
         let Some((port, "tcp")) = key.split_once('/') else {
             continue;
         };
         let Ok(container_port) = port.parse() else { continue };
-        for binding in bindings.iter().flatten() {
-            let host_port = binding.host_port.as_deref().and_then(|p| p.parse().ok());
-            let host_ip = binding
-                .host_ip
-                .as_deref()
+        for binding in bindings.as_array().into_iter().flatten() {
+            let host_port = binding["HostPort"].as_str().and_then(|p| p.parse().ok());
+            let host_ip = binding["HostIp"]
+                .as_str()
                 .filter(|ip| !ip.is_empty())
                 .unwrap_or("0.0.0.0");
             if let (Some(host_port), Ok(host_ip)) = (host_port, host_ip.parse()) {

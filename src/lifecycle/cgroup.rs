@@ -27,11 +27,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// Where the cgroup hierarchy is mounted on a normal host.
-pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// Where procfs is mounted on a normal host.
-pub const DEFAULT_PROC_ROOT: &str = "/proc";
-
 /// How many limit writes (v1, v2 `memory.high`) or reclaim requests (v2
 /// `memory.reclaim`) a squeeze takes to get from the usage to the target. Each
 /// step is one bounded chunk of kernel reclaim, and the time limit is checked

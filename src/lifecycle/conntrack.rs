@@ -8,6 +8,7 @@
 //! poller's counters cover that case.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -24,11 +25,11 @@ pub fn addresses(line: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Runs `conntrack -E -e NEW` and sends the addresses of each event. Returns
+/// Runs `<program> -E -e NEW` (`conntrack`) and sends the addresses of each event. Returns
 /// an error at once when the tool is missing or cannot open netlink, so the
 /// caller can log that wake-on-connection falls back to counters.
-pub async fn follow(sender: mpsc::Sender<Vec<IpAddr>>) -> std::io::Result<()> {
-    let mut child = Command::new("conntrack")
+pub async fn follow(program: &Path, sender: mpsc::Sender<Vec<IpAddr>>) -> std::io::Result<()> {
+    let mut child = Command::new(program)
         .args(["-E", "-e", "NEW"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -32,9 +32,26 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{LoadedConfig, OnShutdown};
-use crate::docker::Docker;
-use crate::error::ShimError;
+use crate::docker::{DockerApi, DockerError, EventKind};
 pub use state::{Entry, State, WakeRecord};
+
+/// Why a lifecycle call failed. `crate::error` turns it into the shim's
+/// answer (a failed wake is a 503).
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// Another transition of the container held its lock for longer than
+    /// `transition_timeout`.
+    #[error("container {container}: timed out waiting for another transition")]
+    WakeTimedOut { container: String },
+    /// dockerd refused or did not answer the unpause (or start).
+    #[error("container {container}: wake failed: {message}")]
+    WakeFailed { container: String, message: String },
+    /// dockerd refused or did not answer the pause; the container runs on.
+    #[error("container {container}: pause failed: {message}")]
+    PauseFailed { container: String, message: String },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
 
 /// One state transition, as streamed by `/_forge/v1/events`.
 #[derive(Clone, Debug, Serialize)]
@@ -80,7 +97,7 @@ pub struct Lifecycle {
 }
 
 struct Inner {
-    docker: Arc<Docker>,
+    docker: Arc<dyn DockerApi>,
     loaded: LoadedConfig,
     table: Mutex<HashMap<String, Entry>>,
     /// Serialises the transitions of each container.
@@ -99,10 +116,40 @@ struct Inner {
     persist_requested: tokio::sync::Notify,
     metrics: Arc<crate::metrics::Metrics>,
     token: CancellationToken,
-    proc_root: PathBuf,
+    host: HostPaths,
+}
+
+/// Where the lifecycle finds the host's kernel state. The real roots by
+/// default; tests point them into a temporary directory.
+#[derive(Clone, Debug)]
+pub struct HostPaths {
+    /// procfs: containers' `<pid>/net/dev` and `<pid>/cgroup`, the host's
+    /// `self/net/dev`, `meminfo`, `swaps`.
+    pub proc: PathBuf,
+    /// sysfs: the host ends of veth pairs are in `class/net`.
+    pub sys: PathBuf,
+    /// The cgroup hierarchy (v1 or v2).
+    pub cgroup: PathBuf,
+    /// The `conntrack` program (looked up on `PATH` when bare).
+    pub conntrack: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> HostPaths {
+        HostPaths {
+            proc: PathBuf::from("/proc"),
+            sys: PathBuf::from("/sys"),
+            cgroup: PathBuf::from("/sys/fs/cgroup"),
+            conntrack: PathBuf::from("conntrack"),
+        }
+    }
+}
+
+impl HostPaths {
     /// The shim's `/sys/class/net`, where the host ends of veths are.
-    host_sys_net: PathBuf,
-    cgroup_root: PathBuf,
+    fn sys_class_net(&self) -> PathBuf {
+        self.sys.join("class").join("net")
+    }
 }
 
 /// Marks a container in use for as long as it lives: a request in flight, or
@@ -124,10 +171,21 @@ impl Drop for InUse {
 
 impl Lifecycle {
     pub fn new(
-        docker: Arc<Docker>,
+        docker: Arc<dyn DockerApi>,
         loaded: LoadedConfig,
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
+    ) -> Lifecycle {
+        Lifecycle::with_host(docker, loaded, token, metrics, HostPaths::default())
+    }
+
+    /// [`Lifecycle::new`] over other host roots (tests).
+    pub fn with_host(
+        docker: Arc<dyn DockerApi>,
+        loaded: LoadedConfig,
+        token: CancellationToken,
+        metrics: Arc<crate::metrics::Metrics>,
+        host: HostPaths,
     ) -> Lifecycle {
         let store = store::Store::open(&loaded.config.state_dir);
         let (events, _) = broadcast::channel(1024);
@@ -146,9 +204,7 @@ impl Lifecycle {
                 persist_requested: tokio::sync::Notify::new(),
                 metrics,
                 token,
-                proc_root: PathBuf::from("/proc"),
-                host_sys_net: PathBuf::from("/sys/class/net"),
-                cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+                host,
             }),
         }
     }
@@ -199,27 +255,16 @@ impl Lifecycle {
     /// newer than what was listed and is kept as it is; the others take the
     /// listed view but keep the shim's own bookkeeping (requests and
     /// sessions in flight, last activity, wakes).
-    async fn reconcile(&self) -> Result<(), ShimError> {
+    async fn reconcile(&self) -> Result<(), LifecycleError> {
         let started = SystemTime::now();
-        let client = self
-            .inner
-            .docker
-            .client()
-            .await
-            .map_err(|e| ShimError::Internal(e.to_string()))?;
-        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
-            .all(true)
-            .build();
-        let listed = client
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        let listed = self.inner.docker.list_containers().await?;
         let records = self.inner.store.load_or_quarantine();
         let now = Instant::now();
         let mut entries = HashMap::new();
-        for summary in listed {
-            let Some(id) = summary.id else { continue };
-            let Some(info) = self.inner.docker.inspect_container(&id).await else {
+        for id in listed {
+            // Removed since the list, or dockerd went away: the next event
+            // or reconcile tells.
+            let Ok(info) = self.inner.docker.inspect_container(&id).await else {
                 continue;
             };
             let mut entry = Entry::new(&info, &self.inner.loaded, now);
@@ -416,7 +461,12 @@ impl Lifecycle {
 
     /// Marks the container in use, then wakes it if the shim put it to
     /// sleep. The returned guard keeps it awake until dropped.
-    pub async fn use_container(&self, reference: &str, trigger: &str, wake: bool) -> Result<Option<InUse>, ShimError> {
+    pub async fn use_container(
+        &self,
+        reference: &str,
+        trigger: &str,
+        wake: bool,
+    ) -> Result<Option<InUse>, LifecycleError> {
         let id = match self.resolve(reference) {
             Some(id) => id,
             None => match self.track_now(reference).await {
@@ -450,7 +500,7 @@ impl Lifecycle {
         if reference.is_empty() {
             return None;
         }
-        let info = self.inner.docker.inspect_container(reference).await?;
+        let info = self.inner.docker.inspect_container(reference).await.ok()?;
         let id = info.id.clone();
         let entry = Entry::new(&info, &self.inner.loaded, Instant::now());
         self.inner.table.lock().entry(id.clone()).or_insert(entry);
@@ -462,9 +512,7 @@ impl Lifecycle {
         if let Some(id) = self.inner.exec_owner.lock().get(exec_id) {
             return Some(id.clone());
         }
-        let client = self.inner.docker.client().await.ok()?;
-        let inspect = client.inspect_exec(exec_id).await.ok()?;
-        let container = inspect.container_id?;
+        let container = self.inner.docker.exec_container(exec_id).await.ok()?;
         let mut owners = self.inner.exec_owner.lock();
         // Exec ids are never reused; keep the map from growing without bound.
         if owners.len() > 10_000 {
@@ -518,7 +566,7 @@ impl Lifecycle {
 
     /// A user `docker pause` of a container the shim holds asleep: it becomes
     /// the user's (limits restored), and stays paused.
-    pub async fn hand_to_user(&self, id: &str) -> Result<(), ShimError> {
+    pub async fn hand_to_user(&self, id: &str) -> Result<(), LifecycleError> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let saved = {
@@ -539,7 +587,7 @@ impl Lifecycle {
 
     /// Wakes a container the shim put to sleep: unpause (or start, from deep
     /// sleep), limits restored first. Concurrent callers share one wake.
-    pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), ShimError> {
+    pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), LifecycleError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
         if let Some(cancel) = self.inner.squeeze_cancel.lock().get(id) {
@@ -548,7 +596,9 @@ impl Lifecycle {
         let lock = self.lock_for(id);
         let held = tokio::time::timeout(timeout, lock.lock()).await;
         let Ok(_held) = held else {
-            return Err(self.wake_error(id, "timed out waiting for another transition"));
+            return Err(LifecycleError::WakeTimedOut {
+                container: self.name_of(id),
+            });
         };
         let (from, name, saved, pid) = {
             let mut table = self.inner.table.lock();
@@ -568,34 +618,18 @@ impl Lifecycle {
             Some(hold) if from == State::DeepSleep => hold.release(),
             _ => Vec::new(),
         };
-        let client = self
-            .inner
-            .docker
-            .client()
-            .await
-            .map_err(|e| self.wake_error(id, &e.to_string()));
-        let result = match client {
-            Ok(client) => {
-                let call = async {
-                    if from == State::DeepSleep {
-                        client
-                            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-                            .await
-                    } else {
-                        client.unpause_container(id).await
-                    }
-                };
-                match tokio::time::timeout(timeout, call).await {
-                    Ok(Ok(())) => Ok(()),
-                    // Someone unpaused or started it behind our back: fine.
-                    Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 304 | 409, ..
-                    })) if self.is_running_now(id).await => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                }
-            }
-            Err(e) => Err(e.to_string()),
+        let docker = &self.inner.docker;
+        let call = if from == State::DeepSleep {
+            docker.start(id)
+        } else {
+            docker.unpause(id)
+        };
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(())) => Ok(()),
+            // Someone unpaused or started it behind our back: fine.
+            Ok(Err(DockerError::NotModified | DockerError::Conflict(_))) if self.is_running_now(id).await => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
         };
         let elapsed = started.elapsed();
         let now = Instant::now();
@@ -658,22 +692,21 @@ impl Lifecycle {
                 tracing::info!(container = %name, trigger, latency_ms = elapsed.as_secs_f64() * 1e3, "woke");
                 Ok(())
             }
-            Err(message) => Err(self.wake_error(id, &format!("wake failed: {message}"))),
+            Err(message) => Err(LifecycleError::WakeFailed {
+                container: self.name_of(id),
+                message,
+            }),
         }
     }
 
-    fn wake_error(&self, id: &str, message: &str) -> ShimError {
-        let name = self
-            .inner
+    /// The container's name for messages; its id when it has none.
+    fn name_of(&self, id: &str) -> String {
+        self.inner
             .table
             .lock()
             .get(id)
             .map(|e| e.name.clone())
-            .unwrap_or_else(|| id.to_string());
-        ShimError::Wake {
-            container: name,
-            message: message.to_string(),
-        }
+            .unwrap_or_else(|| id.to_string())
     }
 
     async fn is_running_now(&self, id: &str) -> bool {
@@ -681,11 +714,11 @@ impl Lifecycle {
             .docker
             .inspect_container(id)
             .await
-            .is_some_and(|i| i.running && !i.paused)
+            .is_ok_and(|i| i.running && !i.paused)
     }
 
     async fn refresh_pid(&self, id: &str) {
-        if let Some(info) = self.inner.docker.inspect_container(id).await {
+        if let Ok(info) = self.inner.docker.inspect_container(id).await {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
                 entry.pid = info.pid.filter(|p| *p > 0).map(|p| p as u32);
                 entry.addresses = info.addresses;
@@ -697,7 +730,7 @@ impl Lifecycle {
     /// Puts a container to sleep if it is still idle: pause, then squeeze its
     /// memory when the policy and swap allow. `force` skips the idle check
     /// (an operator's `forge-shim sleep`), never the live-session check.
-    pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, ShimError> {
+    pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, LifecycleError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
         let min_uptime = self.auto_sleep().min_uptime.as_duration();
@@ -727,20 +760,13 @@ impl Lifecycle {
         // Someone else paused it (and the event has not reached us yet):
         // it is theirs, and trying again would fail the same way.
         let mut paused_by_someone_else = false;
-        let paused = match self.inner.docker.client().await {
-            Ok(client) => match tokio::time::timeout(timeout, client.pause_container(id)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => {
-                    paused_by_someone_else = matches!(
-                        &e,
-                        bollard::errors::Error::DockerResponseServerError { status_code: 409, message }
-                            if message.contains("already paused")
-                    );
-                    Err(e.to_string())
-                }
-                Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
-            },
-            Err(e) => Err(e.to_string()),
+        let paused = match tokio::time::timeout(timeout, self.inner.docker.pause(id)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                paused_by_someone_else = matches!(e, DockerError::AlreadyPaused(_));
+                Err(e.to_string())
+            }
+            Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
         };
         if let Err(message) = paused {
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
@@ -761,9 +787,10 @@ impl Lifecycle {
                 started.elapsed(),
                 Some(message.clone()),
             );
-            return Err(ShimError::Internal(format!(
-                "container {name}: pause failed: {message}"
-            )));
+            return Err(LifecycleError::PauseFailed {
+                container: name,
+                message,
+            });
         }
         // Counter wake needs counters of its own; conntrack still works.
         let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
@@ -809,7 +836,7 @@ impl Lifecycle {
     /// and touches it, and a container unpaused behind the shim's back never
     /// runs with a squeezed limit. A wake cancels a squeeze in progress.
     async fn squeeze(&self, id: &str, pid: u32, target: u64) {
-        if !cgroup::swap_available(&self.inner.proc_root) {
+        if !cgroup::swap_available(&self.inner.host.proc) {
             tracing::debug!(id, "no swap: only page cache can be reclaimed");
         }
         let Some(cg) = self.cgroup(id, Some(pid)) else { return };
@@ -858,11 +885,11 @@ impl Lifecycle {
     /// The container's cgroup, checked against its id so a reused pid can
     /// never point at another container's.
     fn cgroup(&self, id: &str, pid: Option<u32>) -> Option<cgroup::ContainerCgroup> {
-        cgroup::ContainerCgroup::resolve(&self.inner.cgroup_root, &self.inner.proc_root, pid, id).ok()
+        cgroup::ContainerCgroup::resolve(&self.inner.host.cgroup, &self.inner.host.proc, pid, id).ok()
     }
 
     fn net_bytes(&self, pid: u32) -> Option<u64> {
-        activity::net_bytes(&self.inner.proc_root, pid).ok()
+        activity::net_bytes(&self.inner.host.proc, pid).ok()
     }
 
     /// [`Lifecycle::sleep_counters`] on the blocking pool: finding the veth
@@ -879,9 +906,9 @@ impl Lifecycle {
     /// count now: the host ends of its veth pairs when they can be found,
     /// else its own namespace's table.
     fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
-        let inner = &self.inner;
-        if let Some(peers) = activity::host_peers(&inner.proc_root, &inner.host_sys_net, pid) {
-            if let Some(bytes) = activity::host_net_dev(&inner.proc_root)
+        let host = &self.inner.host;
+        if let Some(peers) = activity::host_peers(&host.proc, &host.sys_class_net(), pid) {
+            if let Some(bytes) = activity::host_net_dev(&host.proc)
                 .ok()
                 .and_then(|table| sum_peers(&table, &peers))
             {
@@ -914,14 +941,8 @@ impl Lifecycle {
         if let (Some(limits), Some(pid)) = (&saved, pid) {
             self.restore_limits(id, pid, limits);
         }
-        let result = match self.inner.docker.client().await {
-            // The container's own stop timeout (or dockerd's default).
-            Ok(client) => client
-                .stop_container(id, None::<bollard::query_parameters::StopContainerOptions>)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        // The container's own stop timeout (or dockerd's default).
+        let result = self.inner.docker.stop(id).await.map_err(|e| e.to_string());
         let to = if result.is_ok() {
             State::DeepSleep
         } else {
@@ -1082,8 +1103,9 @@ impl Lifecycle {
             return;
         }
         let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
+        let program = self.inner.host.conntrack.clone();
         let follower = tokio::spawn(async move {
-            if let Err(e) = conntrack::follow(sender).await {
+            if let Err(e) = conntrack::follow(&program, sender).await {
                 tracing::warn!(error = %e, "conntrack events unavailable; waking on byte counters only");
             }
         });
@@ -1126,7 +1148,7 @@ impl Lifecycle {
         let host = sleepers
             .iter()
             .any(|s| s.3.is_some())
-            .then(|| activity::host_net_dev(&self.inner.proc_root).ok())
+            .then(|| activity::host_net_dev(&self.inner.host.proc).ok())
             .flatten();
         for (id, pid, baseline, peers) in sleepers {
             let now = match (&peers, &host) {
@@ -1175,37 +1197,22 @@ impl Lifecycle {
     /// containers are created, started, paused or removed by anyone.
     async fn watch_events(self) {
         loop {
-            if let Ok(client) = self.inner.docker.client().await {
-                let mut filters = HashMap::new();
-                filters.insert("type".to_string(), vec!["container".to_string()]);
-                // The stream is only requested when first polled, after the
-                // reconcile below: ask dockerd to replay from before it, so
-                // that nothing that happens while we list is missed.
-                let since = docker_timestamp(SystemTime::now());
-                let options = bollard::query_parameters::EventsOptionsBuilder::default()
-                    .filters(&filters)
-                    .since(&since)
-                    .build();
-                let mut events = client.events(Some(options));
-                // Events missed while disconnected: resynchronise.
-                let _ = self.reconcile().await;
-                loop {
-                    let event = tokio::select! {
-                        _ = self.inner.token.cancelled() => return,
-                        event = events.next() => event,
-                    };
-                    match event {
-                        Some(Ok(event)) => {
-                            let action = event.action.unwrap_or_default();
-                            let Some(id) = event.actor.and_then(|a| a.id) else {
-                                continue;
-                            };
-                            self.on_event(&id, &action).await;
-                        }
-                        _ => break,
-                    }
+            // The stream is only requested when first polled, after the
+            // reconcile below: ask dockerd to replay from before it, so
+            // that nothing that happens while we list is missed.
+            let mut events = self.inner.docker.events(EventKind::Container, Some(SystemTime::now()));
+            // Events missed while disconnected: resynchronise.
+            let _ = self.reconcile().await;
+            loop {
+                let event = tokio::select! {
+                    _ = self.inner.token.cancelled() => return,
+                    event = events.next() => event,
+                };
+                match event {
+                    Some(Ok(event)) if !event.id.is_empty() => self.on_event(&event.id, &event.action).await,
+                    Some(Ok(_)) => {}
+                    _ => break,
                 }
-                self.inner.docker.reset();
             }
             tokio::select! {
                 _ = self.inner.token.cancelled() => return,
@@ -1220,7 +1227,7 @@ impl Lifecycle {
         match action {
             "create" | "start" | "restart" => {
                 let state_since = self.inner.table.lock().get(id).map(|e| e.since);
-                let Some(info) = self.inner.docker.inspect_container(id).await else {
+                let Ok(info) = self.inner.docker.inspect_container(id).await else {
                     return;
                 };
                 let now = Instant::now();
@@ -1302,7 +1309,7 @@ impl Lifecycle {
                 self.persist();
             }
             "rename" => {
-                if let Some(info) = self.inner.docker.inspect_container(id).await {
+                if let Ok(info) = self.inner.docker.inspect_container(id).await {
                     if let Some(entry) = self.inner.table.lock().get_mut(id) {
                         entry.name = info.name.unwrap_or_default();
                     }
@@ -1384,12 +1391,6 @@ fn sum_peers(table: &HashMap<String, u64>, peers: &[String]) -> Option<u64> {
     peers
         .iter()
         .try_fold(0u64, |total, peer| Some(total.saturating_add(*table.get(peer)?)))
-}
-
-/// `seconds.nanoseconds` since the epoch, as dockerd's `since` takes it.
-fn docker_timestamp(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:09}", since_epoch.as_secs(), since_epoch.subsec_nanos())
 }
 
 fn unix_ms(time: SystemTime) -> u64 {

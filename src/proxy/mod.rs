@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
 use crate::config::LoadedConfig;
-use crate::docker::Docker;
+use crate::docker::DockerApi;
 use crate::error::ShimError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -52,7 +52,7 @@ pub struct ProxyInner {
     /// Connections, hijacked streams and background tasks, so shutdown can
     /// wait for them.
     pub tasks: TaskTracker,
-    pub docker: Arc<Docker>,
+    pub docker: Arc<dyn DockerApi>,
     /// `None` when `auto_sleep` is off and nothing is tracked.
     pub lifecycle: Option<Lifecycle>,
     pub standards: standards::StandardsState,
@@ -69,7 +69,7 @@ pub struct Shutdown {
 /// shim.
 pub struct ProxyParts {
     pub config: LoadedConfig,
-    pub docker: Arc<Docker>,
+    pub docker: Arc<dyn DockerApi>,
     pub lifecycle: Option<Lifecycle>,
     pub metrics: Arc<Metrics>,
     pub tasks: TaskTracker,

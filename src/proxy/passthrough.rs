@@ -631,7 +631,10 @@ mod tests {
         );
         let config = crate::config::Config::from_yaml_over_default(&yaml, "test.yml").unwrap();
         Proxy::new(super::super::ProxyParts {
-            docker: std::sync::Arc::new(crate::docker::Docker::new(&config.config.upstream_path())),
+            docker: std::sync::Arc::new(crate::docker::Docker::new(
+                &config.config.upstream_path(),
+                std::time::Duration::from_secs(5),
+            )),
             config,
             lifecycle: None,
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),

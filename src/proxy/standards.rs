@@ -21,6 +21,7 @@ use super::{ConnState, Proxy};
 use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
 use crate::config::{ContainerIdentity, StandardsMode};
+use crate::docker::EventKind;
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
 use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
@@ -123,7 +124,7 @@ pub async fn handle(
         }
         Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
             // No such container: dockerd answers the 404 itself.
-            let Some(info) = proxy.inner.docker.inspect_container(id).await else {
+            let Ok(info) = proxy.inner.docker.inspect_container(id).await else {
                 return forward_bytes(proxy, conn, parts, bytes).await;
             };
             let identity = ContainerIdentity {
@@ -201,7 +202,7 @@ async fn inherited_changes(
         let inspect = match kind {
             Inheritance::NamedVolume if !judge_volumes => continue,
             Inheritance::NamedVolume => inspect_volume_json(proxy, &source).await,
-            _ => proxy.inner.docker.inspect_container_json(&source).await,
+            _ => proxy.inner.docker.inspect_container_json(&source).await.ok(),
         };
         inherited.push(standards::Inherited { kind, source, inspect });
     }
@@ -217,9 +218,7 @@ async fn inherited_changes(
 /// A volume's inspect JSON (`Driver`, `Options`); `None` when dockerd does
 /// not know it (the create then makes a plain one) or cannot say.
 async fn inspect_volume_json(proxy: &Proxy, name: &str) -> Option<Value> {
-    let client = proxy.inner.docker.client().await.ok()?;
-    let volume = client.inspect_volume(name).await.ok()?;
-    serde_json::to_value(volume).ok()
+    proxy.inner.docker.inspect_volume_json(name).await.ok()
 }
 
 /// The endpoints judged on their route and query alone (`build`, plugin
@@ -352,28 +351,22 @@ impl Proxy {
         let state = &self.inner.standards;
         let token = self.inner.shutdown.token.clone();
         loop {
-            if let Ok(client) = self.inner.docker.client().await {
-                let mut filters = HashMap::new();
-                filters.insert("type".to_string(), vec!["image".to_string()]);
-                let options = bollard::query_parameters::EventsOptionsBuilder::default()
-                    .filters(&filters)
-                    .build();
-                let mut events = client.events(Some(options));
-                state.invalidate();
-                state.events_live.store(true, Ordering::Release);
-                loop {
-                    tokio::select! {
-                        _ = token.cancelled() => return,
-                        event = events.next() => match event {
-                            Some(Ok(_)) => state.invalidate(),
-                            _ => break,
-                        },
-                    }
+            // dockerd is asked when the stream is first polled, below; an
+            // image event from then on clears the cache.
+            let mut events = self.inner.docker.events(EventKind::Image, None);
+            state.invalidate();
+            state.events_live.store(true, Ordering::Release);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    event = events.next() => match event {
+                        Some(Ok(_)) => state.invalidate(),
+                        _ => break,
+                    },
                 }
-                state.events_live.store(false, Ordering::Release);
-                state.invalidate();
-                self.inner.docker.reset();
             }
+            state.events_live.store(false, Ordering::Release);
+            state.invalidate();
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
