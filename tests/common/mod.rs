@@ -1148,6 +1148,20 @@ impl RawConnection {
         self.stream.write_all(bytes)
     }
 
+    /// Sends `bytes` unless the peer has closed the connection: `false`
+    /// when the write fails with `EPIPE` or `ECONNRESET` (the shim closes a
+    /// connection whose head it refuses, and a write racing that close gets
+    /// one or the other), `true` when everything was written. Any other
+    /// error panics. What the peer answered before closing is still there
+    /// to read.
+    pub fn send_unless_closed(&mut self, bytes: &[u8]) -> bool {
+        match self.stream.write_all(bytes) {
+            Ok(()) => true,
+            Err(e) if is_closed_by_peer(&e) => false,
+            Err(e) => panic!("write to the socket: {e}"),
+        }
+    }
+
     /// Closes the write side (the peer reads EOF).
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
@@ -1405,6 +1419,12 @@ fn parse_head(head: &[u8]) -> std::io::Result<RawResponse> {
         headers,
         body: Vec::new(),
     })
+}
+
+/// Whether `error` says the peer closed the connection: `EPIPE` on a
+/// write, `ECONNRESET` on a write or a read.
+pub fn is_closed_by_peer(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
