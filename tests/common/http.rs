@@ -72,6 +72,12 @@ impl RawConnection {
         })
     }
 
+    /// Sets the read timeout (the default is [`RAW_READ_TIMEOUT`]); a read
+    /// that times out fails with `WouldBlock` or `TimedOut`.
+    pub fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
     /// The socket, e.g. to `shutdown(Write)` for a half-close.
     pub fn stream(&self) -> &UnixStream {
         &self.stream
@@ -132,7 +138,7 @@ impl RawConnection {
             .unwrap_or_else(|e| panic!("reading a response head: {e}"))
     }
 
-    fn try_read_head(&mut self) -> std::io::Result<RawResponse> {
+    pub fn try_read_head(&mut self) -> std::io::Result<RawResponse> {
         loop {
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
                 let head: Vec<u8> = self.buffer.drain(..end + 4).collect();
@@ -157,19 +163,26 @@ impl RawConnection {
             .unwrap_or_else(|e| panic!("reading a response: {e}"))
     }
 
-    fn try_read_response(&mut self, head_request: bool) -> std::io::Result<RawResponse> {
+    pub fn try_read_response(&mut self, head_request: bool) -> std::io::Result<RawResponse> {
         let mut response = self.try_read_head()?;
-        let no_body =
-            head_request || (100..200).contains(&response.status) || response.status == 204 || response.status == 304;
+        response.body = self.try_read_body(&response, head_request)?;
+        Ok(response)
+    }
+
+    /// Reads the body that `head` (just read) announces: chunked, by
+    /// length, or up to EOF. `head_request`: as for
+    /// [`RawConnection::read_response`].
+    pub fn try_read_body(&mut self, head: &RawResponse, head_request: bool) -> std::io::Result<Vec<u8>> {
+        let no_body = head_request || (100..200).contains(&head.status) || head.status == 204 || head.status == 304;
         if no_body {
-            return Ok(response);
+            return Ok(Vec::new());
         }
-        let chunked = response
+        let chunked = head
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         if chunked {
-            response.body = self.try_read_chunked()?;
-        } else if let Some(length) = response.header("content-length") {
+            self.try_read_chunked()
+        } else if let Some(length) = head.header("content-length") {
             let length: usize = length
                 .trim()
                 .parse()
@@ -179,50 +192,61 @@ impl RawConnection {
                     return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "body cut short"));
                 }
             }
-            response.body = self.buffer.drain(..length).collect();
+            Ok(self.buffer.drain(..length).collect())
         } else {
             while self.fill()? > 0 {}
-            response.body = std::mem::take(&mut self.buffer);
+            Ok(std::mem::take(&mut self.buffer))
         }
-        Ok(response)
     }
 
     fn try_read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
         let mut body = Vec::new();
+        while let Some(chunk) = self.try_read_chunk()? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Reads the next chunk of a chunked body whose head was read: its
+    /// data, or `None` after the last chunk (and its trailers). Nothing is
+    /// consumed before a whole chunk is in, so a read that times out loses
+    /// nothing and the call can be made again, e.g. on an event stream read
+    /// with a short timeout.
+    pub fn try_read_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         loop {
-            let line_end = loop {
-                if let Some(i) = find(&self.buffer, b"\r\n") {
-                    break i;
-                }
-                if self.fill()? == 0 {
-                    return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "chunk size cut short"));
-                }
-            };
-            let line: Vec<u8> = self.buffer.drain(..line_end + 2).collect();
-            let size_text = String::from_utf8_lossy(&line[..line_end]);
-            let size_text = size_text.split(';').next().unwrap_or("").trim().to_string();
-            let size = usize::from_str_radix(&size_text, 16)
-                .map_err(|_| std::io::Error::new(ErrorKind::InvalidData, format!("bad chunk size {size_text:?}")))?;
-            if size == 0 {
-                // Trailers, then an empty line.
-                loop {
-                    if let Some(i) = find(&self.buffer, b"\r\n") {
-                        let trailer: Vec<u8> = self.buffer.drain(..i + 2).collect();
-                        if trailer.len() == 2 {
-                            return Ok(body);
-                        }
-                    } else if self.fill()? == 0 {
-                        return Ok(body);
+            if let Some(line_end) = find(&self.buffer, b"\r\n") {
+                let size_text = String::from_utf8_lossy(&self.buffer[..line_end]);
+                let size_text = size_text.split(';').next().unwrap_or("").trim().to_string();
+                let size = usize::from_str_radix(&size_text, 16).map_err(|_| {
+                    std::io::Error::new(ErrorKind::InvalidData, format!("bad chunk size {size_text:?}"))
+                })?;
+                let data = line_end + 2;
+                if size == 0 {
+                    // Trailers, if any, then an empty line.
+                    if self.buffer[data..].starts_with(b"\r\n") {
+                        self.buffer.drain(..data + 2);
+                        return Ok(None);
                     }
+                    if let Some(end) = find(&self.buffer[data..], b"\r\n\r\n") {
+                        self.buffer.drain(..data + end + 4);
+                        return Ok(None);
+                    }
+                } else if self.buffer.len() >= data + size + 2 {
+                    let chunk = self.buffer[data..data + size].to_vec();
+                    self.buffer.drain(..data + size + 2);
+                    return Ok(Some(chunk));
                 }
-            }
-            while self.buffer.len() < size + 2 {
                 if self.fill()? == 0 {
+                    if size == 0 {
+                        // The peer closed in the trailers: the body is whole.
+                        self.buffer.clear();
+                        return Ok(None);
+                    }
                     return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "chunk cut short"));
                 }
+            } else if self.fill()? == 0 {
+                return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "chunk size cut short"));
             }
-            body.extend(self.buffer.drain(..size));
-            self.buffer.drain(..2);
         }
     }
 

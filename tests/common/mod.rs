@@ -15,7 +15,9 @@
 //!   restarted on the same socket, stopped with `SIGTERM` when dropped. The
 //!   log is printed when the test fails, and a `panicked` line in it fails
 //!   the test.
-//! - [`api`]: the shim's own API under `/_forge/v1/`.
+//! - [`api`]: the shim's own API under `/_forge/v1/` (health, the
+//!   container table, the event stream, sleep and wake), read into the
+//!   crate's own types (`StatusRow`, `Transition`, `State`).
 //! - [`process`]: [`run_with_timeout`] and friends: every process a test
 //!   spawns has a deadline, so no test can hang; [`run_in_pty`] runs a
 //!   command under a pseudo-terminal (`script`).
@@ -46,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // Every test file sees the whole harness as `common::*`; each uses a part.
 #[allow(unused_imports)]
-pub use {docker::*, http::*, process::*, shim::*};
+pub use {api::*, docker::*, http::*, process::*, shim::*};
 
 /// The built binary under test.
 pub const SHIM_BIN: &str = env!("CARGO_BIN_EXE_forge-shim");
