@@ -4,6 +4,9 @@
 //!
 //! Each call comes twice: `try_…` returns an [`ApiError`] (a bench counts
 //! or reports it), the plain form panics with it (a test fails on it).
+//!
+//! Shared by the real tests and the benches (`examples/common` includes
+//! this file with `#[path]`): it uses only `http.rs` and `shim.rs`.
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -13,7 +16,7 @@ use forge_shim::lifecycle::{StatusRow, Transition};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::http::{try_raw_request, RawConnection, RawResponse};
+use super::http::{bodyless_request, try_raw_request, RawConnection, RawResponse};
 use super::shim::Shim;
 
 /// `GET /_forge/v1/health`. The shim writes this body field by field; the
@@ -83,12 +86,11 @@ impl Shim {
     /// `METHOD /_forge/v1/PATH` on a fresh connection; the 200 body as `T`.
     fn api_call<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<T, ApiError> {
         let path = format!("/_forge/v1/{path}");
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: forge\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        let response = try_raw_request(self.socket_path(), request.as_bytes()).map_err(|error| ApiError::Io {
-            path: path.clone(),
-            error,
-        })?;
+        let response =
+            try_raw_request(self.socket_path(), &bodyless_request(method, &path)).map_err(|error| ApiError::Io {
+                path: path.clone(),
+                error,
+            })?;
         if response.status != 200 {
             return Err(ApiError::Status {
                 path,

@@ -1,5 +1,9 @@
 //! Hand-made HTTP/1.1 over a Unix socket: malformed requests, chunked
-//! bodies, case-variant JSON keys, upgrades and streams.
+//! bodies, case-variant JSON keys, upgrades and streams for the tests; the
+//! keep-alive creates and the idle connections of the benches.
+//!
+//! Shared by the real tests and the benches (`examples/common` includes
+//! this file with `#[path]`): it uses nothing else of `tests/common`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -315,6 +319,13 @@ pub fn try_raw_request(socket: &Path, request: &[u8]) -> std::io::Result<RawResp
     let mut connection = RawConnection::try_connect(socket)?;
     connection.try_send(request)?;
     connection.try_read_response(request.starts_with(b"HEAD "))
+}
+
+/// `METHOD PATH` without a body and with `Connection: close`, as bytes. A
+/// `POST` says `Content-Length: 0`, which dockerd and the shim want.
+pub fn bodyless_request(method: &str, path: &str) -> Vec<u8> {
+    let length = if method == "POST" { "Content-Length: 0\r\n" } else { "" };
+    format!("{method} {path} HTTP/1.1\r\nHost: docker\r\n{length}Connection: close\r\n\r\n").into_bytes()
 }
 
 /// A request with a JSON body and `Content-Length`, as bytes.

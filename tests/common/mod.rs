@@ -4,12 +4,6 @@
 //! and hand-made HTTP.
 //!
 //! What it gives a test, by module:
-//! - [`docker`]: [`require_dockerd`] fails the test (never skips it) when
-//!   dockerd or the local test images are missing; `docker` commands aimed
-//!   at dockerd or at a [`Shim`], and a bollard client; [`Names`], a unique
-//!   name prefix per test and a cleanup guard that removes every container,
-//!   image, network, volume and compose project carrying that prefix,
-//!   through dockerd directly, even when the test fails.
 //! - [`shim`]: [`Shim`], the binary on a socket in its own temporary
 //!   folder, with its log captured; started, killed with `SIGKILL`,
 //!   restarted on the same socket, stopped with `SIGTERM` when dropped. The
@@ -18,14 +12,25 @@
 //! - [`api`]: the shim's own API under `/_forge/v1/` (health, the
 //!   container table, the event stream, sleep and wake), read into the
 //!   crate's own types (`StatusRow`, `Transition`, `State`).
-//! - [`process`]: [`run_with_timeout`] and friends: every process a test
-//!   spawns has a deadline, so no test can hang; [`run_in_pty`] runs a
-//!   command under a pseudo-terminal (`script`).
 //! - [`http`]: [`raw_request`] and [`RawConnection`], hand-made HTTP over a
 //!   Unix socket, for malformed requests, chunked bodies, case-variant JSON
 //!   keys, upgrades and streams.
+//! - [`docker`]: [`require_dockerd`] fails the test (never skips it) when
+//!   dockerd or the local test images are missing; `docker` commands aimed
+//!   at dockerd or at a [`Shim`], and a bollard client; [`Names`], a unique
+//!   name prefix per test and a cleanup guard that removes every container,
+//!   image, network, volume and compose project carrying that prefix,
+//!   through dockerd directly, even when the test fails.
+//! - [`process`]: [`run_with_timeout`] and friends: every process a test
+//!   spawns has a deadline, so no test can hang; [`run_in_pty`] runs a
+//!   command under a pseudo-terminal (`script`).
 //! - here: [`wait_until`] (poll with a deadline instead of sleeping) and
 //!   small file helpers.
+//!
+//! `shim`, `api` and `http` are also the benches' (`examples/common`
+//! includes them with `#[path]`), so they use only each other, and each call
+//! that can fail has a `try_` form returning the error. `tests/harness.rs`
+//! tests the HTTP client and the benches' percentiles without dockerd.
 //!
 //! Conventions: tests never use fixed host ports (publish `127.0.0.1::PORT`
 //! and ask `docker port`), never assert on timings, and give every process

@@ -1,5 +1,9 @@
 //! The shim under test as a child process: the built binary on a socket in
 //! a temporary folder of its own, its log captured.
+//!
+//! Shared by the real tests and the benches (`examples/common` includes
+//! this file, `http.rs` and `api.rs` with `#[path]`): it uses only those
+//! two siblings, never the rest of `tests/common`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,17 +15,31 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-use super::http::{raw_request, try_raw_request, RawResponse};
-use super::SHIM_BIN;
+use super::http::{bodyless_request, raw_request, RawResponse};
 
-/// How long [`Shim::start`] waits for `/_forge/v1/health` to answer.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Shim::start`] waits for `/_forge/v1/health` to answer: a hang
+/// detector (a shim that exits during startup fails at once).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long dropping a [`Shim`] waits after `SIGTERM` before `SIGKILL`.
 /// Above the default `shutdown_grace` (10 s).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The `forge-shim` binary a [`Shim`] runs unless told otherwise: in a test,
+/// the one Cargo built for it; in a bench, the one next to the bench's own
+/// folder (`target/release/forge-shim` for `target/release/examples/…`).
+pub fn default_bin() -> PathBuf {
+    if let Some(built) = option_env!("CARGO_BIN_EXE_forge-shim") {
+        return PathBuf::from(built);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("forge-shim")))
+        .unwrap_or_else(|| PathBuf::from("target/release/forge-shim"))
+}
+
 /// Options for starting a [`Shim`]; [`Shim::start`] uses the defaults.
 pub struct ShimBuilder {
+    bin: PathBuf,
     config_yaml: String,
     upstream: Option<String>,
     rust_log: String,
@@ -29,6 +47,12 @@ pub struct ShimBuilder {
 }
 
 impl ShimBuilder {
+    /// The binary to run instead of [`default_bin`].
+    pub fn bin(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.bin = bin.into();
+        self
+    }
+
     /// Overrides `upstream` with `--upstream` (a path or `unix://` URL).
     pub fn upstream(mut self, upstream: impl Into<String>) -> Self {
         self.upstream = Some(upstream.into());
@@ -64,6 +88,7 @@ impl ShimBuilder {
         }
         std::fs::write(&config_path, &config).expect("write the shim config");
         let mut shim = Shim {
+            bin: self.bin,
             socket: dir.path().join("docker.sock"),
             log_path: dir.path().join("shim.log"),
             config_path,
@@ -88,6 +113,7 @@ impl ShimBuilder {
 /// `SIGKILL` after [`STOP_TIMEOUT`]; when the test is failing the log is
 /// printed, and a log that shows a panic fails the test.
 pub struct Shim {
+    bin: PathBuf,
     dir: tempfile::TempDir,
     config_path: PathBuf,
     socket: PathBuf,
@@ -109,6 +135,7 @@ impl Shim {
     /// For options: `Shim::builder(yaml).upstream(path).start()`.
     pub fn builder(config_yaml: &str) -> ShimBuilder {
         ShimBuilder {
+            bin: default_bin(),
             config_yaml: config_yaml.to_string(),
             upstream: None,
             rust_log: "info".to_string(),
@@ -151,7 +178,7 @@ impl Shim {
     /// A `serve` command with this shim's config, socket and upstream, not
     /// started: e.g. to check that a second shim refuses the live socket.
     pub fn serve_command(&self) -> Command {
-        let mut cmd = Command::new(SHIM_BIN);
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config_path)
@@ -187,7 +214,9 @@ impl Shim {
         let log_err = log.try_clone().expect("clone the shim log handle");
         let mut cmd = self.serve_command();
         cmd.stdout(log).stderr(log_err);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {SHIM_BIN}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
         self.child = Some(child);
         self.wait_ready();
     }
@@ -200,13 +229,8 @@ impl Shim {
             if let Some(status) = self.try_wait() {
                 panic!("forge-shim exited during startup ({status}); its log:\n{}", self.log());
             }
-            if let Ok(response) = try_raw_request(
-                &self.socket,
-                b"GET /_forge/v1/health HTTP/1.1\r\nHost: forge\r\nConnection: close\r\n\r\n",
-            ) {
-                if response.status == 200 {
-                    return;
-                }
+            if self.try_health().is_ok() {
+                return;
             }
             if Instant::now() >= deadline {
                 panic!(
@@ -290,10 +314,7 @@ impl Shim {
 
     /// `GET PATH` over a fresh connection.
     pub fn get(&self, path: &str) -> RawResponse {
-        raw_request(
-            &self.socket,
-            format!("GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        raw_request(&self.socket, &bodyless_request("GET", path))
     }
 
     /// Number of open file descriptors of the shim process (client and
