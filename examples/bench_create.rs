@@ -22,12 +22,14 @@
 //! `scripts/bench-create.sh` starts the release shim with the embedded
 //! standards and runs this, then times the docker CLI the same way.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use common::http::{RawConnection, RawResponse};
+use common::percentile;
 
 const DOCKERD_SOCKET: &str = "/var/run/docker.sock";
 const IMAGE: &str = "forge-test/busybox";
@@ -79,28 +81,17 @@ fn parse_options() -> Result<Options> {
     Ok(options)
 }
 
-/// One HTTP/1.1 keep-alive connection over a Unix socket, blocking.
-struct Connection {
-    stream: UnixStream,
-    buffer: Vec<u8>,
-}
-
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
+/// One keep-alive connection (the harness's raw HTTP/1.1 client) that sends
+/// what the docker CLI sends: its `Host`, a length on every `POST`.
+struct Connection(RawConnection);
 
 impl Connection {
-    fn open(path: &PathBuf) -> Result<Connection> {
-        let stream = UnixStream::connect(path).with_context(|| format!("connect {}", path.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-        Ok(Connection {
-            stream,
-            buffer: Vec::with_capacity(16 * 1024),
-        })
+    fn open(path: &Path) -> Result<Connection> {
+        let connection = RawConnection::try_connect(path).with_context(|| format!("connect {}", path.display()))?;
+        Ok(Connection(connection))
     }
 
-    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response> {
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<RawResponse> {
         let mut request =
             format!("{method} {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: bench-create\r\n");
         if !body.is_empty() || method == "POST" {
@@ -112,87 +103,9 @@ impl Connection {
         request.push_str("\r\n");
         let mut bytes = request.into_bytes();
         bytes.extend_from_slice(body);
-        self.stream.write_all(&bytes)?;
-        self.read_response()
+        self.0.try_send(&bytes)?;
+        Ok(self.0.try_read_response(false)?)
     }
-
-    fn fill(&mut self) -> Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
-        if n == 0 {
-            bail!("connection closed mid-response");
-        }
-        self.buffer.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    fn read_response(&mut self) -> Result<Response> {
-        let head_end = loop {
-            if let Some(i) = find(&self.buffer, b"\r\n\r\n") {
-                break i;
-            }
-            self.fill()?;
-        };
-        let head = String::from_utf8_lossy(&self.buffer[..head_end]).into_owned();
-        self.buffer.drain(..head_end + 4);
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("bad status line in {head:?}"))?;
-        let header = |name: &str| {
-            head.lines().skip(1).find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-            })
-        };
-        let body = if status == 204 || status == 304 {
-            Vec::new()
-        } else if let Some(length) = header("content-length") {
-            let length: usize = length.parse()?;
-            while self.buffer.len() < length {
-                self.fill()?;
-            }
-            self.buffer.drain(..length).collect()
-        } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            self.read_chunked()?
-        } else {
-            bail!("response without a length: {head:?}");
-        };
-        Ok(Response { status, body })
-    }
-
-    fn read_chunked(&mut self) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(i) = find(&self.buffer, b"\r\n") {
-                    break i;
-                }
-                self.fill()?;
-            };
-            let size_text = String::from_utf8_lossy(&self.buffer[..line_end]).into_owned();
-            self.buffer.drain(..line_end + 2);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-            if size == 0 {
-                while find(&self.buffer, b"\r\n").is_none() {
-                    self.fill()?;
-                }
-                let end = find(&self.buffer, b"\r\n").unwrap_or(0);
-                self.buffer.drain(..end + 2);
-                return Ok(body);
-            }
-            while self.buffer.len() < size + 2 {
-                self.fill()?;
-            }
-            body.extend(self.buffer.drain(..size));
-            self.buffer.drain(..2);
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// One side of the comparison: its connection and the create times.
@@ -242,20 +155,16 @@ struct Stats {
 }
 
 fn stats(samples: &[f64]) -> Stats {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    // Nearest rank.
-    let pick = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
     Stats {
-        p50: pick(0.50),
-        p90: pick(0.90),
-        p99: pick(0.99),
-        mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+        p50: percentile(samples, 0.50),
+        p90: percentile(samples, 0.90),
+        p99: percentile(samples, 0.99),
+        mean: samples.iter().sum::<f64>() / samples.len() as f64,
     }
 }
 
 /// Removes what a failed run left behind (names `bench-create-<pid>-…`).
-fn sweep(direct: &PathBuf, prefix: &str) {
+fn sweep(direct: &Path, prefix: &str) {
     let Ok(mut connection) = Connection::open(direct) else {
         return;
     };

@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use common::{default_shim_bin, host, median, percentile, ShimChild};
+use common::http::RawConnection;
+use common::{default_bin, docker, host, median, percentile, Shim};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
@@ -65,7 +66,7 @@ impl Options {
 
 fn parse_options() -> Result<Options> {
     let mut options = Options {
-        shim_bin: default_shim_bin(),
+        shim_bin: default_bin(),
         rounds: 3,
         requests: 20_000,
         duration: Duration::from_secs(3),
@@ -114,15 +115,10 @@ fn parse_options() -> Result<Options> {
 
 /// The shim under test: standards and sleep off, so what is measured is
 /// the proxy.
-fn start_shim(bin: &Path) -> Result<ShimChild> {
-    ShimChild::start(
-        bin,
-        "standards: { mode: off }\nauto_sleep: { enabled: false }\n",
-        "fs-bench-",
-        &[],
-        |socket| std::os::unix::net::UnixStream::connect(socket).is_ok(),
-        Duration::from_secs(10),
-    )
+fn start_shim(bin: &Path) -> Shim {
+    Shim::builder("standards: { mode: off }\nauto_sleep: { enabled: false }\n")
+        .bin(bin)
+        .start()
 }
 
 /// The container the streaming runs use; removed on drop.
@@ -153,16 +149,6 @@ impl Drop for Container {
     }
 }
 
-fn docker(socket: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("docker");
-    cmd.args(args)
-        .env("DOCKER_HOST", format!("unix://{socket}"))
-        .env_remove("DOCKER_CONTEXT")
-        .env("DOCKER_CLI_HINTS", "false")
-        .stdin(Stdio::null());
-    cmd
-}
-
 // ---------------------------------------------------------------------------
 // ping: latency and throughput
 
@@ -191,9 +177,7 @@ async fn ping(sender: &mut SendRequest<Empty<Bytes>>) -> Result<()> {
     Ok(())
 }
 
-/// Per-request latencies of `n` sequential pings on one connection, in µs,
-/// sorted, after a warm-up.
-/// `n` ping latencies (µs, sorted) on one keep-alive connection to each of
+/// `n` ping latencies (µs) on one keep-alive connection to each of
 /// `sockets`, taken in turn in blocks of [`PING_BLOCK`] (a block to each,
 /// then again): every socket sees the same minutes of a noisy machine, and
 /// within a block each path stays as warm as a client pinging in a loop
@@ -220,9 +204,6 @@ async fn ping_latencies(sockets: &[&Path], n: usize) -> Result<Vec<Vec<f64>>> {
                 latencies.push(start.elapsed().as_secs_f64() * 1e6);
             }
         }
-    }
-    for latencies in &mut latencies {
-        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
     Ok(latencies)
 }
@@ -338,36 +319,24 @@ fn write_random_file(path: &Path, size: usize) -> Result<()> {
 
 /// Opens `n` connections to the shim, each after one `GET /_ping`, and
 /// holds them.
-fn open_idle_connections(socket: &Path, n: usize) -> Result<Vec<std::os::unix::net::UnixStream>> {
-    let mut streams = Vec::with_capacity(n);
+fn open_idle_connections(socket: &Path, n: usize) -> Result<Vec<RawConnection>> {
+    let mut connections = Vec::with_capacity(n);
     for i in 0..n {
-        let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| format!("connection {i}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")?;
-        let mut response = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !(response.ends_with(b"\r\n\r\nOK")) {
-            let read = stream.read(&mut chunk)?;
-            if read == 0 {
-                bail!("connection {i} closed: {:?}", String::from_utf8_lossy(&response));
-            }
-            response.extend_from_slice(&chunk[..read]);
+        let mut connection = RawConnection::try_connect(socket).with_context(|| format!("connection {i}"))?;
+        connection.try_send(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")?;
+        let response = connection
+            .try_read_response(false)
+            .with_context(|| format!("connection {i}"))?;
+        if response.status != 200 || response.body != b"OK" {
+            bail!(
+                "connection {i}: /_ping answered {} {:?}",
+                response.status,
+                response.body_text()
+            );
         }
-        streams.push(stream);
+        connections.push(connection);
     }
-    Ok(streams)
-}
-
-fn health_connections_open(socket: &Path) -> Option<u64> {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    stream
-        .write_all(b"GET /_forge/v1/health HTTP/1.1\r\nHost: forge\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let body = text.split("\r\n\r\n").nth(1)?;
-    let value: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-    value["connections_open"].as_u64()
+    Ok(connections)
 }
 
 // ---------------------------------------------------------------------------
@@ -469,8 +438,8 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let shim = start_shim(&options.shim_bin)?;
-    let shim_socket = shim.socket.clone();
+    let shim = start_shim(&options.shim_bin);
+    let shim_socket = shim.socket_path().to_path_buf();
     let shim_socket_str = shim_socket.to_str().unwrap().to_string();
     let direct = Path::new(DOCKERD_SOCKET);
     let machine = machine();
@@ -478,7 +447,7 @@ fn main() -> Result<()> {
     println!("machine: {machine}");
     println!("shim: {} (pid {})", options.shim_bin.display(), shim.pid());
     std::thread::sleep(Duration::from_millis(500));
-    let (idle_rss, _) = shim.memory();
+    let idle_rss = shim.memory_kib().0 * 1024;
     println!("shim RSS idle: {:.1} MB", idle_rss as f64 / MB);
 
     let mut rows = Vec::new();
@@ -507,7 +476,7 @@ fn main() -> Result<()> {
             s99.push(percentile(s, 0.99));
             b50.push(percentile(b, 0.5));
         }
-        let (d50, d99, s50, s99, b50) = (median(d50), median(d99), median(s50), median(s99), median(b50));
+        let (d50, d99, s50, s99, b50) = (median(&d50), median(&d99), median(&s50), median(&s99), median(&b50));
         rows.push(Row {
             metric: format!(
                 "`GET /_ping` p50 latency, 1 keep-alive connection ({} requests), µs",
@@ -549,7 +518,7 @@ fn main() -> Result<()> {
         for _ in 0..options.rounds {
             splice_32.push(runtime.block_on(ping_throughput(&splice, 32, options.duration))?);
         }
-        let splice_32 = median(splice_32);
+        let splice_32 = median(&splice_32);
         println!("reference, a bare copy_bidirectional splice: {splice_32:.0} req/s on 32 connections");
 
         // 1b. throughput.
@@ -566,7 +535,7 @@ fn main() -> Result<()> {
                 ds.push(d);
                 ss.push(s);
             }
-            let (d, s) = (median(ds), median(ss));
+            let (d, s) = (median(&ds), median(&ss));
             rows.push(Row {
                 metric: format!("`GET /_ping` requests/s, {connections} connection(s)"),
                 direct: Some(d),
@@ -609,7 +578,7 @@ fn main() -> Result<()> {
             ds.push(d);
             ss.push(s);
         }
-        let (d, s) = (median(ds), median(ss));
+        let (d, s) = (median(&ds), median(&ss));
         rows.push(Row {
             metric: format!(
                 "{} MiB out of `docker exec C dd if=/dev/zero bs=1M`, MB/s",
@@ -653,8 +622,8 @@ fn main() -> Result<()> {
             sout.push(s_out);
             bout.push(b_out);
         }
-        let (din, dout) = (median(din), median(dout));
-        for (direction, d, b) in [("in", din, median(bin)), ("out", dout, median(bout))] {
+        let (din, dout) = (median(&din), median(&dout));
+        for (direction, d, b) in [("in", din, median(&bin)), ("out", dout, median(&bout))] {
             rows.push(Row {
                 metric: format!(
                     "reference: `docker cp` {} MiB {direction} through a bare byte splice, MB/s",
@@ -667,7 +636,7 @@ fn main() -> Result<()> {
                 decimals: 0,
             });
         }
-        for (direction, d, s) in [("in", din, median(sin)), ("out", dout, median(sout))] {
+        for (direction, d, s) in [("in", din, median(&sin)), ("out", dout, median(&sout))] {
             rows.push(Row {
                 metric: format!("`docker cp` {} MiB {direction}, MB/s", options.cp_mib),
                 direct: Some(d),
@@ -682,13 +651,13 @@ fn main() -> Result<()> {
 
     if options.wants("memory") {
         // 3. memory.
-        let (_, peak) = shim.memory();
+        let peak = shim.memory_kib().1 * 1024;
         println!("shim peak RSS (VmHWM) over the run: {:.1} MB", peak as f64 / MB);
-        let (before_idle, _) = shim.memory();
+        let before_idle = shim.memory_kib().0 * 1024;
         let idle_streams = open_idle_connections(&shim_socket, options.idle_connections)?;
         std::thread::sleep(Duration::from_secs(1));
-        let (with_idle, _) = shim.memory();
-        let open = health_connections_open(&shim_socket).unwrap_or(0);
+        let with_idle = shim.memory_kib().0 * 1024;
+        let open = shim.try_health().map_or(0, |health| health.connections_open);
         println!(
             "shim RSS with {} idle connections: {:.1} MB (health connections_open {open})",
             idle_streams.len(),
@@ -702,7 +671,7 @@ fn main() -> Result<()> {
         }
         drop(idle_streams);
         std::thread::sleep(Duration::from_secs(2));
-        let (after_idle, _) = shim.memory();
+        let after_idle = shim.memory_kib().0 * 1024;
         println!("shim RSS after closing them: {:.1} MB", after_idle as f64 / MB);
         rows.push(Row {
             metric: "shim RSS idle, MB".into(),

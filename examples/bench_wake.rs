@@ -35,9 +35,8 @@
 //! switched off at the end.
 
 mod common;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,8 +45,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::{default_shim_bin, host, percentile, ShimChild};
-use serde_json::Value;
+use common::http::{bodyless_request, try_raw_request, RawResponse};
+use common::{default_bin, docker, host, percentile, Shim};
+use forge_shim::lifecycle::{State, StatusRow};
 
 const DOCKERD_SOCKET: &str = "/var/run/docker.sock";
 const BUSYBOX: &str = "forge-test/busybox:latest";
@@ -76,7 +76,7 @@ impl Options {
 
 fn parse_options() -> Result<Options> {
     let mut options = Options {
-        shim_bin: default_shim_bin(),
+        shim_bin: default_bin(),
         runs: 50,
         sleepers: 200,
         cpu_window: Duration::from_secs(60),
@@ -126,85 +126,55 @@ fn run_prefix() -> String {
 // ---------------------------------------------------------------------------
 // the shim under test
 
-/// The shim under test, with the calls the bench makes on its API.
-struct ShimProcess {
-    child: ShimChild,
+/// Starts `bin serve` with `config` (plus a `state_dir` of its own) and
+/// waits for `/_forge/v1/health`.
+fn start_shim(bin: &Path, config: &str) -> Shim {
+    Shim::builder(config).bin(bin).rust_log("warn").start()
 }
 
-impl std::ops::Deref for ShimProcess {
-    type Target = ShimChild;
-
-    fn deref(&self) -> &ShimChild {
-        &self.child
-    }
-}
-
-impl ShimProcess {
-    /// Starts `bin serve` with `config` (plus a `state_dir` of its own) and
-    /// waits for `/_forge/v1/health`.
-    fn start(bin: &Path, config: &str) -> Result<ShimProcess> {
-        let child = ShimChild::start(
-            bin,
-            config,
-            "fs-bench-wake-",
-            &[("RUST_LOG", "warn")],
-            |socket| matches!(unix_call(socket, "GET", "/_forge/v1/health"), Ok((200, _))),
-            Duration::from_secs(20),
-        )?;
-        Ok(ShimProcess { child })
-    }
-
-    /// `POST /_forge/v1/containers/NAME/sleep|wake`; whether it changed.
-    fn transition(&self, name: &str, verb: &str) -> Result<bool> {
-        let (status, body) = unix_call(&self.socket, "POST", &format!("/_forge/v1/containers/{name}/{verb}"))?;
-        if status != 200 {
-            bail!("{verb} {name}: {status} {body}");
-        }
-        let value: Value = serde_json::from_str(&body)?;
-        Ok(value["changed"].as_bool().unwrap_or(false))
+/// What the bench asks of the shim under test, on top of its API calls.
+impl Shim {
+    fn socket_str(&self) -> &str {
+        self.socket_path().to_str().expect("a UTF-8 socket path")
     }
 
     /// Puts `name` to sleep through the API, retrying while it is still in
     /// use (the last exec's stream may close a moment after the CLI exits).
     fn sleep_now(&self, name: &str) -> Result<()> {
         for _ in 0..200 {
-            if self.transition(name, "sleep")? {
+            if self.try_sleep_container(name)?.changed {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(10));
         }
-        bail!("{name} would not go to sleep: {}", self.row(name)?)
+        bail!("{name} would not go to sleep: {:?}", self.row(name)?)
     }
 
-    fn rows(&self) -> Result<Vec<Value>> {
-        let (status, body) = unix_call(&self.socket, "GET", "/_forge/v1/containers")?;
-        if status != 200 {
-            bail!("containers: {status} {body}");
-        }
-        Ok(serde_json::from_str::<Value>(&body)?
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    fn row(&self, name: &str) -> Result<Value> {
-        self.rows()?
-            .into_iter()
-            .find(|r| r["name"] == name)
+    fn row(&self, name: &str) -> Result<StatusRow> {
+        self.try_container(name)?
             .with_context(|| format!("the shim does not track {name}"))
     }
 
-    fn wait_state(&self, name: &str, state: &str, timeout: Duration) -> Result<()> {
+    fn wait_state(&self, name: &str, state: State, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.row(name).is_ok_and(|r| r["state"] == state) {
+            if self.row(name).is_ok_and(|r| r.state == state) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{name} not {state} within {timeout:?}: {:?}", self.row(name).ok());
+                bail!("{name} not {state:?} within {timeout:?}: {:?}", self.row(name).ok());
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The rows of this run's containers among `names`.
+    fn rows_of(&self, names: &[String]) -> Result<Vec<StatusRow>> {
+        Ok(self
+            .try_containers()?
+            .into_iter()
+            .filter(|r| names.contains(&r.name))
+            .collect())
     }
 
     /// (utime + stime) in clock ticks of the shim and of its children.
@@ -248,47 +218,12 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 // ---------------------------------------------------------------------------
-// HTTP over Unix sockets and TCP
+// HTTP
 
-/// One request on a fresh connection (`Connection: close`); status and body
-/// (de-chunked).
-fn unix_call(socket: &Path, method: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = UnixStream::connect(socket).with_context(|| format!("connect {}", socket.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad response {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
+/// `POST PATH` without a body straight to dockerd, on a fresh connection.
+fn dockerd_post(path: &str) -> Result<RawResponse> {
+    try_raw_request(Path::new(DOCKERD_SOCKET), &bodyless_request("POST", path))
+        .with_context(|| format!("POST {path} to dockerd"))
 }
 
 /// GET `/` at `address` over a fresh TCP connection: milliseconds to the
@@ -309,16 +244,6 @@ fn http_ttfb(address: &str) -> Result<(f64, bool)> {
 
 // ---------------------------------------------------------------------------
 // docker
-
-fn docker(socket: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("docker");
-    cmd.args(args)
-        .env("DOCKER_HOST", format!("unix://{socket}"))
-        .env_remove("DOCKER_CONTEXT")
-        .env("DOCKER_CLI_HINTS", "false")
-        .stdin(Stdio::null());
-    cmd
-}
 
 /// Runs a command; its stdout, or an error with its stderr.
 fn run_ok(mut cmd: Command) -> Result<String> {
@@ -433,9 +358,7 @@ fn swap_total_kib() -> u64 {
 
 /// (p50, p99) of unsorted values.
 fn p50_p99(values: &[f64]) -> (f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (percentile(&sorted, 0.5), percentile(&sorted, 0.99))
+    (percentile(values, 0.5), percentile(values, 0.99))
 }
 
 struct Row {
@@ -481,10 +404,10 @@ fn machine() -> String {
 // the measurements
 
 /// 1. `docker exec C true` on a sleeping vs a running container.
-fn bench_exec(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Result<()> {
+fn bench_exec(shim: &Shim, options: &Options, rows: &mut Vec<Row>) -> Result<()> {
     let name = format!("{}-m-exec", run_prefix());
     run_container(&name, &[], BUSYBOX, &["sleep", "3600"])?;
-    shim.wait_state(&name, "running", Duration::from_secs(30))?;
+    shim.wait_state(&name, State::Running, Duration::from_secs(30))?;
     let exec = |socket: &str| docker(socket, &["exec", &name, "true"]);
     for _ in 0..3 {
         timed_ms(exec(shim.socket_str()))?;
@@ -495,7 +418,7 @@ fn bench_exec(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
     for _ in 0..options.runs {
         shim.sleep_now(&name)?;
         asleep.push(timed_ms(exec(shim.socket_str()))?);
-        if let Some(ms) = shim.row(&name)?["last_wake"]["latency_ms"].as_f64() {
+        if let Some(ms) = shim.row(&name)?.last_wake.map(|wake| wake.latency_ms) {
             shim_wakes.push(ms);
         }
         awake.push(timed_ms(exec(shim.socket_str()))?);
@@ -505,12 +428,11 @@ fn bench_exec(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
     // minutes, called straight on its socket.
     let floor_name = format!("{}-m-unpause", run_prefix());
     run_container(&floor_name, &[], BUSYBOX, &["sleep", "3600"])?;
-    let dockerd = Path::new(DOCKERD_SOCKET);
     let mut unpauses = Vec::new();
     let post = |action: &str| -> Result<()> {
-        let (status, body) = unix_call(dockerd, "POST", &format!("/containers/{floor_name}/{action}"))?;
-        if status != 204 {
-            bail!("{action} {floor_name}: {status} {body}");
+        let response = dockerd_post(&format!("/containers/{floor_name}/{action}"))?;
+        if response.status != 204 {
+            bail!("{action} {floor_name}: {} {}", response.status, response.body_text());
         }
         Ok(())
     };
@@ -538,7 +460,7 @@ fn bench_exec(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
         "1. dockerd's own unpause p50 {u50:.1} ms; the shim's wake (its unpause call included) p50 {w50:.1} ms; \
          straight to dockerd, unpause then exec p50 {h50:.1} ms vs exec {hr50:.1} ms"
     );
-    let wakes = shim.row(&name)?["wakes"].as_u64().unwrap_or(0);
+    let wakes = shim.row(&name)?.wakes;
     let (s50, s99) = p50_p99(&asleep);
     let (r50, r99) = p50_p99(&awake);
     let (d50, d99) = p50_p99(&plain);
@@ -588,10 +510,10 @@ fn bench_exec(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
 }
 
 /// 2. HTTP time to first byte, sleeping vs running.
-fn bench_http(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Result<String> {
+fn bench_http(shim: &Shim, options: &Options, rows: &mut Vec<Row>) -> Result<String> {
     let name = format!("{}-m-web", run_prefix());
     run_container(&name, &["-p", "127.0.0.1::8080"], HTTPD, &[])?;
-    shim.wait_state(&name, "running", Duration::from_secs(30))?;
+    shim.wait_state(&name, State::Running, Duration::from_secs(30))?;
     let address = direct(&["port", &name, "8080"])?
         .lines()
         .next()
@@ -615,15 +537,15 @@ fn bench_http(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
         asleep.push(ms);
         failures += usize::from(!ok);
         // The wake and the answer may race the next sleep: let it be running.
-        shim.wait_state(&name, "running", Duration::from_secs(30))?;
+        shim.wait_state(&name, State::Running, Duration::from_secs(30))?;
         let (ms, ok) = http_ttfb(&address)?;
         awake.push(ms);
         failures += usize::from(!ok);
     }
-    let trigger = shim.row(&name)?["last_wake"]["trigger"]
-        .as_str()
-        .unwrap_or("-")
-        .to_string();
+    let trigger = shim
+        .row(&name)?
+        .last_wake
+        .map_or_else(|| "-".to_string(), |wake| wake.trigger);
     let (s50, s99) = p50_p99(&asleep);
     let (r50, r99) = p50_p99(&awake);
     println!(
@@ -654,7 +576,7 @@ fn bench_http(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
 }
 
 /// 5. Sleep/wake cycles under concurrent exec and HTTP load.
-fn bench_cycles(shim: &ShimProcess, options: &Options, web: &str, rows: &mut Vec<Row>) -> Result<()> {
+fn bench_cycles(shim: &Shim, options: &Options, web: &str, rows: &mut Vec<Row>) -> Result<()> {
     let address = direct(&["port", web, "8080"])?
         .lines()
         .next()
@@ -708,28 +630,19 @@ fn bench_cycles(shim: &ShimProcess, options: &Options, web: &str, rows: &mut Vec
     let triggers: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let watcher = {
         let (stop, triggers) = (stop.clone(), triggers.clone());
-        let mut stream = UnixStream::connect(&shim.socket)?;
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-        stream.write_all(b"GET /_forge/v1/events HTTP/1.1\r\nHost: forge\r\n\r\n")?;
-        let needle = format!("\"name\":\"{web}\",\"transition\":\"wake\"");
+        let mut events = shim.try_events()?;
+        // Short reads, to see `stop` soon; a timeout loses nothing.
+        events.set_read_timeout(Duration::from_millis(200))?;
+        let web = web.to_string();
         thread::spawn(move || {
-            let mut pending = String::new();
-            let mut chunk = [0u8; 16 * 1024];
             while !stop.load(Ordering::Relaxed) {
-                let Ok(n) = stream.read(&mut chunk) else { continue };
-                if n == 0 {
-                    break;
-                }
-                pending.push_str(&String::from_utf8_lossy(&chunk[..n]));
-                while let Some(end) = pending.find('\n') {
-                    let line: String = pending.drain(..=end).collect();
-                    if !line.contains(&needle) {
-                        continue;
+                match events.try_next() {
+                    Ok(Some(t)) if t.name == web && t.transition == "wake" => {
+                        *triggers.lock().unwrap().entry(t.trigger).or_default() += 1;
                     }
-                    if let Ok(value) = serde_json::from_str::<Value>(line.trim()) {
-                        let trigger = value["trigger"].as_str().unwrap_or("?").to_string();
-                        *triggers.lock().unwrap().entry(trigger).or_default() += 1;
-                    }
+                    Ok(Some(_)) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Ok(None) | Err(_) => break,
                 }
             }
         })
@@ -742,7 +655,7 @@ fn bench_cycles(shim: &ShimProcess, options: &Options, web: &str, rows: &mut Vec
         // a live request): try again until it pauses, for a while.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match shim.transition(web, "sleep") {
+            match shim.try_sleep_container(web).map(|answer| answer.changed) {
                 Ok(true) => {
                     slept += 1;
                     break;
@@ -765,7 +678,7 @@ fn bench_cycles(shim: &ShimProcess, options: &Options, web: &str, rows: &mut Vec
         jitter ^= jitter >> 7;
         jitter ^= jitter << 17;
         thread::sleep(Duration::from_millis(jitter % 16));
-        if let Err(e) = shim.transition(web, "wake") {
+        if let Err(e) = shim.try_wake_container(web) {
             api_failed += 1;
             errors.lock().unwrap().push(format!("api wake: {e:#}"));
         }
@@ -807,17 +720,17 @@ fn bench_cycles(shim: &ShimProcess, options: &Options, web: &str, rows: &mut Vec
 
 /// Memory running vs asleep of one container: (running, asleep) bytes,
 /// from its cgroup; woken again afterwards.
-fn memory_cycle(shim: &ShimProcess, name: &str, id: &str) -> Result<(u64, u64)> {
+fn memory_cycle(shim: &Shim, name: &str, id: &str) -> Result<(u64, u64)> {
     thread::sleep(Duration::from_secs(1));
     let running = cgroup_memory(id).context("cgroup memory of the holder")?;
     shim.sleep_now(name)?;
     let asleep = cgroup_memory(id).context("cgroup memory of the holder")?;
-    shim.transition(name, "wake")?;
+    shim.try_wake_container(name)?;
     Ok((running, asleep))
 }
 
 /// 3. Memory of a container holding 200 MiB, asleep with and without swap.
-fn bench_memory(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Result<()> {
+fn bench_memory(shim: &Shim, options: &Options, rows: &mut Vec<Row>) -> Result<()> {
     if swap_total_kib() > 0 {
         println!("3. NOTE: the host already has swap; the no-swap figures below are with it");
     }
@@ -840,7 +753,7 @@ fn bench_memory(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> R
             }
             thread::sleep(Duration::from_millis(200));
         }
-        shim.wait_state(name, "running", Duration::from_secs(30))?;
+        shim.wait_state(name, State::Running, Duration::from_secs(30))?;
     }
     let shm_id = direct(&["inspect", "-f", "{{.Id}}", &shm])?;
     let cache_id = direct(&["inspect", "-f", "{{.Id}}", &cache])?;
@@ -908,7 +821,7 @@ fn bench_memory(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> R
 }
 
 /// 4. The shim's CPU and RSS while it holds many sleepers.
-fn bench_many(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Result<()> {
+fn bench_many(shim: &Shim, options: &Options, rows: &mut Vec<Row>) -> Result<()> {
     let names: Vec<String> = (0..options.sleepers)
         .map(|i| format!("{}-s-{i:03}", run_prefix()))
         .collect();
@@ -939,15 +852,11 @@ fn bench_many(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
         started.elapsed().as_secs_f64()
     );
     for name in &names {
-        shim.wait_state(name, "running", Duration::from_secs(60))?;
+        shim.wait_state(name, State::Running, Duration::from_secs(60))?;
         shim.sleep_now(name)?;
     }
-    let mine: Vec<Value> = shim
-        .rows()?
-        .into_iter()
-        .filter(|r| r["name"].as_str().is_some_and(|n| names.iter().any(|m| m == n)))
-        .collect();
-    let awake: Vec<&Value> = mine.iter().filter(|r| r["state"] != "sleeping").collect();
+    let mine = shim.rows_of(&names)?;
+    let awake: Vec<&StatusRow> = mine.iter().filter(|r| r.state != State::Sleeping).collect();
     if !awake.is_empty() {
         println!(
             "4. WARNING: {} of {} sleepers are not asleep:",
@@ -955,7 +864,7 @@ fn bench_many(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
             names.len()
         );
         for r in awake.iter().take(5) {
-            println!("   {} {} last wake {}", r["name"], r["state"], r["last_wake"]);
+            println!("   {} {:?} last wake {:?}", r.name, r.state, r.last_wake);
         }
     }
     thread::sleep(Duration::from_secs(5));
@@ -965,12 +874,11 @@ fn bench_many(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
     thread::sleep(options.cpu_window);
     let (own_after, children_after) = shim.cpu_ticks();
     let window = window_start.elapsed().as_secs_f64();
-    let (rss, _) = shim.memory();
+    let rss = shim.memory_kib().0 * 1024;
     let woken_in_window = shim
-        .rows()?
+        .rows_of(&names)?
         .iter()
-        .filter(|r| r["name"].as_str().is_some_and(|n| names.iter().any(|m| m == n)))
-        .filter(|r| r["state"] != "sleeping")
+        .filter(|r| r.state != State::Sleeping)
         .count();
     if woken_in_window > 0 {
         println!("4. WARNING: {woken_in_window} sleepers woke during the window (nothing used them)");
@@ -1010,7 +918,7 @@ fn bench_many(shim: &ShimProcess, options: &Options, rows: &mut Vec<Row>) -> Res
 /// 6. Wake from deep sleep vs a plain start, alternating on one container.
 fn bench_deep(options: &Options, rows: &mut Vec<Row>) -> Result<()> {
     let prefix = run_prefix();
-    let shim = ShimProcess::start(
+    let shim = start_shim(
         &options.shim_bin,
         &format!(
             "standards: {{ mode: off }}\n\
@@ -1019,32 +927,32 @@ fn bench_deep(options: &Options, rows: &mut Vec<Row>) -> Result<()> {
              classes:\n  deep:\n    sleep_policy: {{ enabled: true, idle_timeout: 1s, deep_sleep: true }}\n\
              classify:\n  - match: {{ name: \"{prefix}-d-*\" }}\n    class: deep\n"
         ),
-    )?;
+    );
     let name = format!("{prefix}-d-deep");
     let id = run_container(&name, &[], BUSYBOX, &["sleep", "3600"])?;
     let (mut woken, mut started) = (Vec::new(), Vec::new());
     for i in 0..options.deep_runs {
-        shim.wait_state(&name, "deep_sleep", Duration::from_secs(90))?;
+        shim.wait_state(&name, State::DeepSleep, Duration::from_secs(90))?;
         if direct(&["inspect", "-f", "{{.State.Status}}", &name])? != "exited" {
             bail!("{name} is in deep sleep but not exited");
         }
         let start = Instant::now();
         if i % 2 == 0 {
-            if !shim.transition(&name, "wake")? {
+            if !shim.try_wake_container(&name)?.changed {
                 bail!("the wake of {name} changed nothing");
             }
             woken.push(start.elapsed().as_secs_f64() * 1e3);
         } else {
-            let (status, body) = unix_call(Path::new(DOCKERD_SOCKET), "POST", &format!("/containers/{id}/start"))?;
-            if status != 204 {
-                bail!("start {name}: {status} {body}");
+            let response = dockerd_post(&format!("/containers/{id}/start"))?;
+            if response.status != 204 {
+                bail!("start {name}: {} {}", response.status, response.body_text());
             }
             started.push(start.elapsed().as_secs_f64() * 1e3);
         }
         if direct(&["inspect", "-f", "{{.State.Running}}", &name])? != "true" {
             bail!("{name} is not running after the wake or start");
         }
-        shim.wait_state(&name, "running", Duration::from_secs(30))?;
+        shim.wait_state(&name, State::Running, Duration::from_secs(30))?;
     }
     let (w50, _) = p50_p99(&woken);
     let (s50, _) = p50_p99(&started);
@@ -1084,7 +992,7 @@ fn main() -> Result<()> {
     // Only this run's `-m-` and `-s-` containers sleep, never by themselves
     // (1 h): the API puts them to sleep. Defaults otherwise (check_interval
     // 30 s), so the idle cost in 4 is the shipped one.
-    let shim = ShimProcess::start(
+    let shim = start_shim(
         &options.shim_bin,
         &format!(
             "standards: {{ mode: off }}\n\
@@ -1093,7 +1001,7 @@ fn main() -> Result<()> {
              classes:\n  bench:\n    sleep_policy: {{ enabled: true, idle_timeout: 1h, memory_reservation: 16M }}\n\
              classify:\n  - match: {{ name: \"{prefix}-m-*\" }}\n    class: bench\n  - match: {{ name: \"{prefix}-s-*\" }}\n    class: bench\n"
         ),
-    )?;
+    );
     let machine = machine();
     println!("# forge-shim sleep/wake benchmark");
     println!("machine: {machine}");

@@ -13,6 +13,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use forge_shim::lifecycle::State;
+
 use common::*;
 
 const CHANGE_WITHIN: Duration = Duration::from_secs(60);
@@ -33,19 +35,17 @@ fn state_of(name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The container's row in `GET /_forge/v1/containers` (`null` if none).
-fn shim_row(shim: &Shim, name: &str) -> serde_json::Value {
-    let rows = shim.get("/_forge/v1/containers").json();
-    rows.as_array()
-        .into_iter()
-        .flatten()
-        .find(|row| row["name"] == name)
-        .cloned()
-        .unwrap_or_default()
+/// The shim's state of `name`; `None` while it does not track it.
+fn shim_state(shim: &Shim, name: &str) -> Option<State> {
+    shim.container(name).map(|row| row.state)
 }
 
-fn shim_state(shim: &Shim, name: &str) -> String {
-    shim_row(shim, name)["state"].as_str().unwrap_or("").to_string()
+/// How the shim last woke `name`; panics when it does not track it.
+fn last_wake_trigger(shim: &Shim, name: &str) -> Option<String> {
+    let row = shim
+        .container(name)
+        .unwrap_or_else(|| panic!("the shim does not track {name}"));
+    row.last_wake.map(|wake| wake.trigger)
 }
 
 /// `docker run -d` of the test httpd with 8080 published on a free
@@ -60,7 +60,7 @@ fn start_web(shim: &Shim, names: &Names) -> (String, u16) {
 
 fn wait_deep_sleep(shim: &Shim, web: &str) {
     wait_until("the shim stops the idle container (deep sleep)", CHANGE_WITHIN, || {
-        state_of(web) == "exited" && shim_state(shim, web) == "deep_sleep"
+        state_of(web) == "exited" && shim_state(shim, web) == Some(State::DeepSleep)
     });
 }
 
@@ -105,9 +105,8 @@ fn connection_to_a_deep_sleeper_is_held_and_served() {
     let answer = http_get(port);
     assert!(answer.contains("forge-test-ok"), "answer: {answer}");
     assert_eq!(state_of(&web), "running");
-    assert_eq!(shim_state(&shim, &web), "running");
-    let row = shim_row(&shim, &web);
-    assert_eq!(row["last_wake"]["trigger"], "connection", "{row}");
+    assert_eq!(shim_state(&shim, &web), Some(State::Running));
+    assert_eq!(last_wake_trigger(&shim, &web).as_deref(), Some("connection"));
     shim.assert_no_panic();
 }
 
@@ -123,7 +122,7 @@ fn a_restarted_shim_holds_a_deep_sleepers_ports_again() {
     shim.kill9();
     shim.respawn();
     wait_until("the restarted shim sees the deep sleeper", CHANGE_WITHIN, || {
-        shim_state(&shim, &web) == "deep_sleep"
+        shim_state(&shim, &web) == Some(State::DeepSleep)
     });
     // The hold is bound a moment after the view is rebuilt. Nobody else
     // binds the port meanwhile, so the first accepted connection is the
@@ -139,8 +138,7 @@ fn a_restarted_shim_holds_a_deep_sleepers_ports_again() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read answer");
     assert!(answer.contains("forge-test-ok"), "answer: {answer}");
-    let row = shim_row(&shim, &web);
-    assert_eq!(row["last_wake"]["trigger"], "connection", "{row}");
+    assert_eq!(last_wake_trigger(&shim, &web).as_deref(), Some("connection"));
     assert_eq!(state_of(&web), "running");
     shim.assert_no_panic();
 }
@@ -150,7 +148,9 @@ fn removing_a_deep_sleeper_does_not_start_it_and_frees_its_port() {
     let names = Names::new("deep-rm");
     let shim = Shim::start(&deep_sleep_config(&names));
     let (web, port) = start_web(&shim, &names);
-    wait_until("deep sleep", CHANGE_WITHIN, || shim_state(&shim, &web) == "deep_sleep");
+    wait_until("deep sleep", CHANGE_WITHIN, || {
+        shim_state(&shim, &web) == Some(State::DeepSleep)
+    });
 
     let out = shim.docker(&["rm", &web]);
     assert!(out.status.success(), "rm: {}", String::from_utf8_lossy(&out.stderr));

@@ -88,7 +88,7 @@ fn fast_path_answers_as_dockerd_sent_and_hands_a_phased_request_to_the_full_prox
     assert_eq!(header_names(&first), header_names(&direct), "{first:?}");
     assert!(header_names(&first).iter().any(|n| n == "Api-Version"), "{first:?}");
     let health = shim.health();
-    assert!(health["requests_fast_path"].as_u64().unwrap() >= 1, "{health}");
+    assert!(health.requests_fast_path >= 1, "{health:?}");
     let metrics = shim.get("/_forge/v1/metrics").body_text();
     let fast: u64 = metrics
         .lines()
@@ -196,7 +196,7 @@ fn keep_alive_connection_serves_many_requests() {
         assert_eq!(response.status, 200, "request {i} ({path})");
     }
     let health = shim.health();
-    assert!(health["requests_total"].as_u64().unwrap() >= 20, "{health}");
+    assert!(health.requests_total >= 20, "{health:?}");
 }
 
 #[test]
@@ -970,11 +970,12 @@ fn health_reports_dockerd_and_version() {
     let response = shim.get("/_forge/v1/health");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Type"), Some("application/json"));
-    let health = response.json();
-    assert_eq!(health["status"], "ok", "{health}");
-    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"), "{health}");
-    assert_eq!(health["dockerd"]["reachable"], true, "{health}");
-    assert_eq!(health["upstream"], DOCKERD_SOCKET, "{health}");
+    let health: Health = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("not a health body ({e}): {}", response.body_text()));
+    assert_eq!(health.status, "ok", "{health:?}");
+    assert_eq!(health.version, env!("CARGO_PKG_VERSION"), "{health:?}");
+    assert!(health.dockerd.reachable, "{health:?}");
+    assert_eq!(health.upstream, DOCKERD_SOCKET, "{health:?}");
 }
 
 #[test]
@@ -1013,13 +1014,13 @@ fn unreachable_dockerd_gives_502_then_recovers_without_restart() {
     assert_eq!(response.status, 502);
     let message = response.json()["message"].as_str().unwrap().to_string();
     assert!(message.starts_with("forge-shim: cannot reach dockerd at "), "{message}");
-    assert_eq!(shim.health()["dockerd"]["reachable"], false);
+    assert!(!shim.health().dockerd.reachable);
 
     // dockerd "comes back" at the configured path.
     std::os::unix::fs::symlink(DOCKERD_SOCKET, &upstream).unwrap();
     shim.docker(&["ps"])
         .assert_success("docker ps once dockerd is reachable");
-    assert_eq!(shim.health()["dockerd"]["reachable"], true);
+    assert!(shim.health().dockerd.reachable);
 }
 
 #[test]
@@ -1292,5 +1293,5 @@ fn client_disconnect_mid_stream_closes_the_upstream_side() {
     );
 
     let health = shim.health();
-    assert_eq!(health["connections_open"], 1, "{health}");
+    assert_eq!(health.connections_open, 1, "{health:?}");
 }

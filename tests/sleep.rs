@@ -23,7 +23,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use forge_shim::lifecycle::{State, StatusRow};
 
 use common::*;
 
@@ -101,7 +101,7 @@ fn run_httpd(shim: &Shim, names: &Names, what: &str, extra: &[&str]) -> String {
 fn wait_tracked(shim: &Shim, name: &str) {
     let what = format!("the shim to track {name} as started");
     wait_until(&what, CHANGE_WITHIN, || {
-        try_row(shim, name).is_some_and(|r| r["state"] != "stopped")
+        state(shim, name).is_some_and(|state| state != State::Stopped)
     });
 }
 
@@ -174,46 +174,28 @@ fn http_get(address: &str) -> std::io::Result<String> {
 // ---------------------------------------------------------------------------
 // the shim's view
 
-/// Every row of `GET /_forge/v1/containers`.
-fn rows(shim: &Shim) -> Vec<Value> {
-    let response = shim.get("/_forge/v1/containers");
-    assert_eq!(response.status, 200, "containers: {}", response.body_text());
-    response.json().as_array().cloned().unwrap_or_default()
-}
-
 /// The shim's row for the container `name`; panics when it has none.
-fn row(shim: &Shim, name: &str) -> Value {
-    try_row(shim, name).unwrap_or_else(|| panic!("the shim does not track {name}"))
+fn row(shim: &Shim, name: &str) -> StatusRow {
+    shim.container(name)
+        .unwrap_or_else(|| panic!("the shim does not track {name}"))
 }
 
-fn try_row(shim: &Shim, name: &str) -> Option<Value> {
-    rows(shim).into_iter().find(|r| r["name"] == name)
-}
-
-fn state(shim: &Shim, name: &str) -> String {
-    try_row(shim, name)
-        .and_then(|r| r["state"].as_str().map(str::to_string))
-        .unwrap_or_default()
+/// The shim's state of `name`; `None` while it does not track it.
+fn state(shim: &Shim, name: &str) -> Option<State> {
+    shim.container(name).map(|row| row.state)
 }
 
 fn wakes(shim: &Shim, name: &str) -> u64 {
-    row(shim, name)["wakes"].as_u64().unwrap_or(0)
+    row(shim, name).wakes
 }
 
 fn last_wake_trigger(shim: &Shim, name: &str) -> String {
-    row(shim, name)["last_wake"]["trigger"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    row(shim, name).last_wake.map(|wake| wake.trigger).unwrap_or_default()
 }
 
-fn wait_state(shim: &Shim, name: &str, expected: &str, timeout: Duration) {
-    let mut seen = String::new();
-    let what = format!("the shim to say {name} is {expected}");
-    wait_until(&what, timeout, || {
-        seen = state(shim, name);
-        seen == expected
-    });
+fn wait_state(shim: &Shim, name: &str, expected: State, timeout: Duration) {
+    let what = format!("the shim to say {name} is {expected:?}");
+    wait_until(&what, timeout, || state(shim, name) == Some(expected));
 }
 
 /// Waits until the shim has put `name` to sleep: dockerd says paused and the
@@ -221,7 +203,7 @@ fn wait_state(shim: &Shim, name: &str, expected: &str, timeout: Duration) {
 fn wait_asleep(shim: &Shim, name: &str) {
     let what = format!("{name} to be put to sleep (paused, state sleeping)");
     wait_until(&what, ASLEEP_WITHIN, || {
-        is_paused(name) && state(shim, name) == "sleeping"
+        is_paused(name) && state(shim, name) == Some(State::Sleeping)
     });
 }
 
@@ -296,24 +278,29 @@ fn idle_container_sleeps_and_exec_wakes_it() {
     assert_eq!(inspect(&c, "{{.State.Paused}}"), "true");
     let out = forge_cli(&shim, &["status", "--json"]);
     out.assert_success("forge-shim status --json");
-    let status: Value = serde_json::from_str(&out.stdout_text()).expect("status --json is JSON");
+    let status: Vec<StatusRow> = serde_json::from_str(&out.stdout_text())
+        .unwrap_or_else(|e| panic!("status --json is not a list of rows ({e}): {}", out.stdout_text()));
     let mine = status
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["name"] == c.as_str()))
-        .unwrap_or_else(|| panic!("{c} not in status --json: {status}"));
-    assert_eq!(mine["state"], "sleeping", "{mine}");
-    assert_eq!(mine["class"], "sleepy", "{mine}");
-    assert_eq!(mine["sleeps"], true, "{mine}");
-    assert_eq!(mine["wakes"], 0, "{mine}");
-    assert_eq!(mine["id"], container_id(&c).as_str());
+        .iter()
+        .find(|r| r.name == c)
+        .unwrap_or_else(|| panic!("{c} not in status --json: {status:#?}"));
+    assert_eq!(mine.state, State::Sleeping, "{mine:?}");
+    assert_eq!(mine.class, "sleepy", "{mine:?}");
+    assert!(mine.sleeps, "{mine:?}");
+    assert_eq!(mine.wakes, 0, "{mine:?}");
+    assert_eq!(mine.id, container_id(&c));
 
     let out = shim.docker(&["exec", &c, "echo", "awake"]);
     out.assert_success("docker exec on a sleeping container");
     assert_eq!(out.stdout_text().trim(), "awake");
     assert!(is_running_unpaused(&c), "exec left {c} paused");
     let mine = row(&shim, &c);
-    assert_eq!(mine["wakes"], 1, "{mine}");
-    assert_eq!(mine["last_wake"]["trigger"], "exec", "{mine}");
+    assert_eq!(mine.wakes, 1, "{mine:?}");
+    assert_eq!(
+        mine.last_wake.as_ref().map(|w| w.trigger.as_str()),
+        Some("exec"),
+        "{mine:?}"
+    );
 
     // And it falls asleep again when idle.
     wait_asleep(&shim, &c);
@@ -371,7 +358,7 @@ fn http_to_a_published_port_wakes_a_sleeper() {
     wait_until("the container to be running", CHANGE_WITHIN, || {
         is_running_unpaused(&web)
     });
-    assert_eq!(state(&shim, &web), "running");
+    assert_eq!(state(&shim, &web), Some(State::Running));
     assert!(wakes(&shim, &web) >= 1);
     let trigger = last_wake_trigger(&shim, &web);
     assert!(trigger == "connection" || trigger == "network", "woken by {trigger:?}");
@@ -461,10 +448,7 @@ fn open_exec_session_keeps_the_container_awake() {
     writeln!(stdin, "hello").expect("write to docker exec -i");
     stdin.flush().expect("flush");
     session.wait_for_line("the echo of hello", DOCKER_TIMEOUT, |l| l == "hello");
-    assert!(
-        row(&shim, &c)["in_use"].as_u64().unwrap_or(0) >= 1,
-        "the session is not counted in use"
-    );
+    assert!(row(&shim, &c).in_use >= 1, "the session is not counted in use");
 
     // Idle for three idle timeouts, but never paused under the session.
     assert_stays(
@@ -473,12 +457,12 @@ fn open_exec_session_keeps_the_container_awake() {
         || {
             let seen = inspect(&c, "{{.State.Running}} {{.State.Paused}}");
             if seen != "true false" {
-                eprintln!("{c}: running paused = {seen}; shim: {}", row(&shim, &c));
+                eprintln!("{c}: running paused = {seen}; shim: {:?}", row(&shim, &c));
             }
             seen == "true false"
         },
     );
-    assert_eq!(state(&shim, &c), "running");
+    assert_eq!(state(&shim, &c), Some(State::Running));
     writeln!(stdin, "still there").expect("write to docker exec -i");
     stdin.flush().expect("flush");
     session.wait_for_line("the echo of the second line", DOCKER_TIMEOUT, |l| l == "still there");
@@ -510,13 +494,13 @@ fn high_and_opted_out_containers_never_sleep() {
         is_running_unpaused(&high) && is_running_unpaused(&opted_out)
     });
     let high_row = row(&shim, &high);
-    assert_eq!(high_row["class"], "high", "{high_row}");
-    assert_eq!(high_row["sleeps"], false, "{high_row}");
-    assert_eq!(high_row["state"], "running", "{high_row}");
+    assert_eq!(high_row.class, "high", "{high_row:?}");
+    assert!(!high_row.sleeps, "{high_row:?}");
+    assert_eq!(high_row.state, State::Running, "{high_row:?}");
     let opted_out_row = row(&shim, &opted_out);
-    assert_eq!(opted_out_row["class"], "sleepy", "{opted_out_row}");
-    assert_eq!(opted_out_row["sleeps"], false, "{opted_out_row}");
-    assert_eq!(opted_out_row["state"], "running", "{opted_out_row}");
+    assert_eq!(opted_out_row.class, "sleepy", "{opted_out_row:?}");
+    assert!(!opted_out_row.sleeps, "{opted_out_row:?}");
+    assert_eq!(opted_out_row.state, State::Running, "{opted_out_row:?}");
 }
 
 #[test]
@@ -527,11 +511,11 @@ fn user_paused_container_is_never_woken_and_unpause_hands_it_back() {
     // time to pause it before the shim would.
     let c = run_sleeper(&shim, &names, "c", &["--label", "forge.sleep.idle-timeout=6s"]);
     direct_docker(&["pause", &c]).assert_success("docker pause, directly against dockerd");
-    wait_state(&shim, &c, "user_paused", CHANGE_WITHIN);
+    wait_state(&shim, &c, State::UserPaused, CHANGE_WITHIN);
 
     // Several check intervals pass; it stays paused and the user's.
     assert_stays(&format!("{c} paused by its user"), Duration::from_secs(3), || {
-        is_paused(&c) && state(&shim, &c) == "user_paused"
+        is_paused(&c) && state(&shim, &c) == Some(State::UserPaused)
     });
     // An exec through the shim gets dockerd's own refusal, not a wake.
     let out = shim.docker(&["exec", &c, "true"]);
@@ -540,14 +524,14 @@ fn user_paused_container_is_never_woken_and_unpause_hands_it_back() {
     assert_stays(
         &format!("{c} still paused after the exec"),
         Duration::from_secs(2),
-        || is_paused(&c) && state(&shim, &c) == "user_paused",
+        || is_paused(&c) && state(&shim, &c) == Some(State::UserPaused),
     );
     assert_eq!(wakes(&shim, &c), 0);
 
     // `docker unpause` hands it back: running, then asleep as usual.
     direct_docker(&["unpause", &c]).assert_success("docker unpause, directly");
     wait_until("the shim to see it running", CHANGE_WITHIN, || {
-        matches!(state(&shim, &c).as_str(), "running" | "sleeping")
+        matches!(state(&shim, &c), Some(State::Running | State::Sleeping))
     });
     wait_asleep(&shim, &c);
 
@@ -555,7 +539,7 @@ fn user_paused_container_is_never_woken_and_unpause_hands_it_back() {
     // shim) makes it the user's: it stays paused, exec is refused.
     shim.docker(&["pause", &c])
         .assert_success("docker pause of a sleeping container");
-    wait_state(&shim, &c, "user_paused", CHANGE_WITHIN);
+    wait_state(&shim, &c, State::UserPaused, CHANGE_WITHIN);
     assert!(is_paused(&c));
     let out = shim.docker(&["exec", &c, "true"]);
     assert!(!out.status.success(), "exec on a user-paused container succeeded");
@@ -563,7 +547,7 @@ fn user_paused_container_is_never_woken_and_unpause_hands_it_back() {
     shim.docker(&["unpause", &c])
         .assert_success("docker unpause through the shim");
     wait_until("it runs again", CHANGE_WITHIN, || {
-        is_running_unpaused(&c) || state(&shim, &c) == "sleeping"
+        is_running_unpaused(&c) || state(&shim, &c) == Some(State::Sleeping)
     });
     assert_eq!(wakes(&shim, &c), 0, "the user's pause and unpause are no wakes");
 }
@@ -582,13 +566,13 @@ fn sleeping_container_wakes_on_exec_after_kill_9_of_the_shim() {
     assert!(is_paused(&c), "nobody wakes it while the shim is down");
     shim.respawn();
     // Rebuilt from the state file and dockerd: still the shim's sleeper.
-    wait_state(&shim, &c, "sleeping", CHANGE_WITHIN);
+    wait_state(&shim, &c, State::Sleeping, CHANGE_WITHIN);
 
     let out = shim.docker(&["exec", &c, "echo", "awake"]);
     out.assert_success("docker exec after kill -9 and restart");
     assert_eq!(out.stdout_text().trim(), "awake");
     assert!(is_running_unpaused(&c));
-    assert_eq!(state(&shim, &c), "running");
+    assert_eq!(state(&shim, &c), Some(State::Running));
     assert_eq!(wakes(&shim, &c), 1);
     assert_eq!(last_wake_trigger(&shim, &c), "exec");
 }
@@ -625,8 +609,8 @@ fn memory_squeeze_to_swap_keeps_the_data() {
     let mut memory_asleep = u64::MAX;
     wait_until("the squeeze to bring memory below 30%", CHANGE_WITHIN, || {
         let mine = row(&shim, &name);
-        memory_running = mine["memory_running"].as_u64().unwrap_or(0);
-        memory_asleep = mine["memory_asleep"].as_u64().unwrap_or(u64::MAX);
+        memory_running = mine.memory_running.unwrap_or(0);
+        memory_asleep = mine.memory_asleep.unwrap_or(u64::MAX);
         memory_running > 0 && (memory_asleep as f64) < 0.3 * memory_running as f64
     });
     assert!(
@@ -669,18 +653,18 @@ fn a_short_nap_doubles_the_next_idle_timeout() {
         "",
     ));
     let c = run_sleeper(&shim, &names, "nap", &[]);
-    assert_eq!(row(&shim, &c)["idle_timeout_s"], 2.0);
+    assert_eq!(row(&shim, &c).idle_timeout_s, Some(2.0));
     wait_asleep(&shim, &c);
 
     // Woken long before min_sleep_time: the sleep did not pay off, so the
     // container must stay idle twice as long before the next one.
     shim.docker(&["exec", &c, "true"])
         .assert_success("docker exec on a sleeper");
-    assert_eq!(row(&shim, &c)["idle_timeout_s"], 4.0);
+    assert_eq!(row(&shim, &c).idle_timeout_s, Some(4.0));
     wait_asleep(&shim, &c);
     shim.docker(&["exec", &c, "true"])
         .assert_success("docker exec on a sleeper");
-    assert_eq!(row(&shim, &c)["idle_timeout_s"], 8.0);
+    assert_eq!(row(&shim, &c).idle_timeout_s, Some(8.0));
 }
 
 // ---------------------------------------------------------------------------
@@ -698,18 +682,18 @@ fn deep_sleeper_is_started_by_exec() {
         "  max_sleep_time: 2s\n",
     ));
     let c = run_sleeper(&shim, &names, "deep", &[]);
-    assert_eq!(row(&shim, &c)["class"], "deep");
+    assert_eq!(row(&shim, &c).class, "deep");
 
     wait_until("the shim to stop the long sleeper", Duration::from_secs(90), || {
         inspect(&c, "{{.State.Status}}") == "exited"
     });
-    wait_state(&shim, &c, "deep_sleep", CHANGE_WITHIN);
+    wait_state(&shim, &c, State::DeepSleep, CHANGE_WITHIN);
 
     let out = shim.docker(&["exec", &c, "echo", "awake"]);
     out.assert_success("docker exec on a deep sleeper");
     assert_eq!(out.stdout_text().trim(), "awake");
     assert!(is_running_unpaused(&c));
-    assert_eq!(state(&shim, &c), "running");
+    assert_eq!(state(&shim, &c), Some(State::Running));
     assert_eq!(wakes(&shim, &c), 1);
 }
 
@@ -734,7 +718,7 @@ fn compose_depends_on_wakes_the_sleeping_dependency() {
     compose(&["up", "-d"]).assert_success("compose up -d");
     wait_asleep(&shim, &db);
     wait_asleep(&shim, &app);
-    assert_eq!(row(&shim, &app)["service"], "app");
+    assert_eq!(row(&shim, &app).service.as_deref(), Some("app"));
 
     // `up -d` of a sleeping stack starts (wakes) every service.
     compose(&["up", "-d"]).assert_success("compose up -d of the sleeping stack");
@@ -790,35 +774,23 @@ fn compose_depends_on_wakes_the_sleeping_dependency() {
 fn events_stream_shows_sleep_and_wake() {
     let names = Names::new("forge-events");
     let shim = start_shim(&names);
-    let mut stream = RawConnection::connect(shim.socket_path());
-    stream.send(b"GET /_forge/v1/events HTTP/1.1\r\nHost: forge\r\n\r\n");
-    let head = stream.read_head();
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(head.header("content-type"), Some("application/x-ndjson"));
+    let mut events = shim.events();
+    assert_eq!(events.head().header("content-type"), Some("application/x-ndjson"));
 
     let c = run_sleeper(&shim, &names, "c", &[]);
-    let transition = |stream: &mut RawConnection, kind: &str| -> Value {
-        let needle = format!("\"name\":\"{c}\",\"transition\":\"{kind}\"");
-        let bytes = stream.read_until_contains(needle.as_bytes());
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        text.lines()
-            .filter(|l| l.starts_with('{') && l.contains(&needle))
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("no {kind} transition line in {text:?}"))
-    };
-    let sleep = transition(&mut stream, "sleep");
-    assert_eq!(sleep["from"], "running", "{sleep}");
-    assert_eq!(sleep["to"], "sleeping", "{sleep}");
-    assert_eq!(sleep["trigger"], "idle", "{sleep}");
-    assert_eq!(sleep["id"], container_id(&c).as_str());
-    assert!(sleep.get("error").is_none(), "{sleep}");
+    let sleep = events.wait_for("its sleep", |t| t.name == c && t.transition == "sleep");
+    assert_eq!(sleep.from, State::Running, "{sleep:?}");
+    assert_eq!(sleep.to, State::Sleeping, "{sleep:?}");
+    assert_eq!(sleep.trigger, "idle", "{sleep:?}");
+    assert_eq!(sleep.id, container_id(&c));
+    assert!(sleep.error.is_none(), "{sleep:?}");
 
     shim.docker(&["exec", &c, "true"]).assert_success("docker exec");
-    let wake = transition(&mut stream, "wake");
-    assert_eq!(wake["from"], "sleeping", "{wake}");
-    assert_eq!(wake["to"], "running", "{wake}");
-    assert_eq!(wake["trigger"], "exec", "{wake}");
-    assert!(wake["duration_ms"].as_f64().is_some(), "{wake}");
+    let wake = events.wait_for("its wake", |t| t.name == c && t.transition == "wake");
+    assert_eq!(wake.from, State::Sleeping, "{wake:?}");
+    assert_eq!(wake.to, State::Running, "{wake:?}");
+    assert_eq!(wake.trigger, "exec", "{wake:?}");
+    assert!(wake.duration_ms >= 0.0, "{wake:?}");
 }
 
 #[test]
@@ -827,13 +799,13 @@ fn cli_sleep_and_wake_by_name() {
     let shim = start_shim(&names);
     // Never idle long enough to sleep by itself: only the CLI moves it.
     let c = run_sleeper(&shim, &names, "c", &["--label", "forge.sleep.idle-timeout=1h"]);
-    wait_state(&shim, &c, "running", CHANGE_WITHIN);
+    wait_state(&shim, &c, State::Running, CHANGE_WITHIN);
 
     let out = forge_cli(&shim, &["sleep", &c]);
     out.assert_success("forge-shim sleep");
     assert_eq!(out.stdout_text().trim(), format!("{c}: sleeping"));
     assert!(is_paused(&c));
-    assert_eq!(state(&shim, &c), "sleeping");
+    assert_eq!(state(&shim, &c), Some(State::Sleeping));
     let out = forge_cli(&shim, &["status"]);
     out.assert_success("forge-shim status");
     let line = out
@@ -868,20 +840,15 @@ fn unpause_through_the_shim_of_a_sleeper_is_a_wake() {
     let names = Names::new("unpause-wake");
     let shim = start_shim(&names);
     let c = run_sleeper(&shim, &names, "c", &["--label", "forge.sleep.idle-timeout=1h"]);
-    wait_state(&shim, &c, "running", CHANGE_WITHIN);
-    let response = raw_request(
-        shim.socket_path(),
-        format!("POST /_forge/v1/containers/{c}/sleep HTTP/1.1\r\nHost: forge\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{}", response.body_text());
-    assert_eq!(response.json()["changed"], true);
+    wait_state(&shim, &c, State::Running, CHANGE_WITHIN);
+    let answer = shim.sleep_container(&c);
+    assert!(answer.changed, "{answer:?}");
     assert!(is_paused(&c));
 
     shim.docker(&["unpause", &c])
         .assert_success("docker unpause through the shim");
     assert!(is_running_unpaused(&c));
-    assert_eq!(state(&shim, &c), "running");
+    assert_eq!(state(&shim, &c), Some(State::Running));
     assert_eq!(wakes(&shim, &c), 1);
     assert_eq!(last_wake_trigger(&shim, &c), "unpause");
 }
@@ -899,7 +866,7 @@ fn cp_and_top_wake_a_sleeper_on_the_fast_path() {
     let payload: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
     std::fs::write(&file, &payload).unwrap();
 
-    let fast_before = shim.health()["requests_fast_path"].as_u64().unwrap();
+    let fast_before = shim.health().requests_fast_path;
     wait_asleep(&shim, &c);
     shim.docker(&["cp", file.to_str().unwrap(), &format!("{c}:/tmp/payload.txt")])
         .assert_success("docker cp into a sleeping container");
@@ -915,7 +882,7 @@ fn cp_and_top_wake_a_sleeper_on_the_fast_path() {
     assert_eq!(last_wake_trigger(&shim, &c), "top");
     assert_eq!(wakes(&shim, &c), 2);
     // Each CLI call pings, cp stats the path and uploads, top lists.
-    let fast = shim.health()["requests_fast_path"].as_u64().unwrap() - fast_before;
+    let fast = shim.health().requests_fast_path - fast_before;
     assert!(fast >= 5, "{fast} requests took the fast path");
     shim.assert_no_panic();
 }

@@ -54,7 +54,7 @@ pub enum LifecycleError {
 }
 
 /// One state transition, as streamed by `/_forge/v1/events`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Transition {
     pub id: String,
     pub name: String,
@@ -70,7 +70,7 @@ pub struct Transition {
 }
 
 /// One row of `/_forge/v1/containers` and `forge-shim status`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StatusRow {
     pub id: String,
     pub name: String,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::config::{policy, ContainerIdentity, HumanDuration, LoadedConfig, ServicePolicy};
 
 /// A container's state as the shim sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Running,
@@ -91,7 +91,7 @@ pub struct Entry {
 /// At most 2^3 = 8 times the configured idle timeout after short naps.
 pub const MAX_NAP_BACKOFF: u32 = 3;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct WakeRecord {
     pub latency_ms: f64,
     pub trigger: String,
