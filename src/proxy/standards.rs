@@ -236,13 +236,23 @@ async fn judge_head(
         Endpoint::Build => standards::check_build(loaded, query),
         _ => standards::check_plugin_install(loaded, request.uri().path()),
     };
-    let outcome = match judged {
-        Ok(outcome) => outcome,
-        Err(Rejection::BadRequest(e)) => return Err(ShimError::BadRequest(e.to_string())),
+    let refusal = match judged {
+        Ok(outcome) => Ok(outcome),
+        Err(Rejection::BadRequest(e)) => Err(ShimError::BadRequest(e.to_string())),
         Err(Rejection::Denied(denial)) => {
             crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_denials, &denial.rule);
             tracing::warn!(rule = %denial.rule, endpoint = ?route.endpoint, "{denial}");
-            return Err(ShimError::Denied(denial.to_string()));
+            Err(ShimError::Denied(denial.to_string()))
+        }
+    };
+    let outcome = match refusal {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // The client is still sending its body (a build context): take
+            // it, within bounds, so that it reads the answer instead of
+            // failing on a closed connection.
+            drain(request.into_body(), proxy.inner.body_read).await;
+            return Err(e);
         }
     };
     for change in &outcome.changes {
@@ -260,6 +270,24 @@ async fn judge_head(
             .map_err(|e| ShimError::Internal(format!("rewritten query {target:?}: {e}")))?;
     }
     proxy.forward(conn, request).await
+}
+
+/// The most of a refused request's body the shim reads and drops.
+const MAX_DRAIN: u64 = 256 << 20;
+
+/// Reads and drops `body`, up to [`MAX_DRAIN`] bytes and `within`.
+async fn drain(mut body: ProxyBody, within: Duration) {
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(within, async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if read > MAX_DRAIN {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Forwards a request whose body the shim holds, with an exact length.

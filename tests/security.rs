@@ -1,0 +1,260 @@
+//! The standards hold against the ways around them that live in the proxy
+//! itself: dockerd's greedy routes, builds and plugins, and floods of
+//! connections. Each test checks the outcome on dockerd's own view (through
+//! its socket, not the shim's).
+
+mod common;
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::*;
+
+/// The embedded standards (enforce), without sleeping.
+const STANDARDS: &str = "auto_sleep: { enabled: false }\n";
+
+fn inspect_direct(name: &str, format: &str) -> String {
+    let out = direct_docker(&["inspect", "--format", format, name]);
+    out.assert_success("docker inspect on dockerd");
+    out.stdout_text().trim().to_string()
+}
+
+// ---------------------------------------------------------------------------
+// routes as dockerd routes them
+
+#[test]
+fn a_link_alias_path_reaches_the_standards_like_any_other() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let names = Names::new("alias");
+    let target = names.name("target");
+    let linker = names.name("linker");
+    // The target is made through the shim, so it has the default limits.
+    let mut args = vec!["run", "-d", "--name", &target];
+    args.extend_from_slice(&NO_SLEEP);
+    args.extend_from_slice(&[BUSYBOX, "sleep", "3600"]);
+    shim.docker(&args).assert_success("docker run target");
+    let memory_before = inspect_direct(&target, "{{.HostConfig.Memory}}");
+    assert_ne!(memory_before, "0", "the standards set a memory limit");
+    // A linker that calls the target `alias`: dockerd then knows the target
+    // also as `/<linker>/alias`.
+    let link = format!("{target}:alias");
+    let mut args = vec!["run", "-d", "--name", &linker, "--link", &link];
+    args.extend_from_slice(&NO_SLEEP);
+    args.extend_from_slice(&[BUSYBOX, "sleep", "3600"]);
+    shim.docker(&args).assert_success("docker run linker");
+
+    // dockerd routes this to the target's update (checked straight on it:
+    // a harmless update through the alias path answers 200).
+    let harmless = json_request(
+        "POST",
+        &format!("/v1.23/containers/{linker}/alias/update"),
+        &serde_json::json!({ "CpuShares": 512 }),
+    );
+    let direct = raw_request(DOCKERD_SOCKET, &harmless);
+    assert_eq!(
+        direct.status,
+        200,
+        "dockerd routes the alias path: {}",
+        direct.body_text()
+    );
+
+    // Through the shim, lifting the limit by that path is judged and denied.
+    let lift = json_request(
+        "POST",
+        &format!("/v1.23/containers/{linker}/alias/update"),
+        &serde_json::json!({ "Memory": 64i64 << 30, "MemorySwap": -1 }),
+    );
+    let answer = raw_request(shim.socket_path(), &lift);
+    assert_eq!(answer.status, 403, "{}", answer.body_text());
+    assert!(
+        answer.body_text().contains("forge-shim: standards:"),
+        "{}",
+        answer.body_text()
+    );
+    assert_eq!(inspect_direct(&target, "{{.HostConfig.Memory}}"), memory_before);
+
+    // A privileged exec by the same path is judged too.
+    let exec = json_request(
+        "POST",
+        &format!("/v1.23/containers/{linker}/alias/exec"),
+        &serde_json::json!({ "Cmd": ["id"], "Privileged": true }),
+    );
+    let answer = raw_request(shim.socket_path(), &exec);
+    assert_eq!(answer.status, 403, "{}", answer.body_text());
+
+    // And a start with a HostConfig body (API 1.23 applied it) is refused.
+    let start = json_request(
+        "POST",
+        &format!("/v1.23/containers/{linker}/alias/start"),
+        &serde_json::json!({ "Privileged": true }),
+    );
+    let answer = raw_request(shim.socket_path(), &start);
+    assert_eq!(answer.status, 400, "{}", answer.body_text());
+    assert_eq!(inspect_direct(&target, "{{.HostConfig.Privileged}}"), "false");
+}
+
+// ---------------------------------------------------------------------------
+// build and plugins
+
+#[test]
+fn builds_get_no_host_network_and_keep_their_limits() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let names = Names::new("build");
+    let context = shim.dir().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    // The step prints its own memory limit (cgroup v1, and v2 as fallback).
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM {BUSYBOX}\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null \
+             || cat /sys/fs/cgroup/memory.max; echo built\n"
+        ),
+    )
+    .unwrap();
+    let context = context.to_str().unwrap();
+    let tag = names.image("built");
+    let denied = shim
+        .docker_command(&["build", "--network", "host", "-t", &tag, context])
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(!denied.status.success(), "a host-network build went through");
+    assert!(
+        denied.stderr_text().contains("standards.deny.host_network"),
+        "{}",
+        denied.stderr_text()
+    );
+    assert!(
+        !direct_docker(&["image", "inspect", &tag]).status.success(),
+        "no image was built"
+    );
+
+    names.track_image(&tag);
+    let built = shim
+        .docker_command(&["build", "--no-cache", "-t", &tag, context])
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    built.assert_success("docker build (classic builder)");
+    let log = built.stdout_text();
+    // limits.memory in the embedded config: 4G.
+    assert!(
+        log.contains(&(4u64 << 30).to_string()),
+        "the step ran without the limit:\n{log}"
+    );
+}
+
+#[test]
+fn plugins_cannot_be_installed() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let out = shim.docker(&["plugin", "install", "--grant-all-permissions", "forge-test/plugin"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr_text().contains("standards.deny.plugins"),
+        "{}",
+        out.stderr_text()
+    );
+    let answer = raw_request(
+        shim.socket_path(),
+        &bodyless_request("POST", "/v1.41/plugins/some/name/enable"),
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body_text());
+}
+
+// ---------------------------------------------------------------------------
+// floods
+
+#[test]
+fn a_flood_of_idle_connections_does_not_keep_docker_out() {
+    require_dockerd();
+    let shim = Shim::start(&format!("{PASSTHROUGH_CONFIG}max_connections: 100\n"));
+    // Five times the limit, none of which ever sends a byte.
+    let mut flood = Vec::new();
+    for _ in 0..500 {
+        match UnixStream::connect(shim.socket_path()) {
+            Ok(stream) => flood.push(stream),
+            Err(e) => panic!("connect failed after {}: {e}", flood.len()),
+        }
+    }
+    shim.docker(&["ps", "-q"]).assert_success("docker ps during the flood");
+    let health = shim.health();
+    assert!(
+        health.connections_open <= 110,
+        "the limit holds: {} open",
+        health.connections_open
+    );
+    drop(flood);
+}
+
+#[test]
+fn busy_connections_are_never_cut_and_the_next_one_is_told_why() {
+    require_dockerd();
+    let shim = Shim::start(&format!("{PASSTHROUGH_CONFIG}max_connections: 3\n"));
+    // Three event streams: busy, not idle.
+    let mut streams: Vec<RawConnection> = (0..3)
+        .map(|_| {
+            let mut connection = RawConnection::connect(shim.socket_path());
+            connection.send(&bodyless_request("GET", "/v1.41/events"));
+            let head = connection.read_head();
+            assert_eq!(head.status, 200);
+            connection
+        })
+        .collect();
+    let refused = shim.docker(&["ps"]);
+    assert!(!refused.status.success(), "a fourth connection got through");
+    assert!(
+        refused.stderr_text().contains("forge-shim: too many connections"),
+        "{}",
+        refused.stderr_text()
+    );
+    for stream in &mut streams {
+        assert!(
+            !stream.closed_within(Duration::from_millis(300)),
+            "a busy stream was cut"
+        );
+    }
+    drop(streams);
+    wait_until("a slot is free again", Duration::from_secs(30), || {
+        shim.docker(&["ps", "-q"]).status.success()
+    });
+}
+
+#[test]
+fn an_idle_connection_is_closed_and_a_streaming_one_is_not() {
+    require_dockerd();
+    let shim = Shim::start(&format!("{PASSTHROUGH_CONFIG}timeouts: {{ client_idle: 1s }}\n"));
+    let mut idle = RawConnection::connect(shim.socket_path());
+    idle.send(&bodyless_request("GET", "/_ping"));
+    assert_eq!(idle.read_response(false).status, 200);
+    let mut streaming = RawConnection::connect(shim.socket_path());
+    streaming.send(&bodyless_request("GET", "/v1.41/events"));
+    assert_eq!(streaming.read_head().status, 200);
+    assert!(
+        idle.closed_within(Duration::from_secs(30)),
+        "an idle connection stays open"
+    );
+    assert!(
+        !streaming.closed_within(Duration::from_secs(3)),
+        "a streaming response was cut as idle"
+    );
+}
+
+#[test]
+fn a_judged_body_that_dribbles_is_answered_408() {
+    require_dockerd();
+    let shim = Shim::start(&format!("{STANDARDS}timeouts: {{ body_read: 1s }}\n"));
+    let mut connection = RawConnection::connect(shim.socket_path());
+    connection.send(
+        b"POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    );
+    let answer = connection.read_response(false);
+    assert_eq!(answer.status, 408, "{}", answer.body_text());
+    assert!(
+        answer.body_text().contains("forge-shim: request body not received"),
+        "{}",
+        answer.body_text()
+    );
+}
