@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SOCKET ?= /run/forge-shim/docker.sock
 
-.PHONY: build release run check test test-unit test-real lint fmt bench clean
+.PHONY: build release run check test test-unit test-real lint fmt bench fuzz clean
 
 build:
 	$(CARGO) build
@@ -37,6 +37,10 @@ test-real:
 	$(CARGO) test --test '*' -- --test-threads=4
 
 test: lint test-unit test-real
+
+# The property tests (src/fuzz.rs) for longer than `make test` runs them.
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} $(CARGO) test --release --lib fuzz
 
 bench: release
 	bash scripts/bench-proxy.sh

@@ -44,6 +44,8 @@ pub mod server;
 pub mod standards;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod layering;
 
 /// The shim's version, reported by `/_forge/v1/health` and `--version`.
