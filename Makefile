@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SOCKET ?= /run/forge-shim/docker.sock
 
-.PHONY: build release run check test test-unit test-real lint fmt bench fuzz clean
+.PHONY: build release run check setup test test-unit test-real lint fmt bench fuzz clean
 
 build:
 	$(CARGO) build
@@ -30,10 +30,15 @@ fmt:
 test-unit:
 	$(CARGO) test --lib --bins
 
+# What the real tests need, installed and started when missing (idempotent):
+# dockerd, the compose plugin, the local test images.
+setup:
+	bash scripts/setup-docker.sh
+	bash scripts/test-images.sh
+
 # The real binary in front of the real dockerd, driven by the docker CLI,
 # docker compose and bollard. Fails (never skips) when dockerd is not there.
-test-real:
-	@docker version >/dev/null 2>&1 || { echo "make test: dockerd is not answering; run scripts/setup-docker.sh" >&2; exit 1; }
+test-real: setup
 	$(CARGO) test --test '*' -- --test-threads=4
 
 test: lint test-unit test-real
