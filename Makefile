@@ -13,6 +13,7 @@ release:
 	$(CARGO) build --release
 
 run: release
+	bash scripts/setup-docker.sh
 	@echo "forge-shim: export DOCKER_HOST=unix://$(SOCKET)"
 	./target/release/forge-shim serve --listen $(SOCKET)
 
