@@ -1,0 +1,213 @@
+//! Putting to sleep: pause an idle container, squeeze its memory, and stop a
+//! long sleeper whose class allows deep sleep.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{cgroup, Lifecycle, LifecycleError, State};
+use crate::docker::DockerError;
+
+/// Upper bound on one memory squeeze.
+const SQUEEZE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Lifecycle {
+    /// Puts a container to sleep if it is still idle: pause, then squeeze its
+    /// memory when the policy and swap allow. `force` skips the idle check
+    /// (an operator's `forge-shim sleep`), never the live-session check.
+    pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, LifecycleError> {
+        let started = Instant::now();
+        let timeout = self.auto_sleep().transition_timeout.as_duration();
+        let min_uptime = self.auto_sleep().min_uptime.as_duration();
+        let lock = self.lock_for(id);
+        let Ok(_held) = lock.try_lock() else {
+            return Ok(false);
+        };
+        let (name, pid, reservation, own_network) = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else {
+                return Ok(false);
+            };
+            let eligible = if force {
+                entry.state == State::Running && entry.in_flight == 0
+            } else {
+                entry.may_sleep(Instant::now(), min_uptime)
+            };
+            if !eligible {
+                return Ok(false);
+            }
+            entry.set_state(State::Pausing);
+            let reservation = entry.policy.sleep_policy.memory_reservation;
+            (entry.name.clone(), entry.pid, reservation, entry.own_network)
+        };
+        self.persist_now().await;
+        let memory_before = self.cgroup(id, pid).and_then(|cg| cg.memory_usage().ok());
+        // Someone else paused it (and the event has not reached us yet):
+        // it is theirs, and trying again would fail the same way.
+        let mut paused_by_someone_else = false;
+        let paused = match tokio::time::timeout(timeout, self.inner.docker.pause(id)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                paused_by_someone_else = matches!(e, DockerError::AlreadyPaused(_));
+                Err(e.to_string())
+            }
+            Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
+        };
+        if let Err(message) = paused {
+            if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                entry.set_state(if paused_by_someone_else {
+                    State::UserPaused
+                } else {
+                    State::Running
+                });
+                entry.last_activity = Instant::now();
+            }
+            self.emit(
+                id,
+                &name,
+                "sleep",
+                State::Running,
+                State::Running,
+                trigger,
+                started.elapsed(),
+                Some(message.clone()),
+            );
+            return Err(LifecycleError::PauseFailed {
+                container: name,
+                message,
+            });
+        }
+        // Counter wake needs counters of its own; conntrack still works.
+        let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
+            Some(pid) => self.sleep_counters_off_thread(pid).await,
+            None => (None, None),
+        };
+        {
+            let mut table = self.inner.table.lock();
+            if let Some(entry) = table.get_mut(id) {
+                entry.set_state(State::Sleeping);
+                entry.asleep_since = Some(Instant::now());
+                entry.net_bytes_at_sleep = net_bytes;
+                entry.net_peers = net_peers;
+                entry.memory_running = memory_before;
+                entry.memory_asleep = memory_before;
+            }
+        }
+        self.persist();
+        let paused_in = started.elapsed();
+        // Squeeze while frozen: the tasks cannot fault pages back in.
+        if let (Some(target), Some(pid)) = (reservation, pid) {
+            if self.auto_sleep().memory_squeeze {
+                self.squeeze(id, pid, target.bytes()).await;
+            }
+        }
+        self.emit(
+            id,
+            &name,
+            "sleep",
+            State::Running,
+            State::Sleeping,
+            trigger,
+            paused_in,
+            None,
+        );
+        tracing::info!(container = %name, trigger, pause_ms = paused_in.as_secs_f64() * 1e3, "asleep");
+        Ok(true)
+    }
+
+    /// Pushes a frozen container's memory out (to swap; without swap only
+    /// page cache goes), then puts its limits straight back: frozen tasks
+    /// cannot fault pages in, so memory stays out until the container runs
+    /// and touches it, and a container unpaused behind the shim's back never
+    /// runs with a squeezed limit. A wake cancels a squeeze in progress.
+    pub(super) async fn squeeze(&self, id: &str, pid: u32, target: u64) {
+        if !cgroup::swap_available(&self.inner.host.proc) {
+            tracing::debug!(id, "no swap: only page cache can be reclaimed");
+        }
+        let Some(cg) = self.cgroup(id, Some(pid)) else { return };
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.inner.squeeze_cancel.lock().insert(id.to_string(), cancel.clone());
+        let squeezed = tokio::task::spawn_blocking(move || {
+            let report = cg.squeeze_cancellable(target, SQUEEZE_TIMEOUT, &cancel);
+            if let Ok(report) = &report {
+                cg.restore(&report.saved)?;
+            }
+            report
+        })
+        .await;
+        self.inner.squeeze_cancel.lock().remove(id);
+        match squeezed {
+            Ok(Ok(report)) => {
+                if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                    entry.memory_asleep = Some(report.after);
+                }
+                tracing::info!(
+                    id,
+                    before = report.before,
+                    after = report.after,
+                    ms = report.elapsed.as_secs_f64() * 1e3,
+                    stop = ?report.stop,
+                    "memory squeezed"
+                );
+                self.persist();
+            }
+            Ok(Err(e)) => tracing::warn!(id, error = %e, "memory squeeze failed"),
+            Err(e) => tracing::warn!(id, error = %e, "memory squeeze task failed"),
+        }
+    }
+
+    /// Stops a long sleeper whose class allows deep sleep.
+    pub(super) async fn deep_sleep(&self, id: &str) {
+        let lock = self.lock_for(id);
+        let Ok(_held) = lock.try_lock() else { return };
+        let (name, saved, pid, published) = {
+            let mut table = self.inner.table.lock();
+            let Some(entry) = table.get_mut(id) else { return };
+            if entry.state != State::Sleeping || entry.in_flight > 0 {
+                return;
+            }
+            entry.set_state(State::Stopping);
+            (
+                entry.name.clone(),
+                entry.saved_limits.take(),
+                entry.pid,
+                entry.published.clone(),
+            )
+        };
+        let started = Instant::now();
+        self.persist_now().await;
+        if let (Some(limits), Some(pid)) = (&saved, pid) {
+            self.restore_limits(id, pid, limits);
+        }
+        // The container's own stop timeout (or dockerd's default).
+        let result = self.inner.docker.stop(id).await.map_err(|e| e.to_string());
+        let to = if result.is_ok() {
+            State::DeepSleep
+        } else {
+            State::Sleeping
+        };
+        if let Some(entry) = self.inner.table.lock().get_mut(id) {
+            entry.set_state(to);
+            if result.is_ok() {
+                entry.pid = None;
+            }
+        }
+        if result.is_ok() && !published.is_empty() {
+            // Connections to its published ports are held, not refused.
+            self.hold_ports(id, &published).await;
+        }
+        self.persist();
+        self.emit(
+            id,
+            &name,
+            "deep_sleep",
+            State::Sleeping,
+            to,
+            "max_sleep_time",
+            started.elapsed(),
+            result.err(),
+        );
+    }
+}
