@@ -55,6 +55,7 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
     );
     let token = CancellationToken::new();
     let shim = proxy::Shim::new(loaded, token.clone());
+    shim.start_image_watcher();
     let serving = tokio::spawn({
         let shim = shim.clone();
         async move { shim.serve(listener).await }

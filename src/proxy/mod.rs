@@ -87,10 +87,11 @@ impl Shim {
             timeouts.upstream_connect.as_duration(),
         ));
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let lifecycle =
-            config.config.auto_sleep.enabled.then(|| {
-                crate::lifecycle::Lifecycle::new(docker.clone(), config.clone(), token.clone(), metrics.clone())
-            });
+        let tasks = TaskTracker::new();
+        let lifecycle = config.config.auto_sleep.enabled.then(|| {
+            let (config, token, metrics) = (config.clone(), token.clone(), metrics.clone());
+            crate::lifecycle::Lifecycle::new(docker.clone(), config, token, metrics, tasks.clone())
+        });
         let standards = standards::StandardsState::default();
         Shim {
             inner: Arc::new(ShimInner {
@@ -102,7 +103,7 @@ impl Shim {
                     token,
                     grace: timeouts.shutdown_grace.as_duration(),
                 },
-                tasks: TaskTracker::new(),
+                tasks,
                 docker,
                 lifecycle,
                 standards,
