@@ -60,11 +60,15 @@ impl Shim {
         ));
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
-        let lifecycle = config
-            .config
-            .auto_sleep
-            .enabled
-            .then(|| Lifecycle::new(docker.clone(), config.clone(), token.clone(), metrics.clone()));
+        let lifecycle = config.config.auto_sleep.enabled.then(|| {
+            Lifecycle::new(
+                docker.clone(),
+                config.clone(),
+                token.clone(),
+                metrics.clone(),
+                tasks.clone(),
+            )
+        });
         let fast_path = config.config.fast_path;
         let admission = Admission::new(config.config.max_connections);
         let api = Api::new(upstream_path, docker.clone(), lifecycle.clone(), metrics.clone());

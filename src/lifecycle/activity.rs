@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::cgroup::ContainerCgroup;
+use super::cgroup::{CgroupError, ContainerCgroup};
 
 /// Rates over an interval shorter than this are computed as if it were this
 /// long, so that two samples taken at the same instant do not divide by zero.
@@ -36,6 +36,10 @@ pub enum ActivityError {
     Parse { path: PathBuf, line: usize, text: String },
     #[error("cpu usage: {0}")]
     Cpu(#[source] io::Error),
+    #[error("cgroup: {0}")]
+    Cgroup(#[source] CgroupError),
+    #[error("no init process known")]
+    NoProcess,
 }
 
 /// A container's counters at one moment.
@@ -85,6 +89,34 @@ pub enum BusyReason {
     /// CPU used as a fraction of the container's CPU limit, above the idle
     /// threshold.
     Cpu { fraction: f64 },
+    /// The counters could not be read: a container is never judged idle
+    /// (and put to sleep) on missing data.
+    Unreadable,
+}
+
+/// The verdict on one tick of a container: from its previous sample and
+/// the reading taken now (`None`: it could not be read). An unreadable
+/// reading is busy; the first reading (no previous one) has no verdict.
+/// Arguments as [`judge`].
+pub fn verdict(
+    prev: Option<&Sample>,
+    now: Option<&Sample>,
+    cpu_limit_cores: f64,
+    idle_threshold: f64,
+    network_idle_rate_bytes_per_sec: u64,
+) -> Option<Activity> {
+    let Some(now) = now else {
+        return Some(Activity::Busy {
+            reason: BusyReason::Unreadable,
+        });
+    };
+    Some(judge(
+        prev?,
+        now,
+        cpu_limit_cores,
+        idle_threshold,
+        network_idle_rate_bytes_per_sec,
+    ))
 }
 
 /// Judges the interval from `prev` to `now`.

@@ -102,7 +102,7 @@ impl Lifecycle {
                     }
                 };
                 if let Some((limits, pid)) = restore {
-                    self.restore_limits(id, pid, &limits);
+                    self.restore_limits(id, pid, limits).await;
                 }
                 self.persist();
             }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{activity, cgroup, Lifecycle};
+use super::activity::{self, ActivityError, Sample};
+use super::cgroup::{CgroupError, ContainerCgroup, SavedLimits};
+use super::Lifecycle;
 
 /// Where the lifecycle finds the host's kernel state. The real roots by
 /// default; tests point them into a temporary directory.
@@ -38,47 +40,46 @@ impl HostPaths {
     fn sys_class_net(&self) -> PathBuf {
         self.sys.join("class").join("net")
     }
-}
-
-impl Lifecycle {
-    pub(super) fn restore_limits(&self, id: &str, pid: u32, limits: &cgroup::SavedLimits) {
-        match self.cgroup(id, Some(pid)) {
-            Some(cg) => {
-                if let Err(e) = cg.restore(limits) {
-                    tracing::warn!(id, error = %e, "could not restore memory limits");
-                }
-            }
-            None => tracing::warn!(id, "cgroup not found; memory limits not restored"),
-        }
-    }
 
     /// The container's cgroup, checked against its id so a reused pid can
     /// never point at another container's.
-    pub(super) fn cgroup(&self, id: &str, pid: Option<u32>) -> Option<cgroup::ContainerCgroup> {
-        cgroup::ContainerCgroup::resolve(&self.inner.host.cgroup, &self.inner.host.proc, pid, id).ok()
+    pub(super) fn cgroup(&self, id: &str, pid: Option<u32>) -> Result<ContainerCgroup, CgroupError> {
+        ContainerCgroup::resolve(&self.cgroup, &self.proc, pid, id)
     }
 
+    /// The bytes of the network namespace of process `pid`.
     pub(super) fn net_bytes(&self, pid: u32) -> Option<u64> {
-        activity::net_bytes(&self.inner.host.proc, pid).ok()
+        activity::net_bytes(&self.proc, pid).ok()
     }
 
-    /// [`Lifecycle::sleep_counters`] on the blocking pool: finding the veth
-    /// peers reads two files per host interface, which with hundreds of
-    /// containers must not stall the thread that serves requests.
-    pub(super) async fn sleep_counters_off_thread(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.sleep_counters(pid))
-            .await
-            .unwrap_or((None, None))
+    /// A running container's counters now: CPU from its cgroup, and network
+    /// bytes when its network is its own (a host or shared network's
+    /// counters are not, and count as 0). `at` is when it counts as taken.
+    pub(super) fn sample(
+        &self,
+        id: &str,
+        pid: Option<u32>,
+        own_network: bool,
+        at: std::time::Instant,
+    ) -> Result<Sample, ActivityError> {
+        let pid = pid.ok_or(ActivityError::NoProcess)?;
+        let cgroup = self.cgroup(id, Some(pid)).map_err(ActivityError::Cgroup)?;
+        if own_network {
+            return Sample::read(&self.proc, pid, &cgroup, at);
+        }
+        Ok(Sample {
+            at,
+            net_bytes: 0,
+            cpu_nanos: cgroup.cpu_usage_nanos().map_err(ActivityError::Cpu)?,
+        })
     }
 
     /// Where a container falling asleep has its traffic counted, and the
     /// count now: the host ends of its veth pairs when they can be found,
     /// else its own namespace's table.
     pub(super) fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
-        let host = &self.inner.host;
-        if let Some(peers) = activity::host_peers(&host.proc, &host.sys_class_net(), pid) {
-            if let Some(bytes) = activity::host_net_dev(&host.proc)
+        if let Some(peers) = activity::host_peers(&self.proc, &self.sys_class_net(), pid) {
+            if let Some(bytes) = activity::host_net_dev(&self.proc)
                 .ok()
                 .and_then(|table| sum_peers(&table, &peers))
             {
@@ -86,6 +87,54 @@ impl Lifecycle {
             }
         }
         (None, self.net_bytes(pid))
+    }
+
+    /// Puts back the limits a squeeze saved; failures are logged.
+    pub(super) fn restore_limits(&self, id: &str, pid: u32, limits: &SavedLimits) {
+        match self.cgroup(id, Some(pid)) {
+            Ok(cg) => {
+                if let Err(e) = cg.restore(limits) {
+                    tracing::warn!(id, error = %e, "could not restore memory limits");
+                }
+            }
+            Err(e) => tracing::warn!(id, error = %e, "cgroup not found; memory limits not restored"),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Runs `work` on the host's files on the blocking pool (tracked):
+    /// procfs, sysfs and cgroupfs reads and writes are blocking system
+    /// calls, and the runtime thread serves requests. `None` only when the
+    /// work panicked.
+    pub(super) async fn on_host<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&HostPaths) -> T + Send + 'static,
+    ) -> Option<T> {
+        let this = self.clone();
+        let task = self.inner.tasks.spawn_blocking(move || work(&this.inner.host));
+        match task.await {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, "lifecycle: host read failed");
+                None
+            }
+        }
+    }
+
+    /// [`HostPaths::restore_limits`] on the blocking pool.
+    pub(super) async fn restore_limits(&self, id: &str, pid: u32, limits: SavedLimits) {
+        let id = id.to_string();
+        self.on_host(move |host| host.restore_limits(&id, pid, &limits)).await;
+    }
+
+    /// [`HostPaths::sleep_counters`] on the blocking pool: finding the veth
+    /// peers reads two files per host interface, which with hundreds of
+    /// containers must not stall the thread that serves requests.
+    pub(super) async fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
+        self.on_host(move |host| host.sleep_counters(pid))
+            .await
+            .unwrap_or((None, None))
     }
 }
 

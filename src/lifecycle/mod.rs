@@ -46,6 +46,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::LoadedConfig;
 use crate::docker::{DockerApi, DockerError};
@@ -96,6 +97,9 @@ struct Inner {
     persist_requested: tokio::sync::Notify,
     metrics: Arc<crate::metrics::Metrics>,
     token: CancellationToken,
+    /// Every task the lifecycle starts (loops, sleeps, wakes, blocking host
+    /// reads), so that shutdown can wait for them.
+    tasks: TaskTracker,
     host: HostPaths,
 }
 
@@ -117,13 +121,16 @@ impl Drop for InUse {
 }
 
 impl Lifecycle {
+    /// The lifecycle of the real host. Its tasks go through `tasks`, and
+    /// its loops end when `token` is cancelled.
     pub fn new(
         docker: Arc<dyn DockerApi>,
         loaded: LoadedConfig,
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
+        tasks: TaskTracker,
     ) -> Lifecycle {
-        Lifecycle::with_host(docker, loaded, token, metrics, HostPaths::default())
+        Lifecycle::with_host(docker, loaded, token, metrics, tasks, HostPaths::default())
     }
 
     /// [`Lifecycle::new`] over other host roots (tests).
@@ -132,6 +139,7 @@ impl Lifecycle {
         loaded: LoadedConfig,
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
+        tasks: TaskTracker,
         host: HostPaths,
     ) -> Lifecycle {
         let store = store::Store::open(&loaded.config.state_dir);
@@ -151,6 +159,7 @@ impl Lifecycle {
                 persist_requested: tokio::sync::Notify::new(),
                 metrics,
                 token,
+                tasks,
                 host,
             }),
         }
@@ -180,9 +189,10 @@ impl Lifecycle {
                 }
             }
         }
-        let watcher = tokio::spawn(self.clone().watch_events());
-        let persister = tokio::spawn(self.clone().persister());
-        let poller = tokio::spawn(self.clone().wake_poller());
+        let tasks = &self.inner.tasks;
+        let watcher = tasks.spawn(self.clone().watch_events());
+        let persister = tasks.spawn(self.clone().persister());
+        let poller = tasks.spawn(self.clone().wake_poller());
         if self.auto_sleep().enabled {
             self.clone().sampler().await;
         } else {

@@ -18,8 +18,7 @@ impl Lifecycle {
                 _ = self.inner.token.cancelled() => break,
                 _ = self.inner.persist_requested.notified() => {}
             }
-            let this = self.clone();
-            let _ = tokio::task::spawn_blocking(move || this.write_records()).await;
+            self.persist_now().await;
         }
     }
 
@@ -29,11 +28,12 @@ impl Lifecycle {
     /// that runs is dropped by the next reconcile).
     pub(super) async fn persist_now(&self) {
         let this = self.clone();
-        let _ = tokio::task::spawn_blocking(move || this.write_records()).await;
+        let _ = self.inner.tasks.spawn_blocking(move || this.write_records()).await;
     }
 
-    /// Writes the sleep records now; a failure is logged, never fatal.
-    pub(super) fn write_records(&self) {
+    /// Writes the sleep records now (blocking); a failure is logged, never
+    /// fatal.
+    fn write_records(&self) {
         let _serialised = self.inner.records_write.lock();
         let records: Vec<store::SleepRecord> = {
             let table = self.inner.table.lock();

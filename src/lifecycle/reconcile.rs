@@ -40,7 +40,7 @@ impl Lifecycle {
                         entry.memory_running = record.memory_before;
                         entry.memory_asleep = record.memory_after;
                         if let Some(pid) = entry.pid.filter(|_| entry.own_network) {
-                            (entry.net_peers, entry.net_bytes_at_sleep) = self.sleep_counters_off_thread(pid).await;
+                            (entry.net_peers, entry.net_bytes_at_sleep) = self.sleep_counters(pid).await;
                         }
                     }
                     (store::SleptState::Stopped, false, false) => {
@@ -86,7 +86,7 @@ impl Lifecycle {
             tracing::info!(containers = merged.len(), asleep = n_asleep, "lifecycle: view rebuilt");
             *table = merged;
         }
-        self.write_records();
+        self.persist_now().await;
         self.hold_deep_sleepers_ports().await;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The idle sampler: every `check_interval`, sample running containers,
 //! record activity, and put the idle ones to sleep.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio::time::Instant;
 
@@ -17,6 +17,8 @@ impl Lifecycle {
         let network_rate = self.auto_sleep().network_idle_rate.bytes();
         let max_sleep = self.auto_sleep().max_sleep_time.as_duration();
         let mut samples: HashMap<String, activity::Sample> = HashMap::new();
+        // Containers whose last reading failed (warned once per streak).
+        let mut unreadable: HashSet<String> = HashSet::new();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -33,28 +35,50 @@ impl Lifecycle {
                     .collect()
             };
             samples.retain(|id, _| candidates.iter().any(|(c, _, _, _)| c == id));
+            unreadable.retain(|id| candidates.iter().any(|(c, _, _, _)| c == id));
             let now = Instant::now();
-            for (id, pid, cpu_limit, own_network) in &candidates {
-                let Some(pid) = pid else { continue };
-                let sample = activity::Sample {
-                    at: now.into_std(),
-                    // Host or shared network: the counters are not its own.
-                    net_bytes: if *own_network {
-                        self.net_bytes(*pid).unwrap_or(0)
-                    } else {
-                        0
-                    },
-                    cpu_nanos: self
-                        .cgroup(id, Some(*pid))
-                        .and_then(|cg| cg.cpu_usage_nanos().ok())
-                        .unwrap_or(0),
-                };
-                if let Some(previous) = samples.insert(id.clone(), sample) {
-                    let verdict = activity::judge(&previous, &sample, *cpu_limit, idle_threshold, network_rate);
-                    if !matches!(verdict, activity::Activity::Idle) {
-                        if let Some(entry) = self.inner.table.lock().get_mut(id) {
-                            entry.last_activity = now;
+            let at = now.into_std();
+            // Every read on the blocking pool, in one go.
+            let readings = self
+                .on_host(move |host| {
+                    candidates
+                        .into_iter()
+                        .map(|(id, pid, cpu_limit, own_network)| {
+                            let reading = host.sample(&id, pid, own_network, at);
+                            (id, cpu_limit, reading)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+            for (id, cpu_limit, reading) in readings {
+                let reading = match reading {
+                    Ok(sample) => {
+                        unreadable.remove(&id);
+                        Some(sample)
+                    }
+                    Err(e) => {
+                        if unreadable.insert(id.clone()) {
+                            tracing::warn!(id, error = %e, "cannot sample a container; it counts as busy");
                         }
+                        None
+                    }
+                };
+                let previous = match reading {
+                    Some(sample) => samples.insert(id.clone(), sample),
+                    // The next reading starts afresh.
+                    None => samples.remove(&id),
+                };
+                let verdict = activity::verdict(
+                    previous.as_ref(),
+                    reading.as_ref(),
+                    cpu_limit,
+                    idle_threshold,
+                    network_rate,
+                );
+                if verdict.is_some_and(|v| v.is_busy()) {
+                    if let Some(entry) = self.inner.table.lock().get_mut(&id) {
+                        entry.last_activity = now;
                     }
                 }
             }
@@ -80,7 +104,7 @@ impl Lifecycle {
             };
             for id in to_sleep {
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.inner.tasks.spawn(async move {
                     if let Err(e) = this.sleep(&id, "idle", false).await {
                         tracing::warn!(error = %e, "sleep failed");
                     }
@@ -88,7 +112,7 @@ impl Lifecycle {
             }
             for id in to_stop {
                 let this = self.clone();
-                tokio::spawn(async move { this.deep_sleep(&id).await });
+                self.inner.tasks.spawn(async move { this.deep_sleep(&id).await });
             }
         }
     }

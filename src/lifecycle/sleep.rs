@@ -43,7 +43,12 @@ impl Lifecycle {
             (entry.name.clone(), entry.pid, reservation, entry.own_network)
         };
         self.persist_now().await;
-        let memory_before = self.cgroup(id, pid).and_then(|cg| cg.memory_usage().ok());
+        let memory_before = {
+            let id = id.to_string();
+            self.on_host(move |host| host.cgroup(&id, pid).ok()?.memory_usage().ok())
+                .await
+                .flatten()
+        };
         // Someone else paused it (and the event has not reached us yet):
         // it is theirs, and trying again would fail the same way.
         let mut paused_by_someone_else = false;
@@ -81,7 +86,7 @@ impl Lifecycle {
         }
         // Counter wake needs counters of its own; conntrack still works.
         let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
-            Some(pid) => self.sleep_counters_off_thread(pid).await,
+            Some(pid) => self.sleep_counters(pid).await,
             None => (None, None),
         };
         {
@@ -123,23 +128,29 @@ impl Lifecycle {
     /// and touches it, and a container unpaused behind the shim's back never
     /// runs with a squeezed limit. A wake cancels a squeeze in progress.
     pub(super) async fn squeeze(&self, id: &str, pid: u32, target: u64) {
-        if !cgroup::swap_available(&self.inner.host.proc) {
-            tracing::debug!(id, "no swap: only page cache can be reclaimed");
-        }
-        let Some(cg) = self.cgroup(id, Some(pid)) else { return };
         let cancel = Arc::new(AtomicBool::new(false));
         self.inner.squeeze_cancel.lock().insert(id.to_string(), cancel.clone());
-        let squeezed = tokio::task::spawn_blocking(move || {
-            let report = cg.squeeze_cancellable(target, SQUEEZE_TIMEOUT, &cancel);
-            if let Ok(report) = &report {
-                cg.restore(&report.saved)?;
-            }
-            report
-        })
-        .await;
+        let squeezed = {
+            let id = id.to_string();
+            self.on_host(move |host| {
+                if !cgroup::swap_available(&host.proc) {
+                    tracing::debug!(id, "no swap: only page cache can be reclaimed");
+                }
+                let cg = match host.cgroup(&id, Some(pid)) {
+                    Ok(cg) => cg,
+                    Err(e) => return Err(std::io::Error::other(e)),
+                };
+                let report = cg.squeeze_cancellable(target, SQUEEZE_TIMEOUT, &cancel);
+                if let Ok(report) = &report {
+                    cg.restore(&report.saved)?;
+                }
+                report
+            })
+            .await
+        };
         self.inner.squeeze_cancel.lock().remove(id);
         match squeezed {
-            Ok(Ok(report)) => {
+            Some(Ok(report)) => {
                 if let Some(entry) = self.inner.table.lock().get_mut(id) {
                     entry.memory_asleep = Some(report.after);
                 }
@@ -153,8 +164,8 @@ impl Lifecycle {
                 );
                 self.persist();
             }
-            Ok(Err(e)) => tracing::warn!(id, error = %e, "memory squeeze failed"),
-            Err(e) => tracing::warn!(id, error = %e, "memory squeeze task failed"),
+            Some(Err(e)) => tracing::warn!(id, error = %e, "memory squeeze failed"),
+            None => {}
         }
     }
 
@@ -178,8 +189,8 @@ impl Lifecycle {
         };
         let started = Instant::now();
         self.persist_now().await;
-        if let (Some(limits), Some(pid)) = (&saved, pid) {
-            self.restore_limits(id, pid, limits);
+        if let (Some(limits), Some(pid)) = (saved, pid) {
+            self.restore_limits(id, pid, limits).await;
         }
         // The container's own stop timeout (or dockerd's default).
         let result = self.inner.docker.stop(id).await.map_err(|e| e.to_string());

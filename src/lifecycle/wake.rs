@@ -37,7 +37,7 @@ impl Lifecycle {
             (from, entry.name.clone(), entry.saved_limits.take(), entry.pid)
         };
         if let (Some(limits), Some(pid)) = (&saved, pid) {
-            self.restore_limits(id, pid, limits);
+            self.restore_limits(id, pid, limits.clone()).await;
         }
         // dockerd needs the published ports back to start it.
         let held = match self.inner.port_holds.lock().remove(id) {
@@ -155,7 +155,7 @@ impl Lifecycle {
 
     pub(super) fn spawn_wake(&self, id: String, trigger: &'static str) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             if let Err(e) = this.wake(&id, trigger).await {
                 tracing::warn!(error = %e, trigger, "wake failed");
             }
@@ -177,7 +177,7 @@ impl Lifecycle {
             entry.saved_limits.take().zip(entry.pid)
         };
         if let Some((limits, pid)) = saved {
-            self.restore_limits(id, pid, &limits);
+            self.restore_limits(id, pid, limits).await;
         }
         self.persist();
         Ok(())
@@ -202,19 +202,20 @@ impl Lifecycle {
         true
     }
 
-    /// `on_shutdown: wake_all` wakes every container the shim put to sleep;
-    /// `leave` keeps them asleep (the state file lets the next start pick
-    /// them up).
+    /// `on_shutdown: wake_all` wakes every container the shim paused,
+    /// including one it is pausing right now (the wake waits for that
+    /// transition's lock, then finds it asleep); `leave` keeps them asleep
+    /// (the state file lets the next start pick them up).
     pub async fn shutdown(&self) {
         if self.inner.loaded.config.on_shutdown == OnShutdown::Leave {
-            self.write_records();
+            self.persist_now().await;
             return;
         }
         let asleep: Vec<String> = {
             let table = self.inner.table.lock();
             table
                 .values()
-                .filter(|e| e.state == State::Sleeping)
+                .filter(|e| matches!(e.state, State::Pausing | State::Sleeping))
                 .map(|e| e.id.clone())
                 .collect()
         };
@@ -224,6 +225,6 @@ impl Lifecycle {
                 tracing::warn!(error = %e, "wake on shutdown failed");
             }
         }
-        self.write_records();
+        self.persist_now().await;
     }
 }

@@ -345,8 +345,6 @@ impl Proxy {
             if let Some(cached) = state.image_users.lock().get(image) {
                 return cached.clone();
             }
-        } else {
-            self.start_image_watcher();
         }
         let generation = state.generation.load(Ordering::Acquire);
         match self.inner.docker.image_user(image).await {
@@ -364,15 +362,17 @@ impl Proxy {
         }
     }
 
-    /// Watches image events and clears the image-user cache on each one
-    /// (tag, untag, delete, load, import, pull). Started on first use;
-    /// restarts itself after dockerd goes away.
-    fn start_image_watcher(&self) {
-        static STARTED: std::sync::Once = std::sync::Once::new();
+    /// Starts this shim's image-event watcher (on its task tracker, until
+    /// shutdown), which clears the image-user cache on every image event
+    /// (tag, untag, delete, load, import, pull) and restarts itself after
+    /// dockerd goes away. Until it runs, image users are not cached. Nothing
+    /// to watch when the standards are off.
+    pub fn start_image_watcher(&self) {
+        if self.config().config.standards.mode == StandardsMode::Off {
+            return;
+        }
         let proxy = self.clone();
-        STARTED.call_once(|| {
-            tokio::spawn(async move { proxy.watch_image_events().await });
-        });
+        self.inner.tasks.spawn(async move { proxy.watch_image_events().await });
     }
 
     async fn watch_image_events(self) {

@@ -364,3 +364,27 @@ fn network_is_reported_before_cpu() {
         busy(BusyReason::Network { rate: 1 << 20 })
     );
 }
+
+#[test]
+fn an_unreadable_reading_is_never_idle() {
+    let at = Instant::now();
+    let idle = Sample {
+        at,
+        net_bytes: 100,
+        cpu_nanos: 1_000,
+    };
+    let later = Sample {
+        at: at + Duration::from_secs(30),
+        ..idle
+    };
+    let unreadable = Some(Activity::Busy {
+        reason: BusyReason::Unreadable,
+    });
+    // Nothing changed in 30 s: idle, when both readings were taken.
+    assert_eq!(verdict(Some(&idle), Some(&later), 1.0, 0.1, 1024), Some(Activity::Idle));
+    // A reading that failed counts as busy, with or without a previous one.
+    assert_eq!(verdict(Some(&idle), None, 1.0, 0.1, 1024), unreadable);
+    assert_eq!(verdict(None, None, 1.0, 0.1, 1024), unreadable);
+    // The first reading has nothing to compare with.
+    assert_eq!(verdict(None, Some(&idle), 1.0, 0.1, 1024), None);
+}
