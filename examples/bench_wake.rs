@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use common::http::{bodyless_request, try_raw_request, RawResponse};
 use common::{default_bin, docker, host, percentile, Shim};
-use forge_shim::lifecycle::{State, StatusRow};
+use forge_shim::{State, StatusRow};
 
 const DOCKERD_SOCKET: &str = "/var/run/docker.sock";
 const BUSYBOX: &str = "forge-test/busybox:latest";

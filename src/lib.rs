@@ -29,24 +29,28 @@
 
 #![forbid(unsafe_code)]
 
-pub mod api;
+pub(crate) mod api;
 pub mod audit;
-pub mod body;
+pub(crate) mod body;
 pub mod cli;
 pub mod config;
-pub mod docker;
-pub mod error;
-pub mod lifecycle;
-pub mod metrics;
-pub mod proxy;
-pub mod route;
-pub mod server;
-pub mod standards;
+pub(crate) mod docker;
+pub(crate) mod error;
+pub(crate) mod lifecycle;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
+pub(crate) mod route;
+pub(crate) mod server;
+pub(crate) mod standards;
 
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]
 mod layering;
+
+/// The shim's API's wire types (`/_forge/v1/containers` rows, `events`
+/// transitions), for clients of that API (the tests and benches among them).
+pub use lifecycle::{State, StatusRow, Transition, WakeRecord};
 
 /// The shim's version, reported by `/_forge/v1/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -92,10 +92,6 @@ impl Shim {
         }
     }
 
-    pub fn config(&self) -> &LoadedConfig {
-        self.proxy.config()
-    }
-
     /// The grace period connections and streams get at shutdown.
     pub fn grace(&self) -> Duration {
         self.proxy.inner.shutdown.grace
@@ -105,6 +101,7 @@ impl Shim {
     /// the connection idle longest gives way; when none is idle, the new
     /// one is answered 503 and closed.
     pub async fn serve(&self, listener: UnixListener) {
+        tracing::info!(max_connections = self.admission.limit(), "accepting connections");
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let accepted = tokio::select! {

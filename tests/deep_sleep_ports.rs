@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use forge_shim::lifecycle::State;
+use forge_shim::State;
 
 use common::*;
 

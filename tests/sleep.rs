@@ -23,7 +23,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use forge_shim::lifecycle::{State, StatusRow};
+use forge_shim::{State, StatusRow};
 
 use common::*;
 

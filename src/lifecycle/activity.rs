@@ -205,6 +205,7 @@ fn read_net_dev(path: &Path) -> Result<Vec<(String, u64)>, ActivityError> {
 ///  face |bytes    packets errs drop fifo frame compressed multicast|bytes ...
 ///   eth0:     806       9    0    0    0     0          0         0    1234 ...
 /// ```
+#[cfg(test)]
 pub fn parse_net_dev(text: &str) -> Result<u64, (usize, String)> {
     Ok(total(&parse_net_dev_interfaces(text)?))
 }

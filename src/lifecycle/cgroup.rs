@@ -51,6 +51,7 @@ const V1_USAGE: &str = "memory.usage_in_bytes";
 const V2_CURRENT: &str = "memory.current";
 const V2_HIGH: &str = "memory.high";
 const V2_RECLAIM: &str = "memory.reclaim";
+#[cfg(test)]
 const V2_SWAP_CURRENT: &str = "memory.swap.current";
 
 /// Which cgroup hierarchy the host runs.
@@ -158,6 +159,7 @@ pub struct SqueezeReport {
 
 /// A breakdown of a cgroup's memory, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg(test)]
 pub struct MemoryStat {
     /// Anonymous memory (v1 `total_rss`, v2 `anon`).
     pub anon: u64,
@@ -173,6 +175,7 @@ pub struct MemoryStat {
 /// A freezer's state. `Freezing` that lasts is runc's stuck freeze
 /// (runc#2774): time out and report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg(test)]
 pub enum FreezerState {
     Thawed,
     Freezing,
@@ -313,11 +316,13 @@ impl ContainerCgroup {
         }
     }
 
+    #[cfg(test)]
     pub fn version(&self) -> CgroupVersion {
         self.version
     }
 
     /// The directory holding the memory controller's files.
+    #[cfg(test)]
     pub fn memory_dir(&self) -> &Path {
         &self.memory_dir
     }
@@ -333,6 +338,7 @@ impl ContainerCgroup {
     }
 
     /// Anonymous, file, shmem and swap bytes of the container.
+    #[cfg(test)]
     pub fn memory_stat(&self) -> io::Result<MemoryStat> {
         let path = self.memory_dir.join("memory.stat");
         let text = read_text(&path)?;
@@ -374,6 +380,7 @@ impl ContainerCgroup {
 
     /// The freezer's state (v1 `freezer.state`; v2 `cgroup.freeze` for what
     /// was asked and `cgroup.events` `frozen` for what is done).
+    #[cfg(test)]
     pub fn freezer_state(&self) -> io::Result<FreezerState> {
         match self.version {
             CgroupVersion::V1 => {
@@ -419,6 +426,7 @@ impl ContainerCgroup {
     ///
     /// On an unexpected error (the cgroup vanished, say), the limits are put
     /// back as well as possible and the error is returned.
+    #[cfg(test)]
     pub fn squeeze(&self, target: u64, timeout: Duration) -> io::Result<SqueezeReport> {
         self.squeeze_cancellable(target, timeout, &AtomicBool::new(false))
     }

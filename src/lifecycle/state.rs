@@ -44,7 +44,6 @@ impl State {
 pub struct Entry {
     pub id: String,
     pub name: String,
-    pub image: String,
     pub project: Option<String>,
     pub service: Option<String>,
     /// Compose services this one depends on (same project).
@@ -123,7 +122,6 @@ impl Entry {
         Entry {
             id: info.id.clone(),
             name: info.name.clone().unwrap_or_default(),
-            image: info.image.clone().unwrap_or_default(),
             project: label(policy::LABEL_COMPOSE_PROJECT),
             service: label(policy::LABEL_COMPOSE_SERVICE),
             depends_on: label(policy::LABEL_COMPOSE_DEPENDS_ON)

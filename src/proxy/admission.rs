@@ -56,6 +56,7 @@ impl Admission {
         self.limit
     }
 
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }

@@ -45,7 +45,7 @@ use super::admission::Slot;
 use super::Proxy;
 use crate::route::{FastPath, Route};
 use framing::{error_response, BodyLeft};
-pub use framing::{parse_request, parse_response, ChunkedEnd, Framing, RequestBody, RequestHead, ResponseHead};
+pub use framing::{parse_request, parse_response, ChunkedEnd, Framing, RequestBody, RequestHead};
 use sock::{read_into, Buffer, Socket};
 
 mod framing;

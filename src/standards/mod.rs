@@ -185,10 +185,6 @@ pub struct Denial {
     pub hint: String,
 }
 
-impl Denial {
-    pub const STATUS: u16 = 403;
-}
-
 /// A body the shim cannot judge: not JSON, not an object, a duplicate key,
 /// a field of the wrong type. HTTP 400; dockerd would reject most of these
 /// too, the rest (case-folded duplicates) it would silently misread.
@@ -199,8 +195,6 @@ pub struct BadRequest {
 }
 
 impl BadRequest {
-    pub const STATUS: u16 = 400;
-
     fn new(message: impl Into<String>) -> BadRequest {
         BadRequest {
             message: message.into(),
@@ -215,16 +209,6 @@ pub enum Rejection {
     BadRequest(#[from] BadRequest),
     #[error(transparent)]
     Denied(#[from] Denial),
-}
-
-impl Rejection {
-    /// The HTTP status to answer with: 400 or 403.
-    pub fn status(&self) -> u16 {
-        match self {
-            Rejection::BadRequest(_) => BadRequest::STATUS,
-            Rejection::Denied(_) => Denial::STATUS,
-        }
-    }
 }
 
 /// `POST /containers/create`: fills in defaults, enforces limits and denies

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use forge_shim::lifecycle::{StatusRow, Transition};
+use forge_shim::{StatusRow, Transition};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
