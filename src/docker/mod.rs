@@ -14,7 +14,6 @@
 
 mod client;
 #[cfg(test)]
-#[allow(dead_code)] // until the lifecycle's tests use all of it
 pub(crate) mod fake;
 #[cfg(test)]
 mod tests;

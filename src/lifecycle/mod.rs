@@ -35,6 +35,8 @@ mod sleep;
 pub mod state;
 mod status;
 pub mod store;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::collections::HashMap;
