@@ -13,6 +13,7 @@ pub mod admission;
 pub mod forward;
 pub mod listener;
 pub mod passthrough;
+pub mod resolve;
 pub mod standards;
 pub mod wake;
 

@@ -1,0 +1,208 @@
+//! What the standards phase looks up in dockerd before the pure rules judge
+//! a request, failing closed: a container or volume the shim needs and
+//! cannot read is an error answer, never a request forwarded unjudged.
+//!
+//! - [`target`]: the container an `update`, `exec` or `start` acts on. A
+//!   404 is dockerd's own answer, relayed as dockerd gave it; any other
+//!   failure (dockerd unreachable, an error answer, an inspect without an
+//!   `Id`) is `forge-shim: container X cannot be checked: …` (502).
+//! - [`create_sources`]: what a create borrows from other containers and
+//!   named volumes, judged by [`standards::check_inherited`].
+
+use http::{Response, StatusCode};
+use serde_json::Value;
+
+use super::Proxy;
+use crate::body::{json_response, ProxyBody};
+use crate::config::{ContainerIdentity, LoadedConfig};
+use crate::docker::{ContainerInfo, DockerError};
+use crate::error::ShimError;
+use crate::standards::{self, Change, Inheritance, Rejection};
+
+/// The container a request acts on, or the answer to give instead.
+pub enum Target {
+    Found(Box<ContainerInfo>),
+    /// dockerd does not know it: its own 404, to send as it is.
+    Missing(Response<ProxyBody>),
+}
+
+/// Inspects the container `reference` names, for a rule that judges it.
+pub async fn target(proxy: &Proxy, reference: &str) -> Result<Target, ShimError> {
+    match proxy.inner.docker.inspect_container(reference).await {
+        Ok(info) => Ok(Target::Found(Box::new(info))),
+        // Answered here rather than by forwarding: a container of that name
+        // made in between would get the request unjudged.
+        Err(DockerError::NotFound(message)) => Ok(Target::Missing(dockerd_answer(StatusCode::NOT_FOUND, &message))),
+        Err(error) => Err(unchecked(&format!("container {reference}"), &error)),
+    }
+}
+
+/// dockerd's own error answer, `{"message": …}`, as dockerd writes it.
+fn dockerd_answer(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    json_response(status, &serde_json::json!({ "message": message }))
+}
+
+/// The error for something the standards need and cannot read, logged.
+pub(super) fn unchecked(what: &str, error: &DockerError) -> ShimError {
+    tracing::warn!(what, error = %error, "cannot be checked; refusing the request");
+    ShimError::Unchecked {
+        what: what.to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// Judges what a create would inherit from other containers (`VolumesFrom`,
+/// `container:<id>` namespaces) and named volumes (a local volume bound to
+/// the Docker socket), looking the sources up first. The outer error is the
+/// shim's (a source that cannot be read); the inner one the standards'.
+pub async fn create_sources(
+    proxy: &Proxy,
+    loaded: &LoadedConfig,
+    name: Option<&str>,
+    body: &Value,
+) -> Result<Result<Vec<Change>, Rejection>, ShimError> {
+    let sources = standards::inherited_sources(body);
+    if sources.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let mut inherited = Vec::with_capacity(sources.len());
+    let judge_volumes = loaded.config.standards.deny.docker_socket;
+    for (kind, source) in sources {
+        let inspect = match kind {
+            Inheritance::NamedVolume if !judge_volumes => continue,
+            Inheritance::NamedVolume => match proxy.inner.docker.inspect_volume_json(&source).await {
+                Ok(inspect) => Some(inspect),
+                // dockerd makes a plain local volume of that name.
+                Err(DockerError::NotFound(_)) => None,
+                Err(error) => return Err(unchecked(&format!("volume {source}"), &error)),
+            },
+            _ => match proxy.inner.docker.inspect_container_json(&source).await {
+                Ok(inspect) => Some(inspect),
+                // dockerd refuses most of these itself, but keeps a
+                // `container:NAME` network mode by name and looks it up at
+                // start, when the name may be someone else's.
+                Err(DockerError::NotFound(message)) => {
+                    return Err(ShimError::BadRequest(format!(
+                        "container {source} ({}) cannot be checked: {message}",
+                        field(kind)
+                    )))
+                }
+                Err(error) => return Err(unchecked(&format!("container {source}"), &error)),
+            },
+        };
+        inherited.push(standards::Inherited { kind, source, inspect });
+    }
+    let labels = body.get("Labels").and_then(Value::as_object);
+    let who = ContainerIdentity {
+        name,
+        image: body.get("Image").and_then(Value::as_str),
+        labels,
+    };
+    Ok(standards::check_inherited(loaded, &who, &inherited))
+}
+
+/// The create field a source comes from, for messages.
+fn field(kind: Inheritance) -> &'static str {
+    match kind {
+        Inheritance::Volumes => "HostConfig.VolumesFrom",
+        Inheritance::Network => "HostConfig.NetworkMode",
+        Inheritance::Pid => "HostConfig.PidMode",
+        Inheritance::Ipc => "HostConfig.IpcMode",
+        Inheritance::NamedVolume => "HostConfig.Binds or Mounts",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::fake::{FakeContainer, FakeDocker, Op};
+    use crate::docker::DockerApi;
+
+    /// dockerd takes a blkio rate as a uint64; bollard's typed model took it
+    /// as an i64 and rejected the inspect, which let updates through
+    /// unjudged. The raw read keeps it.
+    #[test]
+    fn a_blkio_rate_above_i64_is_read() {
+        let bytes = br#"{"Id": "abc", "Name": "/big", "Config": {"Image": "busybox", "User": ""},
+            "HostConfig": {"Memory": 536870912,
+                "BlkioDeviceReadBps": [{"Path": "/dev/sda", "Rate": 18446744073709551615}]}}"#;
+        let inspect: Value = serde_json::from_slice(bytes).expect("dockerd's JSON parses");
+        let info = ContainerInfo::from_inspect(&inspect).expect("an inspect with an Id");
+        assert_eq!(info.id, "abc");
+        assert_eq!(info.memory_limit, Some(536870912));
+        let host = info.host_config.expect("HostConfig kept");
+        assert_eq!(host["BlkioDeviceReadBps"][0]["Rate"].as_u64(), Some(u64::MAX));
+    }
+
+    fn proxy_with(docker: std::sync::Arc<FakeDocker>) -> Proxy {
+        let docker: std::sync::Arc<dyn DockerApi> = docker;
+        Proxy::new(super::super::ProxyParts {
+            config: crate::config::Config::from_yaml("auto_sleep: { enabled: false }", "t").unwrap(),
+            docker,
+            lifecycle: None,
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
+            token: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_target_that_cannot_be_inspected_fails_closed() {
+        let docker = FakeDocker::new([FakeContainer::running(1, "web")]);
+        let proxy = proxy_with(docker.clone());
+
+        assert!(matches!(target(&proxy, "web").await, Ok(Target::Found(info)) if info.name.as_deref() == Some("web")));
+
+        // dockerd's 404 is relayed as dockerd wrote it.
+        let Ok(Target::Missing(response)) = target(&proxy, "nope").await else {
+            panic!("a missing container is dockerd's 404");
+        };
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+        for error in [
+            DockerError::Api {
+                status: 500,
+                message: "json: cannot unmarshal".into(),
+            },
+            DockerError::Malformed("not JSON".into()),
+            DockerError::Unreachable {
+                path: "/x.sock".into(),
+                message: "gone".into(),
+            },
+        ] {
+            docker.fail_next(Op::Inspect, error.clone());
+            match target(&proxy, "web").await {
+                Err(e @ ShimError::Unchecked { .. }) => {
+                    assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+                    assert!(e.to_string().starts_with("container web cannot be checked: "), "{e}");
+                }
+                Err(other) => panic!("{error:?}: {other}"),
+                Ok(_) => panic!("{error:?}: judged a container it could not read"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inherited_source_that_cannot_be_inspected_fails_closed() {
+        let docker = FakeDocker::new([FakeContainer::running(1, "web")]);
+        let proxy = proxy_with(docker.clone());
+        let loaded = proxy.config().clone();
+        let body = serde_json::json!({"Image": "x", "HostConfig": {"PidMode": "container:web"}});
+
+        let judged = create_sources(&proxy, &loaded, None, &body).await;
+        assert!(
+            matches!(judged, Ok(Ok(ref changes)) if changes.is_empty()),
+            "{judged:?}"
+        );
+
+        docker.fail_next(Op::Inspect, DockerError::Malformed("bad".into()));
+        let judged = create_sources(&proxy, &loaded, None, &body).await;
+        assert!(matches!(judged, Err(ShimError::Unchecked { .. })), "{judged:?}");
+
+        let missing = serde_json::json!({"Image": "x", "HostConfig": {"NetworkMode": "container:nope"}});
+        match create_sources(&proxy, &loaded, None, &missing).await {
+            Err(e @ ShimError::BadRequest(_)) => assert!(e.to_string().contains("HostConfig.NetworkMode"), "{e}"),
+            other => panic!("a missing network source is refused, got {other:?}"),
+        }
+    }
+}
