@@ -45,7 +45,6 @@ fn inspect(name: &str) -> Option<Value> {
     Some(list[0].clone())
 }
 
-#[allow(dead_code)] // used by the later tests
 fn assert_not_created(name: &str) {
     assert!(inspect(name).is_none(), "dockerd has a container named {name}");
 }
@@ -248,4 +247,204 @@ fn update_of_a_missing_container_is_dockerds_404() {
     );
     assert_eq!(update.status, 404, "{}", update.body_text());
     assert_eq!(message(&update), format!("No such container: {name}"));
+}
+
+// ---------------------------------------------------------------------------
+// class 4: paths as the host resolves them
+
+/// A folder of the test's own, with the symlinks it needs, removed on drop.
+fn link_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("fs-links-").tempdir().unwrap()
+}
+
+fn symlink(target: &str, link: &std::path::Path) {
+    std::os::unix::fs::symlink(target, link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+}
+
+/// A create through the shim that must be refused by `deny.docker_socket`
+/// with `part` in the message; dockerd must have no such container.
+fn assert_bind_denied(shim: &Shim, names: &Names, what: &str, args: &[&str], part: &str) {
+    let name = names.name(what);
+    let mut all = vec!["create", "--name", &name];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[BUSYBOX, "true"]);
+    let out = shim.docker(&all);
+    assert_ne!(out.code(), 0, "{what}: created; stderr: {}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(stderr.contains("deny.docker_socket"), "{what}: {stderr}");
+    assert!(stderr.contains(part), "{what}: no {part:?} in {stderr}");
+    assert_not_created(&name);
+}
+
+#[test]
+fn a_bind_of_a_symlink_to_the_docker_socket_is_denied() {
+    let shim = shim();
+    let names = Names::new("socket-link");
+    let dir = link_dir();
+    let link = dir.path().join("sock");
+    symlink("/var/run/docker.sock", &link);
+    let folder = dir.path().join("run");
+    symlink("/run", &folder);
+    let link = link.to_str().unwrap();
+    let folder = folder.to_str().unwrap();
+
+    let bind = format!("{link}:/var/run/docker.sock");
+    assert_bind_denied(&shim, &names, "binds", &["-v", &bind], "resolves to /run/docker.sock");
+    let mount = format!("type=bind,src={link},dst=/sock");
+    assert_bind_denied(
+        &shim,
+        &names,
+        "mounts",
+        &["--mount", &mount],
+        "resolves to /run/docker.sock",
+    );
+    let bind = format!("{folder}:/host-run");
+    assert_bind_denied(&shim, &names, "folder", &["-v", &bind], "resolves to /run");
+    // The missing tail of a path is judged below where its parents lead.
+    let data_root = dir.path().join("root");
+    symlink("/var/lib/docker", &data_root);
+    let bind = format!("{}/new/dir:/d", data_root.display());
+    assert_bind_denied(&shim, &names, "missing", &["-v", &bind], "/var/lib/docker/new/dir");
+
+    // A plain folder, and a symlink to one, are still fine.
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let to_plain = dir.path().join("to-plain");
+    symlink(plain.to_str().unwrap(), &to_plain);
+    let name = names.name("fine");
+    let bind = format!("{}:/data", to_plain.display());
+    shim.docker(&["create", "--name", &name, "-v", &bind, BUSYBOX, "true"])
+        .assert_success("a bind of a symlink to a plain folder");
+    let binds = inspect(&name).expect("created")["HostConfig"]["Binds"].clone();
+    assert_eq!(binds, json!([bind]), "the bind is forwarded as written");
+}
+
+#[test]
+fn a_symlink_inside_a_named_volume_bound_through_the_data_root_is_denied() {
+    let shim = shim();
+    let names = Names::new("volume-link");
+    let volume = names.name("v");
+    direct_docker(&["volume", "create", &volume]).assert_success("volume create");
+    names.track_volume(&volume);
+    // What any container using the volume can do.
+    let maker = names.name("maker");
+    direct_docker(&[
+        "run",
+        "--rm",
+        "--name",
+        &maker,
+        "-v",
+        &format!("{volume}:/data"),
+        BUSYBOX,
+        "ln",
+        "-s",
+        "/run",
+        "/data/link",
+    ])
+    .assert_success("make the link inside the volume");
+    let data = format!("/var/lib/docker/volumes/{volume}/_data");
+    assert!(std::fs::symlink_metadata(format!("{data}/link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    let bind = format!("{data}/link:/host-run");
+    assert_bind_denied(&shim, &names, "link", &["-v", &bind], "resolves to /run");
+    // The volume's folder itself is inside dockerd's data root.
+    let bind = format!("{data}:/v");
+    assert_bind_denied(
+        &shim,
+        &names,
+        "data",
+        &["-v", &bind],
+        "dockerd's data root /var/lib/docker",
+    );
+    // A symlink elsewhere to the data root is the same.
+    let dir = link_dir();
+    let link = dir.path().join("root");
+    symlink("/var/lib/docker", &link);
+    let bind = format!("{}:/r", link.display());
+    assert_bind_denied(
+        &shim,
+        &names,
+        "root-link",
+        &["-v", &bind],
+        "resolves to /var/lib/docker",
+    );
+}
+
+#[test]
+fn a_bound_volume_with_a_relative_device_is_denied() {
+    let shim = shim();
+    let names = Names::new("relative-device");
+    let volume = names.name("rel");
+    let out = shim.docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=../../../../run",
+        &volume,
+    ]);
+    names.track_volume(&volume);
+    assert_ne!(out.code(), 0, "created: {}", out.stdout_text());
+    assert!(
+        out.stderr_text().contains("relative volume device"),
+        "{}",
+        out.stderr_text()
+    );
+    let listed = direct_docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+    assert_eq!(listed.stdout_text().trim(), "", "dockerd has the volume");
+
+    // Made behind the shim's back, it cannot be used through the shim.
+    direct_docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=../../../../run",
+        &volume,
+    ])
+    .assert_success("direct volume create");
+    let mount = format!("{volume}:/host-run");
+    assert_bind_denied(&shim, &names, "user", &["-v", &mount], "relative volume device");
+
+    // A bound volume whose folder became a symlink since it was made.
+    let dir = link_dir();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let swapped = names.name("swapped");
+    shim.docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &format!("device={}", folder.display()),
+        &swapped,
+    ])
+    .assert_success("a volume bound to a plain folder");
+    names.track_volume(&swapped);
+    std::fs::remove_dir(&folder).unwrap();
+    symlink("/var/run", &folder);
+    let mount = format!("type=volume,src={swapped},dst=/host-run");
+    assert_bind_denied(&shim, &names, "swapped", &["--mount", &mount], "resolves to /run");
+    // And a volume made on the fly by a mount, with a relative device.
+    let inline =
+        "type=volume,dst=/r,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=../../run";
+    assert_bind_denied(&shim, &names, "inline", &["--mount", inline], "relative volume device");
 }

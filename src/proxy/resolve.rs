@@ -7,7 +7,9 @@
 //!   failure (dockerd unreachable, an error answer, an inspect without an
 //!   `Id`) is `forge-shim: container X cannot be checked: …` (502).
 //! - [`create_sources`]: what a create borrows from other containers and
-//!   named volumes, judged by [`standards::check_inherited`].
+//!   named volumes, judged by [`standards::check_inherited`], and where its
+//!   host paths lead ([`super::hostpath`]); [`volume_paths`] the same for a
+//!   volume create.
 
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -62,9 +64,6 @@ pub async fn create_sources(
     body: &Value,
 ) -> Result<Result<Vec<Change>, Rejection>, ShimError> {
     let sources = standards::inherited_sources(body);
-    if sources.is_empty() {
-        return Ok(Ok(Vec::new()));
-    }
     let mut inherited = Vec::with_capacity(sources.len());
     let judge_volumes = loaded.config.standards.deny.docker_socket;
     for (kind, source) in sources {
@@ -98,7 +97,49 @@ pub async fn create_sources(
         image: body.get("Image").and_then(Value::as_str),
         labels,
     };
-    Ok(standards::check_inherited(loaded, &who, &inherited))
+    let mut changes = match standards::check_inherited(loaded, &who, &inherited) {
+        Ok(changes) => changes,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    // Where the binds and bound volume devices lead on the host, named
+    // volumes' included: the folder may have become a symlink since.
+    let mut paths = standards::create_host_paths(body);
+    for source in &inherited {
+        let options = source.inspect.as_ref().and_then(|v| v["Options"].as_object());
+        if let (Inheritance::NamedVolume, Some(options)) = (source.kind, options) {
+            paths.extend(standards::volume_host_paths(
+                options,
+                &format!("volume {}", source.source),
+            ));
+        }
+    }
+    match super::hostpath::judge(proxy, loaded, &who, paths).await? {
+        Ok(more) => changes.extend(more),
+        Err(rejection) => return Ok(Err(rejection)),
+    }
+    Ok(Ok(changes))
+}
+
+/// Judges where a volume create's bound `device` leads on the host.
+pub async fn volume_paths(
+    proxy: &Proxy,
+    loaded: &LoadedConfig,
+    body: &Value,
+) -> Result<Result<Vec<Change>, Rejection>, ShimError> {
+    let paths = standards::volume_create_host_paths(body);
+    let field = |name: &str| {
+        body.as_object()
+            .into_iter()
+            .flatten()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    };
+    let who = ContainerIdentity {
+        name: field("Name").and_then(Value::as_str),
+        image: None,
+        labels: field("Labels").and_then(Value::as_object),
+    };
+    super::hostpath::judge(proxy, loaded, &who, paths).await
 }
 
 /// The create field a source comes from, for messages.
@@ -112,11 +153,37 @@ fn field(kind: Inheritance) -> &'static str {
     }
 }
 
+/// A proxy over a fake dockerd, for the phases' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::sync::Arc;
+
+    use super::Proxy;
+    use crate::docker::fake::FakeDocker;
+    use crate::docker::DockerApi;
+
+    pub(crate) fn proxy_with(docker: Arc<FakeDocker>) -> Proxy {
+        proxy_with_config(docker, "auto_sleep: { enabled: false }")
+    }
+
+    pub(crate) fn proxy_with_config(docker: Arc<FakeDocker>, yaml: &str) -> Proxy {
+        let docker: Arc<dyn DockerApi> = docker;
+        Proxy::new(super::super::ProxyParts {
+            config: crate::config::Config::from_yaml(yaml, "t").unwrap(),
+            docker,
+            lifecycle: None,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
+            token: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::tests_support::proxy_with;
     use super::*;
     use crate::docker::fake::{FakeContainer, FakeDocker, Op};
-    use crate::docker::DockerApi;
 
     /// dockerd takes a blkio rate as a uint64; bollard's typed model took it
     /// as an i64 and rejected the inspect, which let updates through
@@ -132,18 +199,6 @@ mod tests {
         assert_eq!(info.memory_limit, Some(536870912));
         let host = info.host_config.expect("HostConfig kept");
         assert_eq!(host["BlkioDeviceReadBps"][0]["Rate"].as_u64(), Some(u64::MAX));
-    }
-
-    fn proxy_with(docker: std::sync::Arc<FakeDocker>) -> Proxy {
-        let docker: std::sync::Arc<dyn DockerApi> = docker;
-        Proxy::new(super::super::ProxyParts {
-            config: crate::config::Config::from_yaml("auto_sleep: { enabled: false }", "t").unwrap(),
-            docker,
-            lifecycle: None,
-            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
-            tasks: tokio_util::task::TaskTracker::new(),
-            token: tokio_util::sync::CancellationToken::new(),
-        })
     }
 
     #[tokio::test]

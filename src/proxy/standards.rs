@@ -149,7 +149,13 @@ pub async fn handle(
             let context = CreateContext { name: None, image_user };
             standards::apply_service_spec(loaded, &context, value)
         }
-        Endpoint::VolumeCreate => standards::check_volume_create(loaded, value),
+        Endpoint::VolumeCreate => match resolve::volume_paths(proxy, loaded, &value).await? {
+            Ok(changes) => standards::check_volume_create(loaded, value).map(|mut outcome| {
+                outcome.changes.extend(changes);
+                outcome
+            }),
+            Err(rejection) => Err(rejection),
+        },
         _ => return forward_bytes(proxy, conn, parts, bytes).await,
     };
 
