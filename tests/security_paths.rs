@@ -234,6 +234,43 @@ fn update_and_exec_of_a_target_that_cannot_be_inspected_are_refused() {
     }
 }
 
+/// A create that borrows from a container the shim cannot inspect is
+/// refused; one that names a container dockerd does not know is refused
+/// too, though dockerd keeps a `container:NAME` network mode by name.
+#[test]
+fn a_create_whose_source_cannot_be_inspected_is_refused() {
+    require_dockerd();
+    let names = Names::new("uninspectable-source");
+    let source = direct_create(&names, "src", json!({"Image": BUSYBOX, "Cmd": ["sleep", "300"]}));
+    let faulty = FaultyDockerd::start(&source, 500, r#"{"message":"inspect failed"}"#);
+    let shim = Shim::builder(ENFORCE)
+        .upstream(format!("unix://{}", faulty.path.display()))
+        .start();
+    for (what, mode) in [
+        ("pid", json!({"PidMode": format!("container:{source}")})),
+        ("net", json!({"NetworkMode": format!("container:{source}")})),
+        ("volumes", json!({"VolumesFrom": [source.clone()]})),
+    ] {
+        let name = names.name(what);
+        let create = post(
+            &shim,
+            &format!("/v1.41/containers/create?name={name}"),
+            &json!({"Image": BUSYBOX, "Cmd": ["true"], "HostConfig": mode}),
+        );
+        assert_eq!(create.status, 502, "{what}: {}", create.body_text());
+        assert!(message(&create).contains("cannot be checked"), "{}", create.body_text());
+        assert_not_created(&name);
+    }
+    let name = names.name("missing");
+    let create = post(
+        &shim,
+        &format!("/v1.41/containers/create?name={name}"),
+        &json!({"Image": BUSYBOX, "HostConfig": {"NetworkMode": format!("container:{}", names.name("nope"))}}),
+    );
+    assert_eq!(create.status, 400, "{}", create.body_text());
+    assert_not_created(&name);
+}
+
 /// A target dockerd does not know gets dockerd's own 404.
 #[test]
 fn update_of_a_missing_container_is_dockerds_404() {
@@ -447,4 +484,99 @@ fn a_bound_volume_with_a_relative_device_is_denied() {
     let inline =
         "type=volume,dst=/r,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=../../run";
     assert_bind_denied(&shim, &names, "inline", &["--mount", inline], "relative volume device");
+}
+
+// ---------------------------------------------------------------------------
+// class 5: names pinned to the container judged
+
+fn id_of(name: &str) -> String {
+    inspect(name).expect("the container exists")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The namespace `kind` (`pid`, `net`, `ipc`) of a running container.
+fn namespace(name: &str, kind: &str) -> String {
+    let pid = inspect(name).expect("the container exists")["State"]["Pid"]
+        .as_i64()
+        .unwrap();
+    assert!(pid > 0, "{name} is not running");
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A create that names containers gets them by the id judged, on dockerd's
+/// side; after a rename hands the name to another container, the created
+/// one still joins the one that was judged.
+#[test]
+fn container_references_are_pinned_so_a_rename_cannot_swap_them() {
+    let shim = shim();
+    let names = Names::new("pinned");
+    let judged = names.name("judged");
+    shim.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &judged,
+        "--ipc",
+        "shareable",
+        "-v",
+        "/data",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ])
+    .assert_success("the container to join");
+    let judged_id = id_of(&judged);
+    let impostor = direct_create(
+        &names,
+        "impostor",
+        json!({"Image": BUSYBOX, "Cmd": ["sleep", "300"], "HostConfig": {"IpcMode": "shareable"}}),
+    );
+    direct_docker(&["start", &impostor]).assert_success("start the impostor");
+
+    let joiner = names.name("joiner");
+    shim.docker(&[
+        "create",
+        "--name",
+        &joiner,
+        "--pid",
+        &format!("container:{judged}"),
+        "--ipc",
+        &format!("container:{judged}"),
+        "--network",
+        &format!("container:{judged}"),
+        "--volumes-from",
+        &format!("{judged}:ro"),
+        BUSYBOX,
+        "sleep",
+        "300",
+    ])
+    .assert_success("create naming the container");
+    let host = inspect(&joiner).unwrap()["HostConfig"].clone();
+    let pinned = format!("container:{judged_id}");
+    assert_eq!(host["PidMode"], json!(pinned));
+    assert_eq!(host["IpcMode"], json!(pinned));
+    assert_eq!(host["NetworkMode"], json!(pinned));
+    assert_eq!(host["VolumesFrom"], json!([format!("{judged_id}:ro")]));
+
+    // The name moves to the impostor before the joiner starts.
+    direct_docker(&["rename", &judged, &names.name("moved")]).assert_success("rename the judged one");
+    direct_docker(&["rename", &impostor, &judged]).assert_success("the impostor takes the name");
+    shim.docker(&["start", &joiner]).assert_success("start the joiner");
+    for kind in ["pid", "net", "ipc"] {
+        assert_eq!(
+            namespace(&joiner, kind),
+            namespace(&names.name("moved"), kind),
+            "{kind}: the joiner is not in the judged container's namespace"
+        );
+        assert_ne!(
+            namespace(&joiner, kind),
+            namespace(&judged, kind),
+            "{kind}: joined the impostor"
+        );
+    }
 }

@@ -19,6 +19,7 @@ use crate::body::{json_response, ProxyBody};
 use crate::config::{ContainerIdentity, LoadedConfig};
 use crate::docker::{ContainerInfo, DockerError};
 use crate::error::ShimError;
+use crate::route::{ContainerAction, Endpoint, Route};
 use crate::standards::{self, Change, Inheritance, Rejection};
 
 /// The container a request acts on, or the answer to give instead.
@@ -61,7 +62,7 @@ pub async fn create_sources(
     proxy: &Proxy,
     loaded: &LoadedConfig,
     name: Option<&str>,
-    body: &Value,
+    body: &mut Value,
 ) -> Result<Result<Vec<Change>, Rejection>, ShimError> {
     let sources = standards::inherited_sources(body);
     let mut inherited = Vec::with_capacity(sources.len());
@@ -91,6 +92,22 @@ pub async fn create_sources(
         };
         inherited.push(standards::Inherited { kind, source, inspect });
     }
+    // What was judged is what dockerd gets: each container by its id, so a
+    // rename between the check and dockerd's lookup cannot swap it.
+    let pins: Vec<Pin> = inherited
+        .iter()
+        .filter(|source| source.kind != Inheritance::NamedVolume)
+        .filter_map(|source| {
+            let id = source.inspect.as_ref()?["Id"].as_str()?;
+            Some(Pin {
+                kind: source.kind,
+                source: source.source.clone(),
+                id: id.to_string(),
+            })
+        })
+        .collect();
+    pin_sources(body, &pins);
+    let body = &*body;
     let labels = body.get("Labels").and_then(Value::as_object);
     let who = ContainerIdentity {
         name,
@@ -118,6 +135,83 @@ pub async fn create_sources(
         Err(rejection) => return Ok(Err(rejection)),
     }
     Ok(Ok(changes))
+}
+
+/// A container a create names, and the id the shim judged it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub kind: Inheritance,
+    /// As written in the body (a name, an id prefix, an id).
+    pub source: String,
+    pub id: String,
+}
+
+/// Rewrites each `container:<source>` mode to `container:<id>` and each
+/// `VolumesFrom` entry `<source>[:ro|:rw]` to `<id>[:ro|:rw]`, in a
+/// canonicalised create body. dockerd looks a full id up before names, and
+/// keeps a `container:` mode as written to look it up again at every start.
+pub fn pin_sources(body: &mut Value, pins: &[Pin]) {
+    let Some(host) = body.get_mut("HostConfig").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let id_of = |kind: Inheritance, source: &str| {
+        pins.iter()
+            .find(|pin| pin.kind == kind && pin.source == source)
+            .map(|pin| pin.id.as_str())
+    };
+    if let Some(Value::Array(entries)) = host.get_mut("VolumesFrom") {
+        for entry in entries.iter_mut() {
+            let Some(text) = entry.as_str() else { continue };
+            let (name, mode) = match text.split_once(':') {
+                Some((name, mode)) => (name, Some(mode)),
+                None => (text, None),
+            };
+            if let Some(id) = id_of(Inheritance::Volumes, name.trim()) {
+                *entry = Value::String(match mode {
+                    Some(mode) => format!("{id}:{mode}"),
+                    None => id.to_string(),
+                });
+            }
+        }
+    }
+    for (key, kind) in [
+        ("NetworkMode", Inheritance::Network),
+        ("PidMode", Inheritance::Pid),
+        ("IpcMode", Inheritance::Ipc),
+    ] {
+        let Some(mode) = host.get_mut(key) else { continue };
+        let source = mode.as_str().and_then(|m| m.trim().strip_prefix("container:"));
+        if let Some(id) = source.and_then(|source| id_of(kind, source)) {
+            *mode = Value::String(format!("container:{id}"));
+        }
+    }
+}
+
+/// Points a request on one container (`update`, `exec`, `start`) at the
+/// full id the shim judged, so a rename before dockerd routes it cannot
+/// hand the request to another container.
+pub fn pin_target(parts: &mut http::request::Parts, route: &Route, id: &str) -> Result<(), ShimError> {
+    let action = match &route.endpoint {
+        Endpoint::ContainerUpdate { .. } => "update",
+        Endpoint::ExecCreate { .. } => "exec",
+        Endpoint::ContainerUse {
+            action: ContainerAction::Start,
+            ..
+        } => "start",
+        _ => return Ok(()),
+    };
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ShimError::Internal(format!("dockerd gave an odd container id {id:?}")));
+    }
+    let version = route.version.as_deref().map(|v| format!("/v{v}")).unwrap_or_default();
+    let target = match parts.uri.query() {
+        Some(query) => format!("{version}/containers/{id}/{action}?{query}"),
+        None => format!("{version}/containers/{id}/{action}"),
+    };
+    parts.uri = target
+        .parse()
+        .map_err(|e| ShimError::Internal(format!("pinned path {target:?}: {e}")))?;
+    Ok(())
 }
 
 /// Judges where a volume create's bound `device` leads on the host.
@@ -244,20 +338,91 @@ mod tests {
         let loaded = proxy.config().clone();
         let body = serde_json::json!({"Image": "x", "HostConfig": {"PidMode": "container:web"}});
 
-        let judged = create_sources(&proxy, &loaded, None, &body).await;
+        let judged = create_sources(&proxy, &loaded, None, &mut body.clone()).await;
         assert!(
             matches!(judged, Ok(Ok(ref changes)) if changes.is_empty()),
             "{judged:?}"
         );
 
         docker.fail_next(Op::Inspect, DockerError::Malformed("bad".into()));
-        let judged = create_sources(&proxy, &loaded, None, &body).await;
+        let judged = create_sources(&proxy, &loaded, None, &mut body.clone()).await;
         assert!(matches!(judged, Err(ShimError::Unchecked { .. })), "{judged:?}");
 
         let missing = serde_json::json!({"Image": "x", "HostConfig": {"NetworkMode": "container:nope"}});
-        match create_sources(&proxy, &loaded, None, &missing).await {
+        match create_sources(&proxy, &loaded, None, &mut missing.clone()).await {
             Err(e @ ShimError::BadRequest(_)) => assert!(e.to_string().contains("HostConfig.NetworkMode"), "{e}"),
             other => panic!("a missing network source is refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn judged_sources_are_pinned_to_their_ids() {
+        let pin = |kind, source: &str, id: &str| Pin {
+            kind,
+            source: source.to_string(),
+            id: id.to_string(),
+        };
+        let pins = [
+            pin(Inheritance::Volumes, "data", "aaaa"),
+            pin(Inheritance::Volumes, "logs", "bbbb"),
+            pin(Inheritance::Network, "net", "cccc"),
+            pin(Inheritance::Pid, "web", "dddd"),
+            pin(Inheritance::Ipc, "web", "dddd"),
+        ];
+        let mut body = serde_json::json!({"Image": "x", "HostConfig": {
+            "VolumesFrom": ["data:ro", "logs", "other:rw", 7],
+            "NetworkMode": "container:net",
+            "PidMode": "container:web",
+            "IpcMode": " container:web",
+            "Binds": ["/srv:/srv"]
+        }});
+        pin_sources(&mut body, &pins);
+        assert_eq!(
+            body,
+            serde_json::json!({"Image": "x", "HostConfig": {
+                "VolumesFrom": ["aaaa:ro", "bbbb", "other:rw", 7],
+                "NetworkMode": "container:cccc",
+                "PidMode": "container:dddd",
+                "IpcMode": "container:dddd",
+                "Binds": ["/srv:/srv"]
+            }})
+        );
+        // A pin is for its own field only; nothing else is touched.
+        let mut body = serde_json::json!({"HostConfig": {"PidMode": "container:net", "NetworkMode": "bridge"}});
+        let before = body.clone();
+        pin_sources(&mut body, &pins);
+        assert_eq!(body, before);
+        let mut bare = serde_json::json!({"Image": "x"});
+        pin_sources(&mut bare, &pins);
+        assert_eq!(bare, serde_json::json!({"Image": "x"}));
+    }
+
+    #[test]
+    fn a_target_is_pinned_in_the_path() {
+        let id = "0123456789abcdef".repeat(4);
+        for (method, path, pinned) in [
+            (
+                "POST",
+                "/v1.41/containers/a/b/update",
+                format!("/v1.41/containers/{id}/update"),
+            ),
+            ("POST", "/containers/web/exec", format!("/containers/{id}/exec")),
+            (
+                "POST",
+                "/v1.24/containers/web/start?detachKeys=ctrl-x",
+                format!("/v1.24/containers/{id}/start?detachKeys=ctrl-x"),
+            ),
+        ] {
+            let method: http::Method = method.parse().unwrap();
+            let route = Route::classify(&method, path.split('?').next().unwrap()).unwrap();
+            let (mut parts, ()) = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap()
+                .into_parts();
+            pin_target(&mut parts, &route, &id).unwrap();
+            assert_eq!(parts.uri.to_string(), pinned, "{path}");
         }
     }
 }

@@ -67,7 +67,7 @@ pub async fn handle(
     if route.endpoint.phases().standards == Judge::Head {
         return judge_head(proxy, conn, route, request).await;
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let max_body = proxy
         .config()
         .config
@@ -106,13 +106,13 @@ pub async fn handle(
     let outcome = match &route.endpoint {
         Endpoint::ContainerCreate => {
             // Canonical keys first, so `"image"` finds the image's user.
-            let value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
+            let mut value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
             let name = query_value(query.as_deref(), "name");
             let image_user = match needs_image_user(&value) {
                 Some(image) => proxy.image_user(&image).await,
                 None => None,
             };
-            let inherited = resolve::create_sources(proxy, loaded, name.as_deref(), &value).await?;
+            let inherited = resolve::create_sources(proxy, loaded, name.as_deref(), &mut value).await?;
             let context = CreateContext { name, image_user };
             match inherited {
                 Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
@@ -127,6 +127,7 @@ pub async fn handle(
                 resolve::Target::Found(info) => info,
                 resolve::Target::Missing(answer) => return Ok(answer),
             };
+            resolve::pin_target(&mut parts, route, &info.id)?;
             let identity = ContainerIdentity {
                 name: info.name.as_deref(),
                 image: info.image.as_deref(),
