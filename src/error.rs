@@ -32,6 +32,10 @@ pub enum ShimError {
     /// A standards rule refused the request; the text is complete.
     #[error("{0}")]
     Denied(String),
+    /// Something the standards need of dockerd (a container's or volume's
+    /// inspect) could not be read, so the request is not forwarded unjudged.
+    #[error("{what} cannot be checked: {message}")]
+    Unchecked { what: String, message: String },
     #[error("container {container}: {message}")]
     Wake { container: String, message: String },
     #[error("no such forge-shim endpoint: {0}")]
@@ -45,9 +49,10 @@ pub enum ShimError {
 impl ShimError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ShimError::UpstreamConnect { .. } | ShimError::UpstreamTimeout { .. } | ShimError::Upstream { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ShimError::UpstreamConnect { .. }
+            | ShimError::UpstreamTimeout { .. }
+            | ShimError::Upstream { .. }
+            | ShimError::Unchecked { .. } => StatusCode::BAD_GATEWAY,
             ShimError::BadRequest(_) | ShimError::Body(BodyError::Read(_)) => StatusCode::BAD_REQUEST,
             ShimError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ShimError::Body(BodyError::TimedOut { .. }) => StatusCode::REQUEST_TIMEOUT,

@@ -187,6 +187,17 @@ impl DockerApi for Docker {
         Box::pin(async move { self.get_json(&format!("/volumes/{}", segment(name))).await })
     }
 
+    fn data_root(&self) -> BoxFuture<'_, Result<String, DockerError>> {
+        Box::pin(async move {
+            let info = self.get_json("/info").await?;
+            info["DockerRootDir"]
+                .as_str()
+                .filter(|root| !root.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| DockerError::Malformed("/info has no DockerRootDir".into()))
+        })
+    }
+
     fn exec_container<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, Result<String, DockerError>> {
         Box::pin(async move {
             let client = self.client().await?;

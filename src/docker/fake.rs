@@ -32,6 +32,7 @@ pub(crate) enum Call {
     Start(String),
     Stop(String),
     Events(EventKind),
+    Info,
 }
 
 /// The calls that can be scripted.
@@ -370,6 +371,13 @@ impl DockerApi for FakeDocker {
         Box::pin(async move {
             self.enter(Call::Volume(name.to_string()), None).await?;
             Err(DockerError::NotFound(format!("get {name}: no such volume")))
+        })
+    }
+
+    fn data_root(&self) -> BoxFuture<'_, Result<String, DockerError>> {
+        Box::pin(async move {
+            self.enter(Call::Info, None).await?;
+            Ok("/var/lib/docker".to_string())
         })
     }
 

@@ -103,6 +103,9 @@ pub trait DockerApi: Send + Sync {
     /// A volume's inspect as dockerd's JSON (`Driver`, `Options`).
     fn inspect_volume_json<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, DockerError>>;
 
+    /// dockerd's data root (`DockerRootDir` of `GET /info`).
+    fn data_root(&self) -> BoxFuture<'_, Result<String, DockerError>>;
+
     /// The id of the container an exec belongs to.
     fn exec_container<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, Result<String, DockerError>>;
 

@@ -11,8 +11,10 @@
 
 pub mod admission;
 pub mod forward;
+pub mod hostpath;
 pub mod listener;
 pub mod passthrough;
+pub mod resolve;
 pub mod standards;
 pub mod wake;
 
@@ -56,6 +58,7 @@ pub struct ProxyInner {
     /// `None` when `auto_sleep` is off and nothing is tracked.
     pub lifecycle: Option<Lifecycle>,
     pub standards: standards::StandardsState,
+    pub host_paths: hostpath::HostPathState,
     pub metrics: Arc<Metrics>,
 }
 
@@ -95,6 +98,7 @@ impl Proxy {
                 docker: parts.docker,
                 lifecycle: parts.lifecycle,
                 standards: standards::StandardsState::default(),
+                host_paths: hostpath::HostPathState::default(),
                 metrics: parts.metrics,
                 config,
             }),

@@ -17,14 +17,14 @@ use http::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{ConnState, Proxy};
+use super::{resolve, ConnState, Proxy};
 use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
 use crate::config::{ContainerIdentity, StandardsMode};
 use crate::docker::EventKind;
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
-use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
+use crate::standards::{self, Change, CreateContext, Rejection};
 
 /// The default cap on a body the standards read.
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -67,7 +67,7 @@ pub async fn handle(
     if route.endpoint.phases().standards == Judge::Head {
         return judge_head(proxy, conn, route, request).await;
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let max_body = proxy
         .config()
         .config
@@ -106,13 +106,13 @@ pub async fn handle(
     let outcome = match &route.endpoint {
         Endpoint::ContainerCreate => {
             // Canonical keys first, so `"image"` finds the image's user.
-            let value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
+            let mut value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
             let name = query_value(query.as_deref(), "name");
             let image_user = match needs_image_user(&value) {
                 Some(image) => proxy.image_user(&image).await,
                 None => None,
             };
-            let inherited = inherited_changes(proxy, loaded, name.as_deref(), &value).await;
+            let inherited = resolve::create_sources(proxy, loaded, name.as_deref(), &mut value).await?;
             let context = CreateContext { name, image_user };
             match inherited {
                 Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
@@ -123,10 +123,11 @@ pub async fn handle(
             }
         }
         Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
-            // No such container: dockerd answers the 404 itself.
-            let Ok(info) = proxy.inner.docker.inspect_container(id).await else {
-                return forward_bytes(proxy, conn, parts, bytes).await;
+            let info = match resolve::target(proxy, id).await? {
+                resolve::Target::Found(info) => info,
+                resolve::Target::Missing(answer) => return Ok(answer),
             };
+            resolve::pin_target(&mut parts, route, &info.id)?;
             let identity = ContainerIdentity {
                 name: info.name.as_deref(),
                 image: info.image.as_deref(),
@@ -149,7 +150,13 @@ pub async fn handle(
             let context = CreateContext { name: None, image_user };
             standards::apply_service_spec(loaded, &context, value)
         }
-        Endpoint::VolumeCreate => standards::check_volume_create(loaded, value),
+        Endpoint::VolumeCreate => match resolve::volume_paths(proxy, loaded, &value).await? {
+            Ok(changes) => standards::check_volume_create(loaded, value).map(|mut outcome| {
+                outcome.changes.extend(changes);
+                outcome
+            }),
+            Err(rejection) => Err(rejection),
+        },
         _ => return forward_bytes(proxy, conn, parts, bytes).await,
     };
 
@@ -181,44 +188,6 @@ fn needs_image_user(body: &Value) -> Option<String> {
         return None;
     }
     body.get("Image").and_then(Value::as_str).map(str::to_string)
-}
-
-/// Judges what a create would inherit from other containers (`VolumesFrom`,
-/// `container:<id>` namespaces) and named volumes (a local volume bound to
-/// the Docker socket), looking the sources up first.
-async fn inherited_changes(
-    proxy: &Proxy,
-    loaded: &crate::config::LoadedConfig,
-    name: Option<&str>,
-    body: &Value,
-) -> Result<Vec<Change>, Rejection> {
-    let sources = standards::inherited_sources(body);
-    if sources.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut inherited = Vec::with_capacity(sources.len());
-    let judge_volumes = loaded.config.standards.deny.docker_socket;
-    for (kind, source) in sources {
-        let inspect = match kind {
-            Inheritance::NamedVolume if !judge_volumes => continue,
-            Inheritance::NamedVolume => inspect_volume_json(proxy, &source).await,
-            _ => proxy.inner.docker.inspect_container_json(&source).await.ok(),
-        };
-        inherited.push(standards::Inherited { kind, source, inspect });
-    }
-    let labels = body.get("Labels").and_then(Value::as_object);
-    let who = ContainerIdentity {
-        name,
-        image: body.get("Image").and_then(Value::as_str),
-        labels,
-    };
-    standards::check_inherited(loaded, &who, &inherited)
-}
-
-/// A volume's inspect JSON (`Driver`, `Options`); `None` when dockerd does
-/// not know it (the create then makes a plain one) or cannot say.
-async fn inspect_volume_json(proxy: &Proxy, name: &str) -> Option<Value> {
-    proxy.inner.docker.inspect_volume_json(name).await.ok()
 }
 
 /// The endpoints judged on their route and query alone (`build`, plugin

@@ -13,6 +13,7 @@
 //! | `POST /services/create`, `/services/{id}/update` | [`parse_body`] | [`apply_service_spec`] |
 //! | `POST /volumes/create` | [`parse_body`] | [`check_volume_create`] |
 //! | create with `VolumesFrom`, `container:<id>` modes or named volumes | [`inherited_sources`] | [`check_inherited`] |
+//! | create or volume create with host paths (binds, `o=bind` devices) | [`create_host_paths`], [`volume_create_host_paths`] | [`check_host_paths`] |
 //!
 //! Each `apply`/`check` returns an [`Outcome`] (the body to forward and the
 //! [`Change`]s made, one warning each) or a [`Rejection`]: a [`Denial`] (403)
@@ -89,13 +90,16 @@
 //!   and upstream paths) or a directory above one, when its file name ends
 //!   in `docker.sock` or is `containerd.sock`, or when it goes through
 //!   `/proc/<pid>/{root,cwd,fd,map_files}`. Symlinks on the host cannot be
-//!   seen from here.
+//!   seen from here: the proxy resolves each bind source and bound volume
+//!   device on the host and [`check_host_paths`] judges where it leads,
+//!   dockerd's data root included (`hostpath`).
 
 mod build;
 mod canon;
 mod create;
 mod engine;
 mod exec;
+mod hostpath;
 mod inherit;
 mod json;
 mod limits;
@@ -105,6 +109,10 @@ mod shared;
 mod update;
 mod volume;
 
+pub use hostpath::{
+    check_host_paths, create_host_paths, protected_sockets, volume_create_host_paths, volume_host_paths, HostPath,
+    Protected, Resolution, ResolvedHostPath,
+};
 pub use inherit::{check_inherited, inherited_sources, Inheritance, Inherited};
 
 #[cfg(test)]

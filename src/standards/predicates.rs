@@ -9,7 +9,7 @@ use crate::config::{is_root_user, LoadedConfig};
 use super::canon::go_fold_eq;
 
 /// Sockets that give whoever can reach them root on the host.
-const KNOWN_SOCKETS: &[&str] = &[
+pub(super) const KNOWN_SOCKETS: &[&str] = &[
     "/var/run/docker.sock",
     "/run/docker.sock",
     "/run/containerd/containerd.sock",

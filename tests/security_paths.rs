@@ -1,0 +1,582 @@
+//! The ways around the standards that go through what the shim looks up
+//! (issue 13, classes 2, 4 and 5, and the backstops), through the real
+//! binary in front of the real dockerd. Each test checks on dockerd's own
+//! view that the standard held: no such container, a limit unchanged, a
+//! reference pinned to an id, a container stopped.
+//!
+//! The shim runs with the embedded `shim.yml` (enforce mode), sleeping off.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/// The embedded standards, sleeping off.
+const ENFORCE: &str = "auto_sleep: { enabled: false }\n";
+
+fn shim() -> Shim {
+    require_dockerd();
+    Shim::start(ENFORCE)
+}
+
+/// `docker inspect NAME` straight from dockerd; `None` when there is no
+/// such container.
+fn inspect(name: &str) -> Option<Value> {
+    let out = direct_docker(&["inspect", "--type", "container", name]);
+    if !out.status.success() {
+        assert!(
+            out.stderr_text().contains("No such"),
+            "docker inspect {name}: {}",
+            out.stderr_text()
+        );
+        return None;
+    }
+    let list: Value = serde_json::from_slice(&out.stdout).expect("inspect prints JSON");
+    Some(list[0].clone())
+}
+
+fn assert_not_created(name: &str) {
+    assert!(inspect(name).is_none(), "dockerd has a container named {name}");
+}
+
+fn message(response: &RawResponse) -> String {
+    response.json()["message"].as_str().unwrap_or("").to_string()
+}
+
+/// `POST path` with a JSON body through the shim.
+fn post(shim: &Shim, path: &str, body: &Value) -> RawResponse {
+    raw_request(shim.socket_path(), &json_request("POST", path, body))
+}
+
+/// A container made straight on dockerd (not through the shim), tracked.
+fn direct_create(names: &Names, what: &str, body: Value) -> String {
+    let name = names.name(what);
+    let response = raw_request(
+        DOCKERD_SOCKET,
+        &json_request("POST", &format!("/v1.41/containers/create?name={name}"), &body),
+    );
+    assert_eq!(response.status, 201, "direct create {name}: {}", response.body_text());
+    let id = response.json()["Id"].as_str().expect("an Id").to_string();
+    names.track_container(&id);
+    name
+}
+
+/// A socket in front of dockerd that answers the inspect of one container
+/// with an error and splices every other connection to dockerd. The shim
+/// reads an inspect on a connection of its own, so the first request head
+/// on each connection is all it looks at.
+struct FaultyDockerd {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl FaultyDockerd {
+    /// Inspects of `container` get `status` with `body`.
+    fn start(container: &str, status: u16, body: &'static str) -> FaultyDockerd {
+        let dir = tempfile::Builder::new().prefix("fs-faulty-").tempdir().unwrap();
+        let path = dir.path().join("dockerd.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let target = format!("/containers/{container}/json");
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let target = target.clone();
+                        std::thread::spawn(move || serve_faulty(client, &target, status, body));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultyDockerd { path, stop, _dir: dir }
+    }
+}
+
+impl Drop for FaultyDockerd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_faulty(mut client: UnixStream, target: &str, status: u16, body: &str) {
+    client.set_nonblocking(false).ok();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+    let path = line.split(' ').nth(1).unwrap_or("");
+    let path = path.split('?').next().unwrap_or(path);
+    if line.starts_with("GET ") && path.ends_with(target) {
+        let answer = format!(
+            "HTTP/1.1 {status} Faulty\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = client.write_all(answer.as_bytes());
+        return;
+    }
+    let Ok(mut upstream) = UnixStream::connect(DOCKERD_SOCKET) else {
+        return;
+    };
+    if upstream.write_all(&head).is_err() {
+        return;
+    }
+    let (mut client_read, mut upstream_write) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let forward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut upstream_write);
+        let _ = upstream_write.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = forward.join();
+}
+
+fn memory_of(name: &str) -> i64 {
+    inspect(name).expect("the container exists")["HostConfig"]["Memory"]
+        .as_i64()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// class 2: the target container
+
+/// A container dockerd accepted with a blkio rate above i64 (bollard's typed
+/// model rejected its inspect, and the update went through unjudged) is
+/// judged like any other.
+#[test]
+fn update_and_exec_of_a_container_with_a_huge_blkio_rate_are_judged() {
+    let shim = shim();
+    let names = Names::new("huge-blkio");
+    let name = direct_create(
+        &names,
+        "big",
+        json!({"Image": BUSYBOX, "Cmd": ["sleep", "300"], "User": "65534",
+               "HostConfig": {"Memory": 268435456,
+                              "BlkioDeviceReadBps": [{"Path": "/dev/vda", "Rate": u64::MAX}]}}),
+    );
+    direct_docker(&["start", &name]).assert_success("start");
+
+    let out = shim.docker(&["update", "--memory", "8g", "--memory-swap", "8g", &name]);
+    assert_ne!(out.code(), 0, "an update above limits.memory went through");
+    assert!(out.stderr_text().contains("limits.memory"), "{}", out.stderr_text());
+    assert_eq!(memory_of(&name), 268435456, "dockerd's memory limit changed");
+
+    let out = shim.docker(&["exec", "--privileged", &name, "true"]);
+    assert_ne!(out.code(), 0, "a privileged exec went through");
+    assert!(out.stderr_text().contains("deny.privileged"), "{}", out.stderr_text());
+}
+
+/// When dockerd's inspect of the target fails or cannot be read, the update
+/// and the exec are refused with `cannot be checked`, not forwarded.
+#[test]
+fn update_and_exec_of_a_target_that_cannot_be_inspected_are_refused() {
+    require_dockerd();
+    let names = Names::new("uninspectable");
+    let name = direct_create(
+        &names,
+        "t",
+        json!({"Image": BUSYBOX, "Cmd": ["sleep", "300"], "User": "65534", "HostConfig": {"Memory": 268435456}}),
+    );
+    direct_docker(&["start", &name]).assert_success("start");
+
+    for (status, body) in [
+        (
+            500,
+            r#"{"message":"json: cannot unmarshal number into Go struct field"}"#,
+        ),
+        (200, r#"{"Id": "#),
+        (200, r#"{"Name": "/no-id"}"#),
+    ] {
+        let faulty = FaultyDockerd::start(&name, status, body);
+        let shim = Shim::builder(ENFORCE)
+            .upstream(format!("unix://{}", faulty.path.display()))
+            .start();
+        let update = post(
+            &shim,
+            &format!("/v1.41/containers/{name}/update"),
+            &json!({"Memory": 8589934592u64, "MemorySwap": 8589934592u64}),
+        );
+        assert_eq!(update.status, 502, "update ({status} {body}): {}", update.body_text());
+        assert!(
+            message(&update).starts_with(&format!("forge-shim: container {name} cannot be checked: ")),
+            "{}",
+            update.body_text()
+        );
+        assert_eq!(memory_of(&name), 268435456, "the update reached dockerd");
+
+        let exec = post(
+            &shim,
+            &format!("/v1.41/containers/{name}/exec"),
+            &json!({"Cmd": ["true"], "Privileged": true}),
+        );
+        assert_eq!(exec.status, 502, "exec ({status} {body}): {}", exec.body_text());
+        assert!(message(&exec).contains("cannot be checked"), "{}", exec.body_text());
+        let execs = inspect(&name).unwrap()["ExecIDs"].clone();
+        assert!(execs.is_null() || execs == json!([]), "an exec was made: {execs}");
+    }
+}
+
+/// A create that borrows from a container the shim cannot inspect is
+/// refused; one that names a container dockerd does not know is refused
+/// too, though dockerd keeps a `container:NAME` network mode by name.
+#[test]
+fn a_create_whose_source_cannot_be_inspected_is_refused() {
+    require_dockerd();
+    let names = Names::new("uninspectable-source");
+    let source = direct_create(&names, "src", json!({"Image": BUSYBOX, "Cmd": ["sleep", "300"]}));
+    let faulty = FaultyDockerd::start(&source, 500, r#"{"message":"inspect failed"}"#);
+    let shim = Shim::builder(ENFORCE)
+        .upstream(format!("unix://{}", faulty.path.display()))
+        .start();
+    for (what, mode) in [
+        ("pid", json!({"PidMode": format!("container:{source}")})),
+        ("net", json!({"NetworkMode": format!("container:{source}")})),
+        ("volumes", json!({"VolumesFrom": [source.clone()]})),
+    ] {
+        let name = names.name(what);
+        let create = post(
+            &shim,
+            &format!("/v1.41/containers/create?name={name}"),
+            &json!({"Image": BUSYBOX, "Cmd": ["true"], "HostConfig": mode}),
+        );
+        assert_eq!(create.status, 502, "{what}: {}", create.body_text());
+        assert!(message(&create).contains("cannot be checked"), "{}", create.body_text());
+        assert_not_created(&name);
+    }
+    let name = names.name("missing");
+    let create = post(
+        &shim,
+        &format!("/v1.41/containers/create?name={name}"),
+        &json!({"Image": BUSYBOX, "HostConfig": {"NetworkMode": format!("container:{}", names.name("nope"))}}),
+    );
+    assert_eq!(create.status, 400, "{}", create.body_text());
+    assert_not_created(&name);
+}
+
+/// A target dockerd does not know gets dockerd's own 404.
+#[test]
+fn update_of_a_missing_container_is_dockerds_404() {
+    let shim = shim();
+    let names = Names::new("missing-target");
+    let name = names.name("nope");
+    let update = post(
+        &shim,
+        &format!("/v1.41/containers/{name}/update"),
+        &json!({"Memory": 1}),
+    );
+    assert_eq!(update.status, 404, "{}", update.body_text());
+    assert_eq!(message(&update), format!("No such container: {name}"));
+}
+
+// ---------------------------------------------------------------------------
+// class 4: paths as the host resolves them
+
+/// A folder of the test's own, with the symlinks it needs, removed on drop.
+fn link_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("fs-links-").tempdir().unwrap()
+}
+
+fn symlink(target: &str, link: &std::path::Path) {
+    std::os::unix::fs::symlink(target, link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+}
+
+/// A create through the shim that must be refused by `deny.docker_socket`
+/// with `part` in the message; dockerd must have no such container.
+fn assert_bind_denied(shim: &Shim, names: &Names, what: &str, args: &[&str], part: &str) {
+    let name = names.name(what);
+    let mut all = vec!["create", "--name", &name];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[BUSYBOX, "true"]);
+    let out = shim.docker(&all);
+    assert_ne!(out.code(), 0, "{what}: created; stderr: {}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(stderr.contains("deny.docker_socket"), "{what}: {stderr}");
+    assert!(stderr.contains(part), "{what}: no {part:?} in {stderr}");
+    assert_not_created(&name);
+}
+
+#[test]
+fn a_bind_of_a_symlink_to_the_docker_socket_is_denied() {
+    let shim = shim();
+    let names = Names::new("socket-link");
+    let dir = link_dir();
+    let link = dir.path().join("sock");
+    symlink("/var/run/docker.sock", &link);
+    let folder = dir.path().join("run");
+    symlink("/run", &folder);
+    let link = link.to_str().unwrap();
+    let folder = folder.to_str().unwrap();
+
+    let bind = format!("{link}:/var/run/docker.sock");
+    assert_bind_denied(&shim, &names, "binds", &["-v", &bind], "resolves to /run/docker.sock");
+    let mount = format!("type=bind,src={link},dst=/sock");
+    assert_bind_denied(
+        &shim,
+        &names,
+        "mounts",
+        &["--mount", &mount],
+        "resolves to /run/docker.sock",
+    );
+    let bind = format!("{folder}:/host-run");
+    assert_bind_denied(&shim, &names, "folder", &["-v", &bind], "resolves to /run");
+    // The missing tail of a path is judged below where its parents lead.
+    let data_root = dir.path().join("root");
+    symlink("/var/lib/docker", &data_root);
+    let bind = format!("{}/new/dir:/d", data_root.display());
+    assert_bind_denied(&shim, &names, "missing", &["-v", &bind], "/var/lib/docker/new/dir");
+
+    // A plain folder, and a symlink to one, are still fine.
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let to_plain = dir.path().join("to-plain");
+    symlink(plain.to_str().unwrap(), &to_plain);
+    let name = names.name("fine");
+    let bind = format!("{}:/data", to_plain.display());
+    shim.docker(&["create", "--name", &name, "-v", &bind, BUSYBOX, "true"])
+        .assert_success("a bind of a symlink to a plain folder");
+    let binds = inspect(&name).expect("created")["HostConfig"]["Binds"].clone();
+    assert_eq!(binds, json!([bind]), "the bind is forwarded as written");
+}
+
+#[test]
+fn a_symlink_inside_a_named_volume_bound_through_the_data_root_is_denied() {
+    let shim = shim();
+    let names = Names::new("volume-link");
+    let volume = names.name("v");
+    direct_docker(&["volume", "create", &volume]).assert_success("volume create");
+    names.track_volume(&volume);
+    // What any container using the volume can do.
+    let maker = names.name("maker");
+    direct_docker(&[
+        "run",
+        "--rm",
+        "--name",
+        &maker,
+        "-v",
+        &format!("{volume}:/data"),
+        BUSYBOX,
+        "ln",
+        "-s",
+        "/run",
+        "/data/link",
+    ])
+    .assert_success("make the link inside the volume");
+    let data = format!("/var/lib/docker/volumes/{volume}/_data");
+    assert!(std::fs::symlink_metadata(format!("{data}/link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    let bind = format!("{data}/link:/host-run");
+    assert_bind_denied(&shim, &names, "link", &["-v", &bind], "resolves to /run");
+    // The volume's folder itself is inside dockerd's data root.
+    let bind = format!("{data}:/v");
+    assert_bind_denied(
+        &shim,
+        &names,
+        "data",
+        &["-v", &bind],
+        "dockerd's data root /var/lib/docker",
+    );
+    // A symlink elsewhere to the data root is the same.
+    let dir = link_dir();
+    let link = dir.path().join("root");
+    symlink("/var/lib/docker", &link);
+    let bind = format!("{}:/r", link.display());
+    assert_bind_denied(
+        &shim,
+        &names,
+        "root-link",
+        &["-v", &bind],
+        "resolves to /var/lib/docker",
+    );
+}
+
+#[test]
+fn a_bound_volume_with_a_relative_device_is_denied() {
+    let shim = shim();
+    let names = Names::new("relative-device");
+    let volume = names.name("rel");
+    let out = shim.docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=../../../../run",
+        &volume,
+    ]);
+    names.track_volume(&volume);
+    assert_ne!(out.code(), 0, "created: {}", out.stdout_text());
+    assert!(
+        out.stderr_text().contains("relative volume device"),
+        "{}",
+        out.stderr_text()
+    );
+    let listed = direct_docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+    assert_eq!(listed.stdout_text().trim(), "", "dockerd has the volume");
+
+    // Made behind the shim's back, it cannot be used through the shim.
+    direct_docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=../../../../run",
+        &volume,
+    ])
+    .assert_success("direct volume create");
+    let mount = format!("{volume}:/host-run");
+    assert_bind_denied(&shim, &names, "user", &["-v", &mount], "relative volume device");
+
+    // A bound volume whose folder became a symlink since it was made.
+    let dir = link_dir();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let swapped = names.name("swapped");
+    shim.docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &format!("device={}", folder.display()),
+        &swapped,
+    ])
+    .assert_success("a volume bound to a plain folder");
+    names.track_volume(&swapped);
+    std::fs::remove_dir(&folder).unwrap();
+    symlink("/var/run", &folder);
+    let mount = format!("type=volume,src={swapped},dst=/host-run");
+    assert_bind_denied(&shim, &names, "swapped", &["--mount", &mount], "resolves to /run");
+    // And a volume made on the fly by a mount, with a relative device.
+    let inline =
+        "type=volume,dst=/r,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=../../run";
+    assert_bind_denied(&shim, &names, "inline", &["--mount", inline], "relative volume device");
+}
+
+// ---------------------------------------------------------------------------
+// class 5: names pinned to the container judged
+
+fn id_of(name: &str) -> String {
+    inspect(name).expect("the container exists")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The namespace `kind` (`pid`, `net`, `ipc`) of a running container.
+fn namespace(name: &str, kind: &str) -> String {
+    let pid = inspect(name).expect("the container exists")["State"]["Pid"]
+        .as_i64()
+        .unwrap();
+    assert!(pid > 0, "{name} is not running");
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A create that names containers gets them by the id judged, on dockerd's
+/// side; after a rename hands the name to another container, the created
+/// one still joins the one that was judged.
+#[test]
+fn container_references_are_pinned_so_a_rename_cannot_swap_them() {
+    let shim = shim();
+    let names = Names::new("pinned");
+    let judged = names.name("judged");
+    shim.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &judged,
+        "--ipc",
+        "shareable",
+        "-v",
+        "/data",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ])
+    .assert_success("the container to join");
+    let judged_id = id_of(&judged);
+    let impostor = direct_create(
+        &names,
+        "impostor",
+        json!({"Image": BUSYBOX, "Cmd": ["sleep", "300"], "HostConfig": {"IpcMode": "shareable"}}),
+    );
+    direct_docker(&["start", &impostor]).assert_success("start the impostor");
+
+    let joiner = names.name("joiner");
+    shim.docker(&[
+        "create",
+        "--name",
+        &joiner,
+        "--pid",
+        &format!("container:{judged}"),
+        "--ipc",
+        &format!("container:{judged}"),
+        "--network",
+        &format!("container:{judged}"),
+        "--volumes-from",
+        &format!("{judged}:ro"),
+        BUSYBOX,
+        "sleep",
+        "300",
+    ])
+    .assert_success("create naming the container");
+    let host = inspect(&joiner).unwrap()["HostConfig"].clone();
+    let pinned = format!("container:{judged_id}");
+    assert_eq!(host["PidMode"], json!(pinned));
+    assert_eq!(host["IpcMode"], json!(pinned));
+    assert_eq!(host["NetworkMode"], json!(pinned));
+    assert_eq!(host["VolumesFrom"], json!([format!("{judged_id}:ro")]));
+
+    // The name moves to the impostor before the joiner starts.
+    direct_docker(&["rename", &judged, &names.name("moved")]).assert_success("rename the judged one");
+    direct_docker(&["rename", &impostor, &judged]).assert_success("the impostor takes the name");
+    shim.docker(&["start", &joiner]).assert_success("start the joiner");
+    for kind in ["pid", "net", "ipc"] {
+        assert_eq!(
+            namespace(&joiner, kind),
+            namespace(&names.name("moved"), kind),
+            "{kind}: the joiner is not in the judged container's namespace"
+        );
+        assert_ne!(
+            namespace(&joiner, kind),
+            namespace(&judged, kind),
+            "{kind}: joined the impostor"
+        );
+    }
+}
