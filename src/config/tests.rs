@@ -165,10 +165,10 @@ services:
 
 #[test]
 fn root_users() {
-    for user in ["root", "0", "0:0", "root:root", "00", "+0", "-0"] {
+    for user in ["root", "0", "0:0", "root:root", "00", "+0", "-0", "", ":", ":65534"] {
         assert!(is_root_user(user), "{user}");
     }
-    for user in ["1000", "65534:65534", "app", "", "1000:0"] {
+    for user in ["1000", "65534:65534", "app", "1000:0"] {
         assert!(!is_root_user(user), "{user}");
     }
 }

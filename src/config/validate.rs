@@ -269,8 +269,9 @@ fn check_auto_sleep(auto_sleep: &AutoSleep, problems: &mut Problems<'_>) {
 /// `root`, `0`, `0:…` and `root:…` name the root user.
 pub fn is_root_user(user: &str) -> bool {
     let name = user.split(':').next().unwrap_or("").trim();
-    // Go's strconv reads `+0`, `-0` and `00` as uid 0 too.
-    name == "root" || name.parse::<i64>() == Ok(0)
+    // runc runs an empty user part as uid 0; Go's strconv reads `+0`, `-0`
+    // and `00` as 0 too.
+    name.is_empty() || name == "root" || name.parse::<i64>() == Ok(0)
 }
 
 pub fn parse_socket_mode(mode: &str) -> Option<u32> {

@@ -16,14 +16,14 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::Value;
 use tokio::net::UnixStream;
 
-use super::{DockerApi, DockerError, Event, EventKind};
+use super::{DockerApi, DockerError, Event, EventKind, ImageInfo, LABEL_PROBE, MAX_FILE};
 
 /// Characters escaped in one path segment of a raw request: a reference
 /// taken from a client's request must not reach another endpoint.
@@ -39,6 +39,13 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'`')
     .add(b'{')
     .add(b'}');
+
+/// Characters escaped in a query value.
+const QUERY_VALUE: &AsciiSet = &SEGMENT.add(b'&').add(b'=').add(b'+').add(b';');
+
+/// The most symlinks [`Docker::read_file`] follows, as the kernel's 40 is
+/// more than any image needs.
+const MAX_LINKS: usize = 8;
 
 /// bollard's own timeout for one request.
 const BOLLARD_TIMEOUT_SECS: u64 = 120;
@@ -98,6 +105,22 @@ impl Docker {
 
     /// `GET path` on dockerd's socket; the body of a 200 answer.
     async fn get(&self, path: &str) -> Result<Bytes, DockerError> {
+        let (status, body) = self.request(http::Method::GET, path, None, usize::MAX).await?;
+        if status == StatusCode::OK {
+            return Ok(body);
+        }
+        Err(from_status(status.as_u16(), answer_message(&body)))
+    }
+
+    /// One request on its own connection to dockerd's socket: the answer's
+    /// status and body (at most `limit` bytes, else an error).
+    async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), DockerError> {
         let stream = match tokio::time::timeout(self.connect_timeout, UnixStream::connect(&self.path)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(self.unreachable(e)),
@@ -106,23 +129,36 @@ impl Docker {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.unreachable(e))?;
-        let request = Request::get(path)
-            .header(http::header::HOST, "docker")
-            .body(Empty::<Bytes>::new())
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, "docker");
+        if json.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(json.unwrap_or_default())))
             .map_err(|e| DockerError::Malformed(format!("request {path}: {e}")))?;
         let exchange = async {
-            let response = sender.send_request(request).await?;
+            let response = sender.send_request(request).await.map_err(|e| self.unreachable(e))?;
             let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
+            let body = Limited::new(response.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| match e.downcast::<LengthLimitError>() {
+                    Ok(_) => DockerError::Malformed(format!("{path}: the answer is larger than {limit} bytes")),
+                    Err(e) => self.unreachable(e),
+                })?
+                .to_bytes();
+            Ok::<_, DockerError>((status, body))
         };
         // The connection is driven here, next to its one request: it ends
         // with it, and no task outlives the call.
         let mut connection = std::pin::pin!(connection);
-        let answered = tokio::time::timeout(RAW_READ_TIMEOUT, async {
+        tokio::time::timeout(RAW_READ_TIMEOUT, async {
             tokio::select! {
                 biased;
-                answered = exchange => answered.map_err(|e| self.unreachable(e)),
+                answered = exchange => answered,
                 closed = &mut connection => Err(match closed {
                     Ok(()) => self.unreachable("connection closed before the answer"),
                     Err(e) => self.unreachable(e),
@@ -130,12 +166,36 @@ impl Docker {
             }
         })
         .await
-        .map_err(|_| self.unreachable(format!("no answer to {path} within {RAW_READ_TIMEOUT:?}")))?;
-        let (status, body) = answered?;
-        if status == StatusCode::OK {
-            return Ok(body);
+        .map_err(|_| self.unreachable(format!("no answer to {path} within {RAW_READ_TIMEOUT:?}")))?
+    }
+
+    /// Reads one file out of a container's `archive` endpoint, following
+    /// symlinks (each resolved inside the container) up to [`MAX_LINKS`].
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Bytes>, DockerError> {
+        let mut path = path.to_string();
+        for _ in 0..=MAX_LINKS {
+            let request = format!(
+                "/containers/{}/archive?path={}",
+                segment(id),
+                utf8_percent_encode(&path, QUERY_VALUE)
+            );
+            // A tar of one file: its header, its bytes, padding, two end blocks.
+            let (status, tar) = self
+                .request(http::Method::GET, &request, None, MAX_FILE + 64 * 1024)
+                .await?;
+            match status {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Ok(None),
+                other => return Err(from_status(other.as_u16(), answer_message(&tar))),
+            }
+            match first_entry(&tar).map_err(|e| DockerError::Malformed(format!("archive of {path}: {e}")))? {
+                Entry::File(bytes) => return Ok(Some(bytes)),
+                Entry::Link(target) => path = follow_link(&path, &target),
+            }
         }
-        Err(from_status(status.as_u16(), answer_message(&body)))
+        Err(DockerError::Malformed(format!(
+            "{path}: more than {MAX_LINKS} symlinks"
+        )))
     }
 
     async fn get_json(&self, path: &str) -> Result<Value, DockerError> {
@@ -170,15 +230,63 @@ impl DockerApi for Docker {
         Box::pin(async move { self.get_json(&format!("/containers/{}/changes", segment(id))).await })
     }
 
-    fn image_user<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>, DockerError>> {
+    fn image_info<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<ImageInfo>, DockerError>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            match client.inspect_image(image).await {
-                Ok(inspect) => Ok(Some(inspect.config.and_then(|config| config.user).unwrap_or_default())),
-                Err(e) => match self.error(e) {
-                    DockerError::NotFound(_) => Ok(None),
-                    other => Err(other),
-                },
+            match self.get_json(&format!("/images/{}/json", segment(image))).await {
+                Ok(inspect) => ImageInfo::from_inspect(&inspect)
+                    .map(Some)
+                    .ok_or_else(|| DockerError::Malformed(format!("inspect of image {image} has no Id"))),
+                Err(DockerError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn container_file<'a>(&'a self, id: &'a str, path: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, DockerError>> {
+        Box::pin(self.read_file(id, path))
+    }
+
+    fn image_file<'a>(&'a self, image_id: &'a str, path: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, DockerError>> {
+        Box::pin(async move {
+            let spec = serde_json::json!({
+                "Image": image_id,
+                // Never started: the entrypoint only has to be there for
+                // dockerd to accept an image without one.
+                "Entrypoint": ["/forge-shim-probe"],
+                "Cmd": [],
+                "NetworkDisabled": true,
+                "Labels": { LABEL_PROBE: "1" },
+                "HostConfig": { "NetworkMode": "none" },
+            });
+            let body = serde_json::to_vec(&spec).map_err(|e| DockerError::Malformed(e.to_string()))?;
+            let (status, answer) = self
+                .request(http::Method::POST, "/containers/create", Some(body), 64 * 1024)
+                .await?;
+            if status != StatusCode::CREATED {
+                return Err(from_status(status.as_u16(), answer_message(&answer)));
+            }
+            let created: Value = serde_json::from_slice(&answer)
+                .map_err(|e| DockerError::Malformed(format!("create of a probe of {image_id}: {e}")))?;
+            let id = created["Id"]
+                .as_str()
+                .ok_or_else(|| DockerError::Malformed(format!("create of a probe of {image_id}: no Id")))?
+                .to_string();
+            let read = self.read_file(&id, path).await;
+            let removed = self.remove_container(&id).await;
+            if let Err(e) = &removed {
+                tracing::warn!(probe = %id, error = %e, "cannot remove the probe container");
+            }
+            read
+        })
+    }
+
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            let path = format!("/containers/{}?force=1&v=1", segment(id));
+            let (status, answer) = self.request(http::Method::DELETE, &path, None, 64 * 1024).await?;
+            match status {
+                StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+                other => Err(from_status(other.as_u16(), answer_message(&answer))),
             }
         })
     }
@@ -344,4 +452,80 @@ fn segment(text: &str) -> String {
 fn docker_timestamp(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:09}", since_epoch.as_secs(), since_epoch.subsec_nanos())
+}
+
+/// The first entry of a tar: a regular file's bytes, or a symlink's target.
+enum Entry {
+    File(Bytes),
+    Link(String),
+}
+
+fn first_entry(tar: &[u8]) -> Result<Entry, String> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(tar);
+    let mut entries = archive.entries().map_err(|e| e.to_string())?;
+    let mut entry = match entries.next() {
+        Some(entry) => entry.map_err(|e| e.to_string())?,
+        None => return Err("empty archive".into()),
+    };
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() {
+        let target = entry
+            .link_name_bytes()
+            .ok_or("a symlink without a target")?
+            .into_owned();
+        return String::from_utf8(target)
+            .map(Entry::Link)
+            .map_err(|_| "a symlink target that is not UTF-8".into());
+    }
+    if !kind.is_file() {
+        return Err(format!("not a regular file ({kind:?})"));
+    }
+    let size = entry.header().size().map_err(|e| e.to_string())?;
+    if size > MAX_FILE as u64 {
+        return Err(format!("larger than {MAX_FILE} bytes"));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(Entry::File(Bytes::from(bytes)))
+}
+
+/// Where a symlink at `path` (absolute) pointing at `target` leads, as a
+/// clean absolute path inside the container: a relative target is taken
+/// from the link's directory, and `..` stops at `/`.
+fn follow_link(path: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    if !target.starts_with('/') {
+        parts.extend(path.split('/').filter(|p| !p.is_empty()));
+        parts.pop();
+    }
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::follow_link;
+
+    #[test]
+    fn symlinks_resolve_inside_the_container() {
+        for (path, target, expect) in [
+            ("/etc/passwd", "/usr/lib/passwd", "/usr/lib/passwd"),
+            ("/etc/passwd", "../usr/lib/passwd", "/usr/lib/passwd"),
+            ("/etc/passwd", "passwd.real", "/etc/passwd.real"),
+            ("/etc/passwd", "../../../../host/etc/passwd", "/host/etc/passwd"),
+            ("/etc/passwd", "./x/../y", "/etc/y"),
+            ("/etc/passwd", "/", "/"),
+        ] {
+            assert_eq!(follow_link(path, target), expect, "{path} -> {target}");
+        }
+    }
 }

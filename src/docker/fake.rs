@@ -9,13 +9,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Notify, Semaphore};
 
-use super::{DockerApi, DockerError, Event, EventKind};
+use super::{DockerApi, DockerError, Event, EventKind, ImageInfo};
 
 /// A call the fake received, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +25,9 @@ pub(crate) enum Call {
     List,
     Inspect(String),
     Changes(String),
-    ImageUser(String),
+    ImageInfo(String),
+    File(String, String),
+    Remove(String),
     Volume(String),
     Exec(String),
     Pause(String),
@@ -360,10 +363,38 @@ impl DockerApi for FakeDocker {
         })
     }
 
-    fn image_user<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>, DockerError>> {
+    fn image_info<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<ImageInfo>, DockerError>> {
         Box::pin(async move {
-            self.enter(Call::ImageUser(image.to_string()), None).await?;
-            Ok(Some(String::new()))
+            self.enter(Call::ImageInfo(image.to_string()), None).await?;
+            Ok(Some(ImageInfo {
+                id: format!("sha256:{:0>64}", image.len()),
+                ..ImageInfo::default()
+            }))
+        })
+    }
+
+    fn container_file<'a>(&'a self, id: &'a str, path: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, DockerError>> {
+        Box::pin(async move {
+            self.enter(Call::File(id.to_string(), path.to_string()), None).await?;
+            self.find(id)?;
+            Ok(None)
+        })
+    }
+
+    fn image_file<'a>(&'a self, image_id: &'a str, path: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, DockerError>> {
+        Box::pin(async move {
+            self.enter(Call::File(image_id.to_string(), path.to_string()), None)
+                .await?;
+            Ok(None)
+        })
+    }
+
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            self.enter(Call::Remove(id.to_string()), None).await?;
+            self.state.lock().containers.remove(id);
+            self.emit(EventKind::Container, id, "destroy");
+            Ok(())
         })
     }
 

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
@@ -96,9 +97,22 @@ pub trait DockerApi: Send + Sync {
     /// `GET /containers/{id}/changes`: what a container wrote to its root.
     fn container_changes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Value, DockerError>>;
 
-    /// The user an image is configured to run as (`Config.User`), `""` for
-    /// root by default. `Ok(None)` when the image does not exist.
-    fn image_user<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>, DockerError>>;
+    /// What the shim needs of an image's inspect. `Ok(None)` when the image
+    /// does not exist.
+    fn image_info<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<ImageInfo>, DockerError>>;
+
+    /// One file of a container's filesystem (`GET /containers/{id}/archive`),
+    /// symlinks followed inside the container, at most [`MAX_FILE`] bytes.
+    /// `Ok(None)` when there is no such file.
+    fn container_file<'a>(&'a self, id: &'a str, path: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, DockerError>>;
+
+    /// One file of an image, as [`DockerApi::container_file`] reads it from a
+    /// container created for the purpose (never started, no network,
+    /// labelled [`LABEL_PROBE`]) and removed again.
+    fn image_file<'a>(&'a self, image_id: &'a str, path: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, DockerError>>;
+
+    /// Removes a container, running or not, with its anonymous volumes.
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
 
     /// A volume's inspect as dockerd's JSON (`Driver`, `Options`).
     fn inspect_volume_json<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, DockerError>>;
@@ -119,6 +133,36 @@ pub trait DockerApi: Send + Sync {
     /// request is made when the stream is first polled; the stream ends
     /// (after an error item, or without one) when dockerd goes away.
     fn events(&self, kind: EventKind, since: Option<SystemTime>) -> BoxStream<'static, Result<Event, DockerError>>;
+}
+
+/// The label on the containers the shim creates to read an image's files.
+pub const LABEL_PROBE: &str = "forge-shim.probe";
+
+/// The largest file [`DockerApi::container_file`] reads.
+pub const MAX_FILE: usize = 1 << 20;
+
+/// What the shim needs of an image's inspect.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The content id, `sha256:…`.
+    pub id: String,
+    /// `Config.User`, `""` for root by default.
+    pub user: String,
+    /// `RepoDigests`: the repositories it was pulled from or pushed to, by
+    /// digest (`postgres@sha256:…`). `docker tag` cannot add one.
+    pub repo_digests: Vec<String>,
+}
+
+impl ImageInfo {
+    pub fn from_inspect(inspect: &Value) -> Option<ImageInfo> {
+        let id = inspect["Id"].as_str().filter(|id| !id.is_empty())?.to_string();
+        let user = inspect["Config"]["User"].as_str().unwrap_or_default().to_string();
+        let repo_digests = inspect["RepoDigests"]
+            .as_array()
+            .map(|list| list.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        Some(ImageInfo { id, user, repo_digests })
+    }
 }
 
 /// What the shim needs of a container's inspect.

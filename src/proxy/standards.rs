@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,9 +22,10 @@ use super::{resolve, ConnState, Proxy};
 use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
 use crate::config::{ContainerIdentity, StandardsMode};
-use crate::docker::EventKind;
+use crate::docker::{EventKind, ImageInfo};
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
+use crate::standards::user::{self, Passwd};
 use crate::standards::{self, Change, CreateContext, Rejection};
 
 /// The default cap on a body the standards read.
@@ -32,11 +34,17 @@ const DEFAULT_MAX_BODY: u64 = 1 << 20;
 /// passed on untouched.
 const MAX_RESPONSE_BODY: u64 = 1 << 20;
 
+/// The most images (and image `/etc/passwd` files) the caches hold; past
+/// it they start over.
+const MAX_CACHED_IMAGES: usize = 512;
+
 /// Caches the standards phase keeps between requests.
 #[derive(Default)]
 pub struct StandardsState {
-    /// Image reference → its configured user (`None`: no such image).
-    image_users: Mutex<HashMap<String, Option<String>>>,
+    /// Image reference → what its inspect says (`None`: no such image).
+    images: Mutex<HashMap<String, Option<ImageInfo>>>,
+    /// Image id → its `/etc/passwd`. Ids are content: never invalidated.
+    passwds: Mutex<HashMap<String, Passwd>>,
     /// The cache is only trusted while the image-event watcher runs; without
     /// it a retagged image could keep a stale user.
     events_live: AtomicBool,
@@ -48,7 +56,7 @@ pub struct StandardsState {
 impl StandardsState {
     fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.image_users.lock().clear();
+        self.images.lock().clear();
     }
 }
 
@@ -108,12 +116,13 @@ pub async fn handle(
             // Canonical keys first, so `"image"` finds the image's user.
             let mut value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
             let name = query_value(query.as_deref(), "name");
-            let image_user = match needs_image_user(&value) {
-                Some(image) => proxy.image_user(&image).await,
-                None => None,
-            };
+            let (image_user, passwd) = proxy.user_facts(value.get("Image"), value.get("User")).await;
             let inherited = resolve::create_sources(proxy, loaded, name.as_deref(), &mut value).await?;
-            let context = CreateContext { name, image_user };
+            let context = CreateContext {
+                name,
+                image_user,
+                passwd,
+            };
             match inherited {
                 Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
                     outcome.changes.extend(changes);
@@ -136,18 +145,30 @@ pub async fn handle(
             if matches!(route.endpoint, Endpoint::ContainerUpdate { .. }) {
                 standards::check_update(loaded, &identity, info.host_config.as_ref(), value)
             } else {
-                standards::check_exec(loaded, &identity, info.user.as_deref(), value)
+                let spec = value
+                    .get("User")
+                    .and_then(Value::as_str)
+                    .filter(|u| !u.is_empty())
+                    .or(info.user.as_deref());
+                let passwd = match spec.and_then(user::lookup_name) {
+                    Some(_) => Some(proxy.container_passwd(&info.id).await),
+                    None => None,
+                };
+                standards::check_exec(loaded, &identity, info.user.as_deref(), passwd.as_ref(), value)
             }
         }
         Endpoint::ServiceCreate | Endpoint::ServiceUpdate { .. } => {
-            let image = value
-                .pointer("/TaskTemplate/ContainerSpec/Image")
-                .and_then(Value::as_str);
-            let image_user = match image {
-                Some(image) => proxy.image_user(image.split('@').next().unwrap_or(image)).await,
-                None => None,
+            let spec = value.pointer("/TaskTemplate/ContainerSpec");
+            let image = spec
+                .and_then(|s| s.get("Image"))
+                .and_then(Value::as_str)
+                .map(|image| Value::String(image.split('@').next().unwrap_or(image).to_string()));
+            let (image_user, passwd) = proxy.user_facts(image.as_ref(), spec.and_then(|s| s.get("User"))).await;
+            let context = CreateContext {
+                name: None,
+                image_user,
+                passwd,
             };
-            let context = CreateContext { name: None, image_user };
             standards::apply_service_spec(loaded, &context, value)
         }
         Endpoint::VolumeCreate => match resolve::volume_paths(proxy, loaded, &value).await? {
@@ -181,13 +202,12 @@ pub async fn handle(
     add_warnings(response, &outcome.changes).await
 }
 
-/// The image whose user matters: only when the request leaves `User` unset.
-fn needs_image_user(body: &Value) -> Option<String> {
-    let user_set = body.get("User").and_then(Value::as_str).is_some_and(|u| !u.is_empty());
-    if user_set {
-        return None;
+fn passwd_from(read: Result<Option<Bytes>, crate::docker::DockerError>) -> Passwd {
+    match read {
+        Ok(Some(bytes)) => Passwd::Read(Arc::from(&bytes[..])),
+        Ok(None) => Passwd::Absent,
+        Err(e) => Passwd::Unreadable(e.to_string()),
     }
-    body.get("Image").and_then(Value::as_str).map(str::to_string)
 }
 
 /// The endpoints judged on their route and query alone (`build`, plugin
@@ -305,30 +325,77 @@ async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Resu
 }
 
 impl Proxy {
-    /// The configured user of `image`, cached while the image-event watcher
-    /// runs. `None` when the image does not exist or dockerd cannot say: the
-    /// rules then assume root, the safe side.
-    pub async fn image_user(&self, image: &str) -> Option<String> {
+    /// What the user rules need to know of a create: the image's configured
+    /// user (`None` when unknown: treated as root) and, when the user that
+    /// applies (the request's `user`, else the image's) is a name, the
+    /// image's `/etc/passwd`.
+    async fn user_facts(&self, image: Option<&Value>, user: Option<&Value>) -> (Option<String>, Option<Passwd>) {
+        let info = match image.and_then(Value::as_str) {
+            Some(image) => self.image_info(image).await,
+            None => None,
+        };
+        let requested = user.and_then(Value::as_str).filter(|u| !u.is_empty());
+        let spec = requested.or(info.as_ref().map(|i| i.user.as_str()));
+        let passwd = match (spec.and_then(user::lookup_name), &info) {
+            (Some(_), Some(info)) => Some(self.image_passwd(&info.id).await),
+            _ => None,
+        };
+        (info.map(|info| info.user), passwd)
+    }
+
+    /// What `image`'s inspect says, cached while the image-event watcher
+    /// runs. `None` when the image does not exist or dockerd cannot say:
+    /// the rules then assume root, the safe side.
+    pub async fn image_info(&self, image: &str) -> Option<ImageInfo> {
         let state = &self.inner.standards;
         if state.events_live.load(Ordering::Acquire) {
-            if let Some(cached) = state.image_users.lock().get(image) {
+            if let Some(cached) = state.images.lock().get(image) {
                 return cached.clone();
             }
         }
         let generation = state.generation.load(Ordering::Acquire);
-        match self.inner.docker.image_user(image).await {
-            Ok(user) => {
+        match self.inner.docker.image_info(image).await {
+            Ok(info) => {
                 let unchanged = state.generation.load(Ordering::Acquire) == generation;
-                if unchanged && state.events_live.load(Ordering::Acquire) && user.is_some() {
-                    state.image_users.lock().insert(image.to_string(), user.clone());
+                if unchanged && state.events_live.load(Ordering::Acquire) && info.is_some() {
+                    let mut images = state.images.lock();
+                    if images.len() >= MAX_CACHED_IMAGES {
+                        images.clear();
+                    }
+                    images.insert(image.to_string(), info.clone());
                 }
-                user
+                info
             }
             Err(e) => {
                 tracing::warn!(image, error = %e, "cannot inspect image; assuming it runs as root");
                 None
             }
         }
+    }
+
+    /// An image's `/etc/passwd`, read through a probe container and cached
+    /// by image id (content: it cannot change under the id).
+    async fn image_passwd(&self, image_id: &str) -> Passwd {
+        let state = &self.inner.standards;
+        if let Some(cached) = state.passwds.lock().get(image_id) {
+            return cached.clone();
+        }
+        let passwd = passwd_from(self.inner.docker.image_file(image_id, "/etc/passwd").await);
+        if !matches!(passwd, Passwd::Unreadable(_)) {
+            let mut passwds = state.passwds.lock();
+            if passwds.len() >= MAX_CACHED_IMAGES {
+                passwds.clear();
+            }
+            passwds.insert(image_id.to_string(), passwd.clone());
+        } else {
+            tracing::warn!(image = image_id, "cannot read the image's /etc/passwd: {passwd:?}");
+        }
+        passwd
+    }
+
+    /// A container's `/etc/passwd` as it is now (it is writable: never cached).
+    async fn container_passwd(&self, id: &str) -> Passwd {
+        passwd_from(self.inner.docker.container_file(id, "/etc/passwd").await)
     }
 
     /// Starts this shim's image-event watcher (on its task tracker, until

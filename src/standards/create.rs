@@ -13,10 +13,11 @@ use super::limits::{
     bytes_i64, fill, nano_to_quota, quota_to_nano, show_bytes, show_cpus, Maxima, Targets, DEFAULT_CPU_PERIOD,
 };
 use super::predicates::{
-    exposes_docker_socket, is_host, normalize_path, runs_as_root, seccomp_profile_allows_all, split_security_opt,
+    exposes_docker_socket, is_host, normalize_path, seccomp_profile_allows_all, split_security_opt,
 };
 use super::rule::*;
 use super::shared::{deny_cap_add, deny_socket_mount, missing_cap_drops};
+use super::user::{self, Resolved};
 use super::{BadRequest, CreateContext, Outcome, Rejection};
 
 /// dockerd's defaults (20.10's `oci/defaults.go`); a list without all of
@@ -174,7 +175,11 @@ fn deny_create(e: &mut Engine<'_>, host: &Map<String, Value>) -> Result<(), BadR
     Ok(())
 }
 
-fn non_root_create(e: &mut Engine<'_>, root: &mut Map<String, Value>, ctx: &CreateContext) -> Result<(), BadRequest> {
+pub(super) fn non_root_create(
+    e: &mut Engine<'_>,
+    root: &mut Map<String, Value>,
+    ctx: &CreateContext,
+) -> Result<(), BadRequest> {
     if !e.applies(NON_ROOT) {
         return Ok(());
     }
@@ -183,19 +188,40 @@ fn non_root_create(e: &mut Engine<'_>, root: &mut Map<String, Value>, ctx: &Crea
         let example = e.standards.defaults.user.as_deref().unwrap_or("65534:65534");
         Some(format!("run as a non-root user (e.g. --user {example})"))
     };
-    let user = string(root, "User", "")?.unwrap_or("");
+    let user = string(root, "User", "")?.unwrap_or("").to_string();
     if !user.is_empty() {
-        if non_root.deny_explicit_root && runs_as_root(user) {
-            let what = format!("running as root (User {user:?})");
-            let advice = advice();
-            e.deny(NON_ROOT, what, advice);
+        if !non_root.deny_explicit_root {
+            return Ok(());
+        }
+        match user::resolve(&user, ctx.passwd.as_ref()) {
+            Resolved::Root(why) => {
+                let advice = advice();
+                e.deny(NON_ROOT, format!("running as root ({why})"), advice);
+            }
+            Resolved::Unknown(why) => {
+                let advice = advice();
+                e.deny(NON_ROOT, format!("User {user:?} cannot be checked: {why}"), advice);
+            }
+            Resolved::NonRoot {
+                pinned: Some(pinned), ..
+            } => pin_user(e, root, &user, pinned),
+            Resolved::NonRoot { pinned: None, .. } => {}
         }
         return Ok(());
     }
     let why = match ctx.image_user.as_deref() {
-        None => "the image's user is unknown",
-        Some(image_user) if image_user.trim().is_empty() || runs_as_root(image_user) => "the image runs as root",
-        Some(_) => return Ok(()),
+        None => "the image's user is unknown".to_string(),
+        Some(image_user) => match user::resolve(image_user, ctx.passwd.as_ref()) {
+            Resolved::Root(_) => "the image runs as root".to_string(),
+            Resolved::Unknown(why) => format!("the image's user {image_user:?} cannot be proved non-root: {why}"),
+            Resolved::NonRoot {
+                pinned: Some(pinned), ..
+            } => {
+                pin_user(e, root, image_user, pinned);
+                return Ok(());
+            }
+            Resolved::NonRoot { pinned: None, .. } => return Ok(()),
+        },
     };
     match non_root.when_image_runs_as_root {
         RootImage::Allow => {}
@@ -211,6 +237,16 @@ fn non_root_create(e: &mut Engine<'_>, root: &mut Map<String, Value>, ctx: &Crea
         }
     }
     Ok(())
+}
+
+/// Forwards a user name as the uid the shim judged, so that a later edit of
+/// the image's or container's `/etc/passwd` cannot make it another user.
+fn pin_user(e: &mut Engine<'_>, root: &mut Map<String, Value>, name: &str, pinned: String) {
+    e.change(
+        NON_ROOT,
+        format!("pinned user {name:?} to {pinned}, its uid in the image's /etc/passwd"),
+    );
+    root.insert("User".to_string(), Value::String(pinned));
 }
 
 fn memory_create(

@@ -8,14 +8,15 @@ use crate::config::{ContainerIdentity, LoadedConfig, StandardsMode};
 use super::canon;
 use super::engine::{keep_original, unchanged, Engine};
 use super::json::{boolean, string};
-use super::predicates::runs_as_root;
 use super::rule::*;
+use super::user::{self, Passwd, Resolved};
 use super::{BadRequest, Outcome, Rejection};
 
 pub(super) fn check_exec(
     cfg: &LoadedConfig,
     who: &ContainerIdentity<'_>,
     container_user: Option<&str>,
+    passwd: Option<&Passwd>,
     body: Value,
 ) -> Result<Outcome, Rejection> {
     let standards = &cfg.config.standards;
@@ -23,7 +24,7 @@ pub(super) fn check_exec(
         return Ok(unchanged(body));
     }
     let original = keep_original(standards, &body);
-    let body = canon::canonicalize(body, &canon::EXEC, "exec")?;
+    let mut body = canon::canonicalize(body, &canon::EXEC, "exec")?;
     let Some(root) = body.as_object() else {
         return Err(BadRequest::new("invalid exec body: expected an object").into());
     };
@@ -31,22 +32,34 @@ pub(super) fn check_exec(
     if standards.deny.privileged && boolean(root, "Privileged", "")? == Some(true) {
         e.deny(DENY_PRIVILEGED, "a privileged exec (Privileged)", None);
     }
-    if standards.non_root.deny_root_exec {
-        let (user, whose) = match string(root, "User", "")?.filter(|u| !u.is_empty()) {
-            Some(user) => (Some(user), "User"),
+    if standards.non_root.deny_root_exec && e.applies(NON_ROOT) {
+        let explicit = string(root, "User", "")?.filter(|u| !u.is_empty()).map(str::to_string);
+        let (user, whose) = match &explicit {
+            Some(user) => (Some(user.as_str()), "User"),
             None => (container_user, "the container's user"),
         };
-        let root_user = match user {
-            None => true,
-            Some(u) => u.trim().is_empty() || runs_as_root(u),
-        };
-        if root_user {
-            let shown = user.filter(|u| !u.trim().is_empty()).unwrap_or("root");
-            e.deny(
+        let advice = || Some("exec as a non-root user (docker exec --user 65534)".to_string());
+        match user.map(|user| user::resolve(user, passwd)) {
+            None => e.deny(NON_ROOT, format!("exec as root ({whose} is unknown)"), advice()),
+            Some(Resolved::Root(why)) => e.deny(NON_ROOT, format!("exec as root ({whose}: {why})"), advice()),
+            Some(Resolved::Unknown(why)) => e.deny(
                 NON_ROOT,
-                format!("exec as root ({whose} {shown:?})"),
-                Some("exec as a non-root user (docker exec --user 65534)".to_string()),
-            );
+                format!("exec user cannot be checked ({whose}: {why})"),
+                advice(),
+            ),
+            Some(Resolved::NonRoot {
+                pinned: Some(pinned), ..
+            }) => {
+                let name = user.unwrap_or_default().to_string();
+                e.change(
+                    NON_ROOT,
+                    format!("pinned exec user {name:?} to {pinned}, its uid in the container's /etc/passwd"),
+                );
+                body.as_object_mut()
+                    .expect("checked above")
+                    .insert("User".to_string(), Value::String(pinned));
+            }
+            Some(Resolved::NonRoot { pinned: None, .. }) => {}
         }
     }
     e.finish(original, body)

@@ -107,6 +107,7 @@ mod predicates;
 mod service;
 mod shared;
 mod update;
+pub mod user;
 mod volume;
 
 pub use hostpath::{
@@ -145,6 +146,10 @@ pub struct CreateContext {
     /// means unknown (image not found, lookup failed) and is treated as root:
     /// the safe side. For services, [`apply_service_spec`] reads it the same way.
     pub image_user: Option<String>,
+    /// The image's `/etc/passwd`, read by the caller when the user that
+    /// applies (the request's, else the image's) is a name
+    /// ([`user::lookup_name`]). Without it a name is not proved non-root.
+    pub passwd: Option<user::Passwd>,
 }
 
 /// The body to forward and what was changed (or, in audit mode, what would
@@ -249,9 +254,10 @@ pub fn check_exec(
     cfg: &LoadedConfig,
     who: &ContainerIdentity<'_>,
     container_user: Option<&str>,
+    passwd: Option<&user::Passwd>,
     body: Value,
 ) -> Result<Outcome, Rejection> {
-    exec::check_exec(cfg, who, container_user, body)
+    exec::check_exec(cfg, who, container_user, passwd, body)
 }
 
 /// `POST /services/create` and `POST /services/{id}/update` (Swarm): the same

@@ -1,10 +1,10 @@
-//! Judgements on single values, shared by the rules of every endpoint: who
-//! is root, what is a host namespace, how dockerd spells a capability or
+//! Judgements on single values, shared by the rules of every endpoint (who
+//! is root is `user.rs`'s): what is a host namespace, how dockerd spells a capability or
 //! cleans a path, and which host paths expose the Docker socket.
 
 use serde_json::Value;
 
-use crate::config::{is_root_user, LoadedConfig};
+use crate::config::LoadedConfig;
 
 use super::canon::go_fold_eq;
 
@@ -17,17 +17,6 @@ pub(super) const KNOWN_SOCKETS: &[&str] = &[
     "/run/docker/containerd/containerd.sock",
     "/var/run/docker/containerd/containerd.sock",
 ];
-
-/// Whether a user spec names root: see the decisions in the `standards`
-/// module doc.
-pub(super) fn runs_as_root(user: &str) -> bool {
-    if is_root_user(user) {
-        return true;
-    }
-    let name = user.split(':').next().unwrap_or("").trim();
-    let digits = name.strip_prefix(['+', '-']).unwrap_or(name);
-    !digits.is_empty() && digits.chars().all(|c| c == '0')
-}
 
 /// A namespace mode of `host`.
 pub(super) fn is_host(mode: Option<&str>) -> bool {

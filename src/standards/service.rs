@@ -26,13 +26,13 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{ContainerIdentity, Cpus, LoadedConfig, RootImage, StandardsMode};
+use crate::config::{ContainerIdentity, Cpus, LoadedConfig, StandardsMode};
 
 use super::canon;
 use super::engine::{keep_original, unchanged, Engine};
 use super::json::{append_strings, array, boolean, int, object, object_mut, string, strings};
 use super::limits::{bytes_i64, fill, show_bytes, show_cpus, Maxima, Targets};
-use super::predicates::{is_host, normalize_path, runs_as_root};
+use super::predicates::{is_host, normalize_path};
 use super::rule::*;
 use super::shared::{deny_cap_add, deny_socket_mount, missing_cap_drops};
 use super::{BadRequest, CreateContext, Outcome, Rejection};
@@ -163,39 +163,7 @@ fn harden_container_spec(
     ctx: &CreateContext,
 ) -> Result<(), BadRequest> {
     // Non-root, as for containers.
-    if e.applies(NON_ROOT) {
-        let user = string(container, "User", CS)?.unwrap_or("").to_string();
-        let non_root = e.standards.non_root.clone();
-        if !user.is_empty() {
-            if non_root.deny_explicit_root && runs_as_root(&user) {
-                e.deny(
-                    NON_ROOT,
-                    format!("running as root ({CS}User {user:?})"),
-                    Some("run as a non-root user".to_string()),
-                );
-            }
-        } else {
-            let why = match ctx.image_user.as_deref() {
-                None => Some("the image's user is unknown"),
-                Some(u) if u.trim().is_empty() || runs_as_root(u) => Some("the image runs as root"),
-                Some(_) => None,
-            };
-            match (why, non_root.when_image_runs_as_root) {
-                (None, _) | (_, RootImage::Allow) => {}
-                (Some(why), RootImage::Deny) => e.deny(
-                    NON_ROOT,
-                    format!("running as root (no User given and {why})"),
-                    Some("run as a non-root user".to_string()),
-                ),
-                (Some(why), RootImage::SetUser) => {
-                    if let Some(user) = e.standards.defaults.user.clone() {
-                        container.insert("User".to_string(), Value::String(user.clone()));
-                        e.change(NON_ROOT, format!("set user {user} ({why})"));
-                    }
-                }
-            }
-        }
-    }
+    super::create::non_root_create(e, container, ctx)?;
 
     // Read-only root filesystem, with tmpfs mounts for the writable paths.
     let defaults = e.standards.defaults.clone();

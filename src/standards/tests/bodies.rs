@@ -110,7 +110,7 @@ fn user_data_maps_keep_case_distinct_keys() {
 fn unknown_fields_survive_byte_for_byte() {
     let input = r#"{"Image":"app","XFuture":{"b":[1,2.5,"z",null,true],"a":{"nested":"x"}},"HostConfig":{"Memory":0,"Foo":{"Bar":-7},"KernelMemoryTCP":0},"NetworkingConfig":{"EndpointsConfig":{"net":{"Aliases":["a"]}}},"Zeta":1e3}"#;
     let cfg = load(PIDS);
-    let outcome = apply_create(&cfg, &ctx(Some("app")), parse_body(input.as_bytes()).unwrap()).unwrap();
+    let outcome = apply_create(&cfg, &ctx(Some("1000")), parse_body(input.as_bytes()).unwrap()).unwrap();
     let output = serde_json::to_string(&outcome.body).unwrap();
     for part in [
         r#""XFuture":{"b":[1,2.5,"z",null,true],"a":{"nested":"x"}}"#,

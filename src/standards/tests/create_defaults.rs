@@ -213,7 +213,7 @@ services:
     let cfg = load(config);
     let create = |labels: Value| {
         let body = json!({"Image": "app", "Labels": labels});
-        apply_create(&cfg, &ctx(Some("app")), body).expect("allowed")
+        apply_create(&cfg, &ctx(Some("1000")), body).expect("allowed")
     };
     let api = create(json!({"com.docker.compose.project": "shop", "com.docker.compose.service": "api"}));
     assert_eq!(api.body["HostConfig"]["Memory"], json!(256 << 20));
@@ -268,7 +268,34 @@ fn non_root() {
         ),
         // Unknown image user: the safe side.
         (set, None, r#"{"Image":"app"}"#, Body(with_user, &[rule::NON_ROOT])),
-        (set, Some("node"), r#"{"Image":"app"}"#, Body(r#"{"Image":"app"}"#, &[])),
+        // A name is resolved in the image's /etc/passwd, and pinned.
+        (
+            set,
+            Some("node"),
+            r#"{"Image":"app"}"#,
+            Body(r#"{"Image":"app","User":"1000:1000"}"#, &[rule::NON_ROOT]),
+        ),
+        (
+            set,
+            Some("toor"),
+            r#"{"Image":"app"}"#,
+            Body(with_user, &[rule::NON_ROOT]),
+        ),
+        (
+            set,
+            Some("ghost"),
+            r#"{"Image":"app"}"#,
+            Body(with_user, &[rule::NON_ROOT]),
+        ),
+        (set, Some(":"), r#"{"Image":"app"}"#, Body(with_user, &[rule::NON_ROOT])),
+        (
+            set,
+            Some(":1000"),
+            r#"{"Image":"app"}"#,
+            Body(with_user, &[rule::NON_ROOT]),
+        ),
+        (set, Some("1000"), r#"{"Image":"app"}"#, Body(r#"{"Image":"app"}"#, &[])),
+        (deny, Some("toor"), r#"{"Image":"app"}"#, Denied(rule::NON_ROOT)),
         (deny, Some("root"), r#"{"Image":"app"}"#, Denied(rule::NON_ROOT)),
         (
             allow,
@@ -283,6 +310,19 @@ fn non_root() {
         (set, Some("node"), r#"{"User":"root:root"}"#, Denied(rule::NON_ROOT)),
         (set, Some("node"), r#"{"User":"+0"}"#, Denied(rule::NON_ROOT)),
         (set, Some("node"), r#"{"user":"0"}"#, Denied(rule::NON_ROOT)),
+        // runc runs an empty user part as uid 0, whatever the group.
+        (set, Some("node"), r#"{"User":":"}"#, Denied(rule::NON_ROOT)),
+        (set, Some("node"), r#"{"User":":0"}"#, Denied(rule::NON_ROOT)),
+        (set, Some("node"), r#"{"User":":65534"}"#, Denied(rule::NON_ROOT)),
+        // A name mapped to uid 0, or one the shim cannot resolve.
+        (set, Some("node"), r#"{"User":"toor"}"#, Denied(rule::NON_ROOT)),
+        (set, Some("node"), r#"{"User":"ghost"}"#, Denied(rule::NON_ROOT)),
+        (
+            set,
+            Some("root"),
+            r#"{"User":"node:staff"}"#,
+            Body(r#"{"User":"1000:staff"}"#, &[rule::NON_ROOT]),
+        ),
         (
             allow,
             Some("node"),

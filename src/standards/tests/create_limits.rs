@@ -79,7 +79,7 @@ fn limits_clamp() {
     let cfg = load(CLAMP);
     for (input, output) in cases {
         let body = parse_body(input.as_bytes()).unwrap();
-        let outcome = apply_create(&cfg, &ctx(Some("app")), body).expect("clamped, not denied");
+        let outcome = apply_create(&cfg, &ctx(Some("1000")), body).expect("clamped, not denied");
         assert_eq!(outcome.body, serde_json::from_str::<Value>(output).unwrap(), "{input}");
         assert!(!outcome.changes.is_empty(), "{input}");
         assert!(
@@ -88,7 +88,7 @@ fn limits_clamp() {
             outcome.changes
         );
     }
-    let outcome = apply_create(&cfg, &ctx(Some("app")), json!({"HostConfig": {"Memory": 8i64 << 30}})).unwrap();
+    let outcome = apply_create(&cfg, &ctx(Some("1000")), json!({"HostConfig": {"Memory": 8i64 << 30}})).unwrap();
     assert_eq!(
         outcome.changes[0].warning(),
         "forge-shim: lowered memory limit 8G to the maximum 4G (standards.limits.memory)"

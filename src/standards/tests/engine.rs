@@ -72,6 +72,7 @@ standards:
     let named = CreateContext {
         name: Some("debug-1".into()),
         image_user: Some("root".into()),
+        passwd: None,
     };
     let anything = r#"{"Image":"x","User":"0","HostConfig":{"Privileged":true,"PidMode":"host"}}"#;
     check_with(config, &named, anything, Body(anything, &[]));
@@ -86,20 +87,20 @@ fn label_exemptions_only_when_allowed() {
     check(allowed, body, Body(body, &[]));
     // The hint names the label only when it works.
     let cfg = load(allowed);
-    let denial = apply_create(&cfg, &ctx(Some("app")), json!({"HostConfig": {"IpcMode": "host"}})).unwrap_err();
+    let denial = apply_create(&cfg, &ctx(Some("1000")), json!({"HostConfig": {"IpcMode": "host"}})).unwrap_err();
     assert!(
         denial.to_string().contains("set the label forge.exempt=deny.host_ipc"),
         "{denial}"
     );
     let cfg = load(DENY_ONLY);
-    let denial = apply_create(&cfg, &ctx(Some("app")), json!({"HostConfig": {"IpcMode": "host"}})).unwrap_err();
+    let denial = apply_create(&cfg, &ctx(Some("1000")), json!({"HostConfig": {"IpcMode": "host"}})).unwrap_err();
     assert!(!denial.to_string().contains("forge.exempt"), "{denial}");
 }
 
 #[test]
 fn denial_message_names_the_rule_and_the_way_out() {
     let cfg = load(DENY_ONLY);
-    let rejection = apply_create(&cfg, &ctx(Some("app")), json!({"HostConfig": {"Privileged": true}})).unwrap_err();
+    let rejection = apply_create(&cfg, &ctx(Some("1000")), json!({"HostConfig": {"Privileged": true}})).unwrap_err();
     assert!(matches!(rejection, Rejection::Denied(_)), "{rejection:?}");
     assert_eq!(
         rejection.to_string(),
@@ -107,7 +108,7 @@ fn denial_message_names_the_rule_and_the_way_out() {
          ask the operator to exempt this container from deny.privileged (standards.exempt in the forge-shim config)"
     );
     let cfg = load(LIMITS);
-    let rejection = apply_create(&cfg, &ctx(Some("app")), json!({"HostConfig": {"Memory": 8i64 << 30}})).unwrap_err();
+    let rejection = apply_create(&cfg, &ctx(Some("1000")), json!({"HostConfig": {"Memory": 8i64 << 30}})).unwrap_err();
     assert_eq!(
         rejection.to_string(),
         "standards: a memory limit of 8G (HostConfig.Memory, above the maximum) is not allowed \

@@ -65,12 +65,15 @@ fn ctx(image_user: Option<&str>) -> CreateContext {
     CreateContext {
         name: None,
         image_user: image_user.map(str::to_string),
+        passwd: Some(crate::standards::user::Passwd::Read(std::sync::Arc::from(
+            &b"root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\ntoor:x:0:0::/:/bin/sh\n"[..],
+        ))),
     }
 }
 
-/// A create through `config`, with an image that runs as user `app`.
+/// A create through `config`, with an image that runs as uid 1000.
 fn check(config: &str, input: &str, expect: Expect<'_>) {
-    check_with(config, &ctx(Some("app")), input, expect)
+    check_with(config, &ctx(Some("1000")), input, expect)
 }
 
 fn check_with(config: &str, ctx: &CreateContext, input: &str, expect: Expect<'_>) {
