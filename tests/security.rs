@@ -165,6 +165,43 @@ fn plugins_cannot_be_installed() {
 }
 
 // ---------------------------------------------------------------------------
+// security options the shim cannot read
+
+#[test]
+fn a_seccomp_profile_the_shim_cannot_read_is_denied() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let names = Names::new("seccomp");
+    let dir = tempfile::tempdir().unwrap();
+    // An allow-all profile spelled two ways Go reads and serde_json does not.
+    let surrogate = r#"{"defaultAction":"SCMP_ACT_ALLOW","x":"\ud800"}"#.to_string();
+    let deep = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ALLOW","x":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for (what, profile) in [("surrogate", surrogate), ("deep", deep)] {
+        let path = dir.path().join(format!("{what}.json"));
+        std::fs::write(&path, profile).unwrap();
+        let name = names.name(what);
+        let opt = format!("seccomp={}", path.display());
+        let out = shim.docker(&["create", "--name", &name, "--security-opt", &opt, BUSYBOX, "true"]);
+        assert!(!out.status.success(), "{what}: created");
+        assert!(
+            out.stderr_text().contains("cannot be checked") && out.stderr_text().contains("seccomp"),
+            "{what}: {}",
+            out.stderr_text()
+        );
+        let inspect = direct_docker(&["inspect", &name]);
+        assert!(!inspect.status.success(), "{what}: the container exists on dockerd");
+        // dockerd itself takes the profile: the denial is the shim's.
+        let direct = names.name(&format!("{what}-direct"));
+        direct_docker(&["create", "--name", &direct, "--security-opt", &opt, BUSYBOX, "true"])
+            .assert_success(&format!("{what}: dockerd accepts the profile"));
+    }
+}
+
+// ---------------------------------------------------------------------------
 // floods
 
 #[test]

@@ -12,9 +12,7 @@ use super::json::{append_strings, array, boolean, int, object, object_mut, strin
 use super::limits::{
     bytes_i64, fill, nano_to_quota, quota_to_nano, show_bytes, show_cpus, Maxima, Targets, DEFAULT_CPU_PERIOD,
 };
-use super::predicates::{
-    exposes_docker_socket, is_host, normalize_path, seccomp_profile_allows_all, split_security_opt,
-};
+use super::predicates::{exposes_docker_socket, is_host, normalize_path, seccomp_profile, split_security_opt, Seccomp};
 use super::rule::*;
 use super::shared::{deny_cap_add, deny_socket_mount, missing_cap_drops};
 use super::user::{self, Resolved};
@@ -559,12 +557,20 @@ fn deny_security_opts(e: &mut Engine<'_>, opts: &[&str], field: &str) {
         if seccomp && key == "seccomp" {
             if value_is("unconfined") {
                 e.deny(DENY_SECCOMP_UNCONFINED, format!("seccomp=unconfined ({field})"), None);
-            } else if value.is_some_and(seccomp_profile_allows_all) {
-                e.deny(
-                    DENY_SECCOMP_UNCONFINED,
-                    format!("a seccomp profile that allows every system call by default ({field})"),
-                    None,
-                );
+            } else {
+                match value.map(seccomp_profile) {
+                    Some(Seccomp::AllowsAll) => e.deny(
+                        DENY_SECCOMP_UNCONFINED,
+                        format!("a seccomp profile that allows every system call by default ({field})"),
+                        None,
+                    ),
+                    Some(Seccomp::Unreadable(why)) => e.deny(
+                        DENY_SECCOMP_UNCONFINED,
+                        format!("a seccomp profile that cannot be checked ({field}: {why})"),
+                        None,
+                    ),
+                    Some(Seccomp::Confines) | None => {}
+                }
             }
         }
         if apparmor && key == "apparmor" && value_is("unconfined") {

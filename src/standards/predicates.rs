@@ -99,15 +99,38 @@ pub(super) fn split_security_opt(opt: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// An inline seccomp profile that allows every system call it does not name.
-pub(super) fn seccomp_profile_allows_all(profile: &str) -> bool {
-    let Ok(Value::Object(profile)) = serde_json::from_str::<Value>(profile) else {
-        return false;
+/// What dockerd makes of a `seccomp=` value other than `unconfined`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Seccomp {
+    /// `builtin` (dockerd's default profile), or a profile that confines.
+    Confines,
+    /// A profile that allows every system call it does not name.
+    AllowsAll,
+    /// Not JSON the shim can read (a lone UTF-16 surrogate Go reads as
+    /// U+FFFD, nesting deeper than serde_json's limit, …): not judged.
+    Unreadable(String),
+}
+
+/// Reads an inline seccomp profile as dockerd does (20.10: `builtin` is the
+/// default profile, anything else is parsed as a JSON profile).
+pub(super) fn seccomp_profile(profile: &str) -> Seccomp {
+    if profile == "builtin" {
+        return Seccomp::Confines;
+    }
+    let profile = match serde_json::from_str::<Value>(profile) {
+        Ok(Value::Object(profile)) => profile,
+        Ok(_) => return Seccomp::Unreadable("not a JSON object".into()),
+        Err(e) => return Seccomp::Unreadable(e.to_string()),
     };
-    profile.iter().any(|(key, value)| {
+    let allows_all = profile.iter().any(|(key, value)| {
         go_fold_eq(key, "defaultAction")
             && value
                 .as_str()
                 .is_some_and(|action| matches!(action.trim(), "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG"))
-    })
+    });
+    if allows_all {
+        Seccomp::AllowsAll
+    } else {
+        Seccomp::Confines
+    }
 }

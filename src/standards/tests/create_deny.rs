@@ -74,11 +74,28 @@ fn deny_rules() {
 }
 
 #[test]
+fn seccomp_profiles_the_shim_cannot_read_are_denied() {
+    // Go reads a lone surrogate as U+FFFD and nests up to 10,000 deep;
+    // serde_json refuses both. What the shim cannot read, it does not pass.
+    let surrogate =
+        r#"{"HostConfig":{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\",\"x\":\"\\ud800\"}"]}}"#;
+    let deep = format!(
+        r#"{{"HostConfig":{{"SecurityOpt":["seccomp={{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"x\":{}{}}}"]}}}}"#,
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    let not_json = r#"{"HostConfig":{"SecurityOpt":["seccomp=default.json"]}}"#;
+    for input in [surrogate, deep.as_str(), not_json] {
+        check(DENY_ONLY, input, Denied(rule::DENY_SECCOMP_UNCONFINED));
+    }
+}
+
+#[test]
 fn deny_rules_allow_the_harmless() {
     let bodies = [
         r#"{"HostConfig":{"Privileged":false,"NetworkMode":"bridge","PidMode":"","IpcMode":"private","UTSMode":""}}"#,
         r#"{"HostConfig":{"CapAdd":["CHOWN","cap_net_bind_service"],"Devices":[],"DeviceCgroupRules":null}}"#,
-        r#"{"HostConfig":{"SecurityOpt":["seccomp=default.json","apparmor=docker-default","label=level:s0"]}}"#,
+        r#"{"HostConfig":{"SecurityOpt":["seccomp=builtin","apparmor=docker-default","label=level:s0"]}}"#,
         r#"{"HostConfig":{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\"}"]}}"#,
         // What `docker inspect` shows, copied back by tools that recreate containers.
         r#"{"HostConfig":{"MaskedPaths":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys",
