@@ -201,6 +201,44 @@ fn a_seccomp_profile_the_shim_cannot_read_is_denied() {
     }
 }
 
+#[test]
+fn unlimited_swap_is_refused_on_create_and_update() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let names = Names::new("swap");
+    let name = names.name("c");
+    let out = shim.docker(&[
+        "create",
+        "--name",
+        &name,
+        "--memory",
+        "256m",
+        "--memory-swap",
+        "-1",
+        BUSYBOX,
+        "true",
+    ]);
+    assert!(!out.status.success(), "created with unlimited swap");
+    assert!(out.stderr_text().contains("unlimited swap"), "{}", out.stderr_text());
+    assert!(
+        !direct_docker(&["inspect", &name]).status.success(),
+        "exists on dockerd"
+    );
+
+    let mut args = vec!["run", "-d", "--name", &name, "--memory", "256m"];
+    args.extend_from_slice(&NO_SLEEP);
+    args.extend_from_slice(&[BUSYBOX, "sleep", "3600"]);
+    shim.docker(&args).assert_success("docker run");
+    let before = inspect_direct(&name, "{{.HostConfig.MemorySwap}}");
+    let out = shim.docker(&["update", "--memory-swap", "-1", &name]);
+    assert!(!out.status.success(), "update to unlimited swap went through");
+    assert!(out.stderr_text().contains("unlimited swap"), "{}", out.stderr_text());
+    assert_eq!(inspect_direct(&name, "{{.HostConfig.MemorySwap}}"), before);
+    // A bounded swap is still the user's to set.
+    shim.docker(&["update", "--memory", "256m", "--memory-swap", "512m", &name])
+        .assert_success("a bounded swap");
+}
+
 // ---------------------------------------------------------------------------
 // floods
 

@@ -257,9 +257,13 @@ fn memory_create(
     let nonzero = |v: Option<i64>| v.filter(|v| *v != 0);
     let mut memory = nonzero(int(host, "Memory", at)?);
     let mut reservation = nonzero(int(host, "MemoryReservation", at)?);
-    let swap = nonzero(int(host, "MemorySwap", at)?);
+    let mut swap = nonzero(int(host, "MemorySwap", at)?);
 
     if let Some(max) = maxima.memory {
+        if swap == Some(-1) && unlimited_swap(e) {
+            host.remove("MemorySwap");
+            swap = None;
+        }
         for (key, label, value) in [
             ("Memory", "memory limit", &mut memory),
             ("MemoryReservation", "memory reservation", &mut reservation),
@@ -325,6 +329,18 @@ fn memory_create(
         }
     }
     Ok(())
+}
+
+/// `MemorySwap: -1` under a memory maximum: swap without bound, which the
+/// maximum exists to prevent. Denies (false), or says to drop it (true),
+/// per `limits.on_exceed`.
+pub(super) fn unlimited_swap(e: &mut Engine<'_>) -> bool {
+    let what = "unlimited swap (MemorySwap -1)".to_string();
+    if e.over_limit(LIMITS_MEMORY, what, "twice the memory limit (leave MemorySwap unset)") {
+        e.change(LIMITS_MEMORY, "removed unlimited swap (MemorySwap -1)");
+        return true;
+    }
+    false
 }
 
 fn cpus_create(

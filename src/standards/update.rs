@@ -39,6 +39,9 @@ pub(super) fn check_update(
 
     // Memory: 0 leaves it unchanged and dockerd refuses a negative limit.
     if let Some(max) = maxima.memory {
+        if int(root, "MemorySwap", "")? == Some(-1) && super::create::unlimited_swap(&mut e) {
+            root.remove("MemorySwap");
+        }
         for (key, label) in [("Memory", "memory limit"), ("MemoryReservation", "memory reservation")] {
             let Some(asked) = int(root, key, "")?.filter(|v| *v > max) else {
                 continue;

@@ -57,8 +57,29 @@ fn limits_allow_what_fits_and_fill_what_is_missing() {
 }
 
 #[test]
+fn unlimited_swap_is_above_any_memory_maximum() {
+    check(
+        LIMITS,
+        r#"{"HostConfig":{"Memory":1073741824,"MemorySwap":-1,"NanoCpus":1000000000,"PidsLimit":100}}"#,
+        Denied(rule::LIMITS_MEMORY),
+    );
+    check(
+        LIMITS,
+        r#"{"HostConfig":{"Memory":1073741824,"memoryswap":-1,"NanoCpus":1000000000,"PidsLimit":100}}"#,
+        Denied(rule::LIMITS_MEMORY),
+    );
+    // No maximum, nothing to guard.
+    let free = r#"{"HostConfig":{"Memory":1073741824,"MemorySwap":-1,"NanoCpus":1000000000,"PidsLimit":100}}"#;
+    check(DENY_ONLY, free, Body(free, &[]));
+}
+
+#[test]
 fn limits_clamp() {
     let cases: &[(&str, &str)] = &[
+        (
+            r#"{"HostConfig":{"Memory":1073741824,"MemorySwap":-1,"NanoCpus":1000000000,"PidsLimit":100}}"#,
+            r#"{"HostConfig":{"Memory":1073741824,"NanoCpus":1000000000,"PidsLimit":100}}"#,
+        ),
         (
             r#"{"HostConfig":{"Memory":8589934592,"NanoCpus":4000000000,"PidsLimit":-1}}"#,
             r#"{"HostConfig":{"Memory":4294967296,"NanoCpus":2000000000,"PidsLimit":4096}}"#,

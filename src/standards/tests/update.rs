@@ -14,7 +14,7 @@ fn update(config: &str, current: Option<Value>, input: &str, expect: Expect<'_>)
 
 #[test]
 fn update_cannot_lift_limits() {
-    let fits = r#"{"Memory":1073741824,"MemorySwap":-1,"NanoCpus":2000000000,"PidsLimit":100,"CpuShares":512}"#;
+    let fits = r#"{"Memory":1073741824,"MemorySwap":2147483648,"NanoCpus":2000000000,"PidsLimit":100,"CpuShares":512}"#;
     update(LIMITS, None, fits, Body(fits, &[]));
     update(
         LIMITS,
@@ -25,6 +25,8 @@ fn update_cannot_lift_limits() {
     let denied: &[(&str, &str)] = &[
         (r#"{"Memory":8589934592}"#, rule::LIMITS_MEMORY),
         (r#"{"memory":8589934592}"#, rule::LIMITS_MEMORY),
+        (r#"{"MemorySwap":-1}"#, rule::LIMITS_MEMORY),
+        (r#"{"Memory":1073741824,"memoryswap":-1}"#, rule::LIMITS_MEMORY),
         (r#"{"MemoryReservation":8589934592}"#, rule::LIMITS_MEMORY),
         (r#"{"NanoCpus":3000000000}"#, rule::LIMITS_CPUS),
         (r#"{"CpuQuota":-1}"#, rule::LIMITS_CPUS),
