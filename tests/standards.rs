@@ -889,18 +889,27 @@ fn off_mode_changes_nothing_and_prints_nothing() {
 }
 
 #[test]
-fn exemption_by_image_lets_privileged_through_only_for_that_image() {
+fn exemption_by_image_id_lets_privileged_through_only_for_that_image() {
     require_dockerd();
     let names = Names::new("std_exempt");
+    // An image of its own content, so its id is the test's.
     let image = names.image("exempt");
-    direct_docker(&["tag", BUSYBOX, &image]).assert_success("docker tag");
+    let out = run_with_input(
+        direct_docker_command(&["build", "-q", "-t", &image, "-"]),
+        format!("FROM {BUSYBOX}\nLABEL forge.test={}\n", names.prefix()).as_bytes(),
+        DOCKER_TIMEOUT,
+    );
+    out.assert_success("docker build");
     names.track_image(&image);
+    let id = direct_docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    id.assert_success("image inspect");
+    let id = id.stdout_text().trim().to_string();
     let mut config = default_config("enforce");
     config["standards"]["exempt"]
         .as_array_mut()
         .expect("shim.yml has an exempt list")
         .push(json!({
-            "match": {"image": format!("{}-exempt*", names.prefix())},
+            "match": {"image_id": id},
             "rules": ["deny.privileged"],
             "reason": "the test's exempt image",
         }));
@@ -919,6 +928,7 @@ fn exemption_by_image_lets_privileged_through_only_for_that_image() {
         out.stderr_text()
     );
 
+    // Another image is not exempt, whatever its name.
     let name = names.name("other");
     let out = shim.docker(&["create", "--privileged", "--name", &name, BUSYBOX, "true"]);
     out.assert_code(1, "docker create --privileged of another image");
@@ -928,6 +938,41 @@ fn exemption_by_image_lets_privileged_through_only_for_that_image() {
         out.stderr_text()
     );
     assert_not_created(&name);
+}
+
+#[test]
+fn a_local_tag_named_like_an_official_database_gets_no_exemption() {
+    require_dockerd();
+    let names = Names::new("std_fake_pg");
+    // The embedded config exempts images pulled from docker.io/library/postgres
+    // (by their RepoDigests). A local tag has none.
+    let fake = format!("postgres:{}", names.prefix());
+    direct_docker(&["tag", BUSYBOX, &fake]).assert_success("docker tag");
+    names.track_image(&fake);
+    let shim = Shim::start(&to_yaml(&default_config("enforce")));
+    let name = names.name("db");
+    let out = shim.docker(&["create", "--name", &name, &fake, "true"]);
+    out.assert_success("docker create of the local postgres tag");
+    let inspected = inspect(&name);
+    assert_eq!(
+        inspected["Config"]["User"],
+        json!("65534:65534"),
+        "non_root was exempted"
+    );
+    assert_eq!(
+        inspected["HostConfig"]["ReadonlyRootfs"],
+        json!(true),
+        "read-only root was exempted"
+    );
+    assert_eq!(
+        inspected["HostConfig"]["CapDrop"],
+        json!(["ALL"]),
+        "cap_drop was exempted"
+    );
+    // And as root it is denied, as any other image.
+    let out = shim.docker(&["create", "--name", &names.name("root"), "--user", "0", &fake, "true"]);
+    out.assert_code(1, "docker create --user 0 of the local postgres tag");
+    assert!(out.stderr_text().contains("non_root"), "{}", out.stderr_text());
 }
 
 // ---------------------------------------------------------------------------

@@ -115,8 +115,34 @@ pub struct Selector {
     pub project: Option<String>,
     /// Glob over the container name, without the leading `/`.
     pub name: Option<String>,
-    /// Glob over the image reference as the create request gave it.
+    /// Glob over the image reference as the create request gave it. A name
+    /// anyone who may `docker tag` can give any image: not accepted in
+    /// `exempt:` entries.
     pub image: Option<String>,
+    /// Image content ids (`sha256:<64 hex>`, or the 64 hex alone), any of
+    /// which matches.
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub image_id: Vec<String>,
+    /// Repositories the image was pulled from (or pushed to) by digest, as
+    /// its `RepoDigests` record them, any of which matches: `postgres`,
+    /// `docker.io/library/postgres` and `library/postgres` are one
+    /// repository. `docker tag` cannot add a repo digest.
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub pulled_from: Vec<String>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// A `services:` entry: the seed's `services.yml` schema, verbatim, plus
@@ -161,6 +187,10 @@ pub struct ContainerIdentity<'a> {
     pub name: Option<&'a str>,
     pub image: Option<&'a str>,
     pub labels: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// The image's content id, when the caller looked it up.
+    pub image_id: Option<&'a str>,
+    /// The image's `RepoDigests`, when the caller looked them up.
+    pub repo_digests: &'a [String],
 }
 
 impl ContainerIdentity<'_> {
@@ -176,6 +206,10 @@ pub struct CompiledSelector {
     project: Option<String>,
     name: Option<GlobMatcher>,
     image: Option<GlobMatcher>,
+    /// Full ids, `sha256:` included.
+    image_ids: Vec<String>,
+    /// Normalized repositories.
+    pulled_from: Vec<String>,
 }
 
 impl CompiledSelector {
@@ -194,14 +228,36 @@ impl CompiledSelector {
             && selector.project.is_none()
             && selector.name.is_none()
             && selector.image.is_none()
+            && selector.image_id.is_empty()
+            && selector.pulled_from.is_empty()
         {
-            return Err("a match needs at least one of service, project, name, image".to_string());
+            return Err(
+                "a match needs at least one of service, project, name, image, image_id, pulled_from".to_string(),
+            );
         }
+        let image_ids = selector
+            .image_id
+            .iter()
+            .map(|id| {
+                full_image_id(id).ok_or_else(|| format!("image_id {id:?} is not a full image id (sha256:<64 hex>)"))
+            })
+            .collect::<Result<_, _>>()?;
+        let pulled_from = selector
+            .pulled_from
+            .iter()
+            .map(|repo| {
+                normalize_repository(repo)
+                    .filter(|_| !repo.contains(['@', '*', '?', '[', '{']))
+                    .ok_or_else(|| format!("pulled_from {repo:?} is not a repository name (no tag, digest or glob)"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(CompiledSelector {
             service: selector.service.clone(),
             project: selector.project.clone(),
             name: glob(&selector.name)?,
             image: glob(&selector.image)?,
+            image_ids,
+            pulled_from,
         })
     }
 
@@ -216,6 +272,8 @@ impl CompiledSelector {
             project,
             name: None,
             image: None,
+            image_ids: Vec::new(),
+            pulled_from: Vec::new(),
         }
     }
 
@@ -242,8 +300,67 @@ impl CompiledSelector {
                 _ => return false,
             }
         }
+        if !self.image_ids.is_empty() && !who.image_id.is_some_and(|id| self.image_ids.iter().any(|i| i == id)) {
+            return false;
+        }
+        if !self.pulled_from.is_empty() {
+            let pulled = who.repo_digests.iter().any(|digest| {
+                let repository = digest.split('@').next().unwrap_or_default();
+                digest.contains('@')
+                    && normalize_repository(repository).is_some_and(|repo| self.pulled_from.contains(&repo))
+            });
+            if !pulled {
+                return false;
+            }
+        }
         true
     }
+
+    /// Whether it matches by image name (`image:`), which `docker tag` can
+    /// claim for any image.
+    pub fn matches_image_name(&self) -> bool {
+        self.image.is_some()
+    }
+}
+
+/// `sha256:<64 lowercase hex>`, from that or the 64 hex alone.
+fn full_image_id(id: &str) -> Option<String> {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then(|| format!("sha256:{hex}"))
+}
+
+/// A repository name as the registry knows it: `postgres` and
+/// `library/postgres` are `docker.io/library/postgres`, `user/app` is
+/// `docker.io/user/app`, a first component with a `.` or `:` (or
+/// `localhost`) is a registry. `None` for an empty name.
+fn normalize_repository(name: &str) -> Option<String> {
+    let name = name.trim().to_ascii_lowercase();
+    // A `:` in the last component is a tag.
+    if name.is_empty() || name.split('/').any(str::is_empty) || name.rsplit('/').next()?.contains(':') {
+        return None;
+    }
+    let (first, rest) = match name.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (name.as_str(), None),
+    };
+    let registry = rest.is_some() && (first.contains(['.', ':']) || first == "localhost");
+    Some(match (registry, rest) {
+        (true, Some(_)) => {
+            let host = if first == "index.docker.io" || first == "registry-1.docker.io" {
+                "docker.io"
+            } else {
+                first
+            };
+            let path = rest.unwrap_or_default();
+            if host == "docker.io" && !path.contains('/') {
+                format!("docker.io/library/{path}")
+            } else {
+                format!("{host}/{path}")
+            }
+        }
+        (_, Some(_)) => format!("docker.io/{name}"),
+        (_, None) => format!("docker.io/library/{name}"),
+    })
 }
 
 /// An image glob matches the reference as given, and also without its tag or
@@ -374,5 +491,85 @@ mod tests {
         assert!(qualified.matches(&who(&web_in_shop)));
         assert!(!qualified.matches(&who(&web_in_blog)));
         assert!(!plain.matches(&ContainerIdentity::default()));
+    }
+
+    #[test]
+    fn repositories_normalize_as_the_registry_names_them() {
+        for (name, expect) in [
+            ("postgres", "docker.io/library/postgres"),
+            ("library/postgres", "docker.io/library/postgres"),
+            ("docker.io/library/postgres", "docker.io/library/postgres"),
+            ("docker.io/postgres", "docker.io/library/postgres"),
+            ("index.docker.io/library/Postgres", "docker.io/library/postgres"),
+            ("postgres/evil", "docker.io/postgres/evil"),
+            ("localhost:5000/postgres", "localhost:5000/postgres"),
+            ("ghcr.io/acme/db", "ghcr.io/acme/db"),
+        ] {
+            assert_eq!(normalize_repository(name).as_deref(), Some(expect), "{name}");
+        }
+        assert_eq!(normalize_repository(""), None);
+        assert_eq!(normalize_repository("a//b"), None);
+    }
+
+    #[test]
+    fn pulled_from_matches_repo_digests_only() {
+        let selector = CompiledSelector::compile(&Selector {
+            pulled_from: vec!["postgres".into(), "docker.io/library/redis".into()],
+            ..Selector::default()
+        })
+        .unwrap();
+        let digests = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        fn who(digests: &[String]) -> ContainerIdentity<'_> {
+            ContainerIdentity {
+                image: Some("postgres:16"),
+                repo_digests: digests,
+                ..Default::default()
+            }
+        }
+        let official = digests(&["postgres@sha256:abc"]);
+        let redis = digests(&["docker.io/library/redis@sha256:abc"]);
+        assert!(selector.matches(&who(&official)));
+        assert!(selector.matches(&who(&redis)));
+        // A name alone (a local tag of anything) is not a digest.
+        for none in [
+            digests(&[]),
+            digests(&["postgres"]),
+            digests(&["postgres/evil@sha256:abc"]),
+            digests(&["localhost:5000/postgres@sha256:abc"]),
+            digests(&["postgresql@sha256:abc"]),
+        ] {
+            assert!(!selector.matches(&who(&none)), "{none:?}");
+        }
+        for bad in ["postgres:16", "postgres@sha256:abc", "postgres*", ""] {
+            let compiled = CompiledSelector::compile(&Selector {
+                pulled_from: vec![bad.into()],
+                ..Selector::default()
+            });
+            assert!(compiled.is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn image_ids_match_in_full_only() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let selector = CompiledSelector::compile(&Selector {
+            image_id: vec!["ab".repeat(32)],
+            ..Selector::default()
+        })
+        .unwrap();
+        let who = |image_id| ContainerIdentity {
+            image_id: Some(image_id),
+            ..Default::default()
+        };
+        assert!(selector.matches(&who(&id)));
+        assert!(!selector.matches(&who("sha256:abab")));
+        assert!(!selector.matches(&ContainerIdentity::default()));
+        for bad in ["abab", "sha256:ABAB", "sha512:00"] {
+            let compiled = CompiledSelector::compile(&Selector {
+                image_id: vec![bad.into()],
+                ..Selector::default()
+            });
+            assert!(compiled.is_err(), "{bad:?}");
+        }
     }
 }

@@ -136,7 +136,7 @@ services:
             .resolve(&ContainerIdentity {
                 image: Some(image),
                 labels: Some(&labels),
-                name: None,
+                ..Default::default()
             })
             .class
     };
@@ -296,5 +296,36 @@ fn rule_names_are_the_keys_of_their_switches() {
     for key in deny.keys() {
         let name = format!("deny.{key}");
         assert!(RULE_NAMES.contains(&name.as_str()), "standards.{name} has no rule name");
+    }
+}
+
+#[test]
+fn exemptions_never_match_an_image_by_name() {
+    let err = load("standards: { exempt: [ { match: { image: 'postgres*' }, rules: [non_root] } ] }").unwrap_err();
+    let problem = &err.problems[0];
+    assert_eq!(problem.key.as_deref(), Some("standards.exempt[0].match.image"), "{err}");
+    assert!(problem.message.contains("docker tag"), "{err}");
+    // By digest or id it loads; classes may still match by name.
+    let id = format!("sha256:{}", "0".repeat(64));
+    load(&format!(
+        "standards: {{ exempt: [ {{ match: {{ pulled_from: [postgres, 'ghcr.io/acme/db'] }}, rules: [non_root] }},
+                                 {{ match: {{ image_id: '{id}' }}, rules: [all] }} ] }}
+classify: [ {{ match: {{ image: 'postgres*' }}, class: high }} ]"
+    ))
+    .unwrap();
+    for bad in [
+        "{ pulled_from: 'postgres:16' }",
+        "{ image_id: abc }",
+        "{ pulled_from: 'postgres*' }",
+    ] {
+        let err = load(&format!(
+            "standards: {{ exempt: [ {{ match: {bad}, rules: [non_root] }} ] }}"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.problems[0].key.as_deref(),
+            Some("standards.exempt[0].match"),
+            "{bad}: {err}"
+        );
     }
 }

@@ -246,6 +246,12 @@ fn compile_exemptions(standards: &StandardsConfig, problems: &mut Problems<'_>) 
     let mut exemptions = Vec::new();
     for (i, exemption) in standards.exempt.iter().enumerate() {
         match CompiledSelector::compile(&exemption.selector) {
+            Ok(selector) if selector.matches_image_name() => problems.add(
+                format!("standards.exempt[{i}].match.image"),
+                "an exemption cannot match an image by name: anyone who may `docker tag` can give any image \
+                 that name; match it by image_id, or by pulled_from (the repositories its digests come from)"
+                    .to_string(),
+            ),
             Ok(selector) => exemptions.push((selector, exemption.clone())),
             Err(e) => problems.add(format!("standards.exempt[{i}].match"), e),
         }

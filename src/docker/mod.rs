@@ -173,6 +173,8 @@ pub struct ContainerInfo {
     pub name: Option<String>,
     /// The image as the create request named it (`Config.Image`).
     pub image: Option<String>,
+    /// The image's content id (`Image`).
+    pub image_id: Option<String>,
     pub labels: Option<serde_json::Map<String, Value>>,
     pub pid: Option<i64>,
     pub running: bool,
@@ -215,6 +217,7 @@ impl ContainerInfo {
             id,
             name: inspect["Name"].as_str().map(|n| n.trim_start_matches('/').to_string()),
             image: text(&config["Image"]),
+            image_id: text(&inspect["Image"]),
             labels: config["Labels"].as_object().cloned(),
             pid: state["Pid"].as_i64(),
             running: state["Running"].as_bool().unwrap_or(false),

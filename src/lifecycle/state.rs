@@ -104,6 +104,7 @@ impl Entry {
             name: info.name.as_deref(),
             image: info.image.as_deref(),
             labels,
+            ..Default::default()
         };
         let resolved = loaded.policy.resolve(&identity);
         let label = |key: &str| identity.label(key).map(str::to_string);

@@ -20,7 +20,7 @@ use crate::config::{ContainerIdentity, LoadedConfig};
 use crate::docker::{ContainerInfo, DockerError};
 use crate::error::ShimError;
 use crate::route::{ContainerAction, Endpoint, Route};
-use crate::standards::{self, Change, Inheritance, Rejection};
+use crate::standards::{self, Change, CreateContext, Inheritance, Rejection};
 
 /// The container a request acts on, or the answer to give instead.
 pub enum Target {
@@ -61,7 +61,7 @@ pub(super) fn unchecked(what: &str, error: &DockerError) -> ShimError {
 pub async fn create_sources(
     proxy: &Proxy,
     loaded: &LoadedConfig,
-    name: Option<&str>,
+    context: &CreateContext,
     body: &mut Value,
 ) -> Result<Result<Vec<Change>, Rejection>, ShimError> {
     let sources = standards::inherited_sources(body);
@@ -110,9 +110,11 @@ pub async fn create_sources(
     let body = &*body;
     let labels = body.get("Labels").and_then(Value::as_object);
     let who = ContainerIdentity {
-        name,
+        name: context.name.as_deref(),
         image: body.get("Image").and_then(Value::as_str),
         labels,
+        image_id: context.image_id.as_deref(),
+        repo_digests: &context.repo_digests,
     };
     let mut changes = match standards::check_inherited(loaded, &who, &inherited) {
         Ok(changes) => changes,
@@ -232,6 +234,7 @@ pub async fn volume_paths(
         name: field("Name").and_then(Value::as_str),
         image: None,
         labels: field("Labels").and_then(Value::as_object),
+        ..Default::default()
     };
     super::hostpath::judge(proxy, loaded, &who, paths).await
 }
@@ -338,18 +341,18 @@ mod tests {
         let loaded = proxy.config().clone();
         let body = serde_json::json!({"Image": "x", "HostConfig": {"PidMode": "container:web"}});
 
-        let judged = create_sources(&proxy, &loaded, None, &mut body.clone()).await;
+        let judged = create_sources(&proxy, &loaded, &CreateContext::default(), &mut body.clone()).await;
         assert!(
             matches!(judged, Ok(Ok(ref changes)) if changes.is_empty()),
             "{judged:?}"
         );
 
         docker.fail_next(Op::Inspect, DockerError::Malformed("bad".into()));
-        let judged = create_sources(&proxy, &loaded, None, &mut body.clone()).await;
+        let judged = create_sources(&proxy, &loaded, &CreateContext::default(), &mut body.clone()).await;
         assert!(matches!(judged, Err(ShimError::Unchecked { .. })), "{judged:?}");
 
         let missing = serde_json::json!({"Image": "x", "HostConfig": {"NetworkMode": "container:nope"}});
-        match create_sources(&proxy, &loaded, None, &mut missing.clone()).await {
+        match create_sources(&proxy, &loaded, &CreateContext::default(), &mut missing.clone()).await {
             Err(e @ ShimError::BadRequest(_)) => assert!(e.to_string().contains("HostConfig.NetworkMode"), "{e}"),
             other => panic!("a missing network source is refused, got {other:?}"),
         }

@@ -116,13 +116,8 @@ pub async fn handle(
             // Canonical keys first, so `"image"` finds the image's user.
             let mut value = standards::canonicalize_create(value).map_err(|e| ShimError::BadRequest(e.to_string()))?;
             let name = query_value(query.as_deref(), "name");
-            let (image_user, passwd) = proxy.user_facts(value.get("Image"), value.get("User")).await;
-            let inherited = resolve::create_sources(proxy, loaded, name.as_deref(), &mut value).await?;
-            let context = CreateContext {
-                name,
-                image_user,
-                passwd,
-            };
+            let context = proxy.create_context(name, value.get("Image"), value.get("User")).await;
+            let inherited = resolve::create_sources(proxy, loaded, &context, &mut value).await?;
             match inherited {
                 Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
                     outcome.changes.extend(changes);
@@ -137,10 +132,16 @@ pub async fn handle(
                 resolve::Target::Missing(answer) => return Ok(answer),
             };
             resolve::pin_target(&mut parts, route, &info.id)?;
+            let image = match &info.image_id {
+                Some(id) => proxy.image_info(id).await,
+                None => None,
+            };
             let identity = ContainerIdentity {
                 name: info.name.as_deref(),
                 image: info.image.as_deref(),
                 labels: info.labels.as_ref(),
+                image_id: info.image_id.as_deref(),
+                repo_digests: image.as_ref().map_or(&[], |image| &image.repo_digests[..]),
             };
             if matches!(route.endpoint, Endpoint::ContainerUpdate { .. }) {
                 standards::check_update(loaded, &identity, info.host_config.as_ref(), value)
@@ -163,12 +164,9 @@ pub async fn handle(
                 .and_then(|s| s.get("Image"))
                 .and_then(Value::as_str)
                 .map(|image| Value::String(image.split('@').next().unwrap_or(image).to_string()));
-            let (image_user, passwd) = proxy.user_facts(image.as_ref(), spec.and_then(|s| s.get("User"))).await;
-            let context = CreateContext {
-                name: None,
-                image_user,
-                passwd,
-            };
+            let context = proxy
+                .create_context(None, image.as_ref(), spec.and_then(|s| s.get("User")))
+                .await;
             standards::apply_service_spec(loaded, &context, value)
         }
         Endpoint::VolumeCreate => match resolve::volume_paths(proxy, loaded, &value).await? {
@@ -325,11 +323,11 @@ async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Resu
 }
 
 impl Proxy {
-    /// What the user rules need to know of a create: the image's configured
-    /// user (`None` when unknown: treated as root) and, when the user that
-    /// applies (the request's `user`, else the image's) is a name, the
-    /// image's `/etc/passwd`.
-    async fn user_facts(&self, image: Option<&Value>, user: Option<&Value>) -> (Option<String>, Option<Passwd>) {
+    /// What the rules need to know of a create beyond its body: the image's
+    /// id, repo digests and configured user (`None` when unknown: treated as
+    /// root) and, when the user that applies (the request's `user`, else the
+    /// image's) is a name, the image's `/etc/passwd`.
+    async fn create_context(&self, name: Option<String>, image: Option<&Value>, user: Option<&Value>) -> CreateContext {
         let info = match image.and_then(Value::as_str) {
             Some(image) => self.image_info(image).await,
             None => None,
@@ -340,7 +338,17 @@ impl Proxy {
             (Some(_), Some(info)) => Some(self.image_passwd(&info.id).await),
             _ => None,
         };
-        (info.map(|info| info.user), passwd)
+        let (image_id, image_user, repo_digests) = match info {
+            Some(info) => (Some(info.id), Some(info.user), info.repo_digests),
+            None => (None, None, Vec::new()),
+        };
+        CreateContext {
+            name,
+            image_user,
+            passwd,
+            image_id,
+            repo_digests,
+        }
     }
 
     /// What `image`'s inspect says, cached while the image-event watcher

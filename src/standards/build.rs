@@ -42,6 +42,7 @@ pub(super) fn check_build(cfg: &LoadedConfig, query: Option<&str>) -> Result<Hea
         name: tag.as_deref(),
         image: None,
         labels: None,
+        ..Default::default()
     };
     let mut e = Engine::new(cfg, &who);
     let network = query_value(query, "networkmode").unwrap_or_default();
@@ -138,6 +139,7 @@ pub(super) fn check_plugin_install(cfg: &LoadedConfig, what: &str) -> Result<Hea
         name: None,
         image: None,
         labels: None,
+        ..Default::default()
     };
     let mut e = Engine::new(cfg, &who);
     e.deny(

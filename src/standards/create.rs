@@ -51,6 +51,8 @@ pub(super) fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value)
         name: ctx.name.as_deref(),
         image: image.as_deref(),
         labels,
+        image_id: ctx.image_id.as_deref(),
+        repo_digests: &ctx.repo_digests,
     };
     let mut e = Engine::new(cfg, &who);
     let policy = cfg.policy.resolve(&who);

@@ -323,10 +323,10 @@ mod tests {
             Ok(vec![])
         );
         assert_eq!(judge("standards: { mode: off }", socket()), Ok(vec![]));
-        let exempt = "standards: { exempt: [ { match: { image: '*' }, rules: [deny.docker_socket] } ] }";
+        let exempt = "standards: { exempt: [ { match: { name: '*' }, rules: [deny.docker_socket] } ] }";
         let cfg = config(exempt);
         let who = ContainerIdentity {
-            image: Some("x"),
+            name: Some("x"),
             ..ContainerIdentity::default()
         };
         assert_eq!(check_host_paths(&cfg, &who, &protected(), &[socket()]), Ok(vec![]));

@@ -150,6 +150,10 @@ pub struct CreateContext {
     /// applies (the request's, else the image's) is a name
     /// ([`user::lookup_name`]). Without it a name is not proved non-root.
     pub passwd: Option<user::Passwd>,
+    /// The image's content id and `RepoDigests`, looked up by the caller,
+    /// for the `image_id` and `pulled_from` selectors of `exempt:` entries.
+    pub image_id: Option<String>,
+    pub repo_digests: Vec<String>,
 }
 
 /// The body to forward and what was changed (or, in audit mode, what would

@@ -63,6 +63,8 @@ pub(super) fn apply_service_spec(cfg: &LoadedConfig, ctx: &CreateContext, body: 
         name: name.as_deref(),
         image: image.as_deref(),
         labels: object(spec, "Labels", "")?,
+        image_id: ctx.image_id.as_deref(),
+        repo_digests: &ctx.repo_digests,
     };
     let mut e = Engine::new(cfg, &who);
     let targets = Targets::resolve(cfg, &cfg.policy.resolve(&who));

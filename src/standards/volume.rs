@@ -24,6 +24,7 @@ pub(super) fn check_volume_create(cfg: &LoadedConfig, body: Value) -> Result<Out
         name: string(root, "Name", "")?,
         image: None,
         labels: object(root, "Labels", "")?,
+        ..Default::default()
     };
     let mut e = Engine::new(cfg, &who);
     if standards.deny.docker_socket {

@@ -40,11 +40,11 @@ fn off_mode_passes_everything() {
 // Exemptions
 
 #[test]
-fn exemptions_by_image_name_and_compose_service() {
+fn exemptions_by_image_digest_and_compose_service() {
     let config = r#"
 standards:
   exempt:
-    - match: { image: "postgres*" }
+    - match: { pulled_from: postgres }
       rules: [non_root, deny.privileged]
     - match: { project: shop, service: agent }
       rules: [deny.docker_socket]
@@ -52,11 +52,21 @@ standards:
       rules: [all]
 "#;
     let root_privileged = r#"{"Image":"postgres:16","User":"root","HostConfig":{"Privileged":true}}"#;
-    check(config, root_privileged, Body(root_privileged, &[]));
+    let pulled = CreateContext {
+        repo_digests: vec![format!("postgres@sha256:{}", "0".repeat(64))],
+        ..ctx(Some("1000"))
+    };
+    check_with(config, &pulled, root_privileged, Body(root_privileged, &[]));
+    // The same name, tagged locally: no digest, no exemption.
     check(
         config,
-        r#"{"Image":"mypostgres","User":"root"}"#,
+        r#"{"Image":"postgres:16","User":"root"}"#,
         Denied(rule::NON_ROOT),
+    );
+    check(
+        config,
+        r#"{"Image":"postgres:16","HostConfig":{"Privileged":true}}"#,
+        Denied(rule::DENY_PRIVILEGED),
     );
     let agent = r#"{"Image":"agent","Labels":{"com.docker.compose.project":"shop","com.docker.compose.service":"agent"},
         "HostConfig":{"Binds":["/var/run/docker.sock:/var/run/docker.sock"]}}"#;
@@ -72,7 +82,7 @@ standards:
     let named = CreateContext {
         name: Some("debug-1".into()),
         image_user: Some("root".into()),
-        passwd: None,
+        ..CreateContext::default()
     };
     let anything = r#"{"Image":"x","User":"0","HostConfig":{"Privileged":true,"PidMode":"host"}}"#;
     check_with(config, &named, anything, Body(anything, &[]));
@@ -140,11 +150,22 @@ fn embedded_config_on_a_compose_style_body() {
     assert_eq!(host["SecurityOpt"], json!(["no-new-privileges=true"]));
     assert_eq!(outcome.changes.len(), 8, "{:#?}", outcome.changes);
 
-    // The official postgres image is exempt from non_root, read-only and cap_drop, and is in class high.
-    let outcome = apply_create(&cfg, &ctx(Some("")), json!({"Image": "postgres:16"})).expect("allowed");
+    // The official postgres image (pulled from docker.io/library/postgres)
+    // is exempt from non_root, read-only and cap_drop, and is in class high.
+    let pulled = CreateContext {
+        repo_digests: vec![format!("postgres@sha256:{}", "0".repeat(64))],
+        ..ctx(Some(""))
+    };
+    let outcome = apply_create(&cfg, &pulled, json!({"Image": "postgres:16"})).expect("allowed");
     assert_eq!(outcome.body.get("User"), None);
     assert_eq!(outcome.body["HostConfig"]["Memory"], json!(1 << 30));
     assert_eq!(outcome.body["HostConfig"].get("ReadonlyRootfs"), None);
+    // A local tag `postgres:16` of anything is still in class high (a class
+    // is not a privilege) but gets every standard.
+    let outcome = apply_create(&cfg, &ctx(Some("")), json!({"Image": "postgres:16"})).expect("allowed");
+    assert_eq!(outcome.body["User"], json!("65534:65534"));
+    assert_eq!(outcome.body["HostConfig"]["Memory"], json!(1 << 30));
+    assert_eq!(outcome.body["HostConfig"]["ReadonlyRootfs"], json!(true));
 }
 
 #[test]

@@ -68,6 +68,7 @@ fn ctx(image_user: Option<&str>) -> CreateContext {
         passwd: Some(crate::standards::user::Passwd::Read(std::sync::Arc::from(
             &b"root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\ntoor:x:0:0::/:/bin/sh\n"[..],
         ))),
+        ..CreateContext::default()
     }
 }
 
@@ -115,5 +116,6 @@ fn identity() -> ContainerIdentity<'static> {
         name: Some("/web"),
         image: Some("app"),
         labels: None,
+        ..Default::default()
     }
 }
