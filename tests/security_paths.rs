@@ -84,12 +84,16 @@ struct FaultyDockerd {
 impl FaultyDockerd {
     /// Inspects of `container` get `status` with `body`.
     fn start(container: &str, status: u16, body: &'static str) -> FaultyDockerd {
+        FaultyDockerd::answering(format!("/containers/{container}/json"), status, body)
+    }
+
+    /// `GET`s whose path ends with `target` get `status` with `body`.
+    fn answering(target: String, status: u16, body: &'static str) -> FaultyDockerd {
         let dir = tempfile::Builder::new().prefix("fs-faulty-").tempdir().unwrap();
         let path = dir.path().join("dockerd.sock");
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let target = format!("/containers/{container}/json");
         let stopping = stop.clone();
         std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
@@ -579,4 +583,56 @@ fn container_references_are_pinned_so_a_rename_cannot_swap_them() {
             "{kind}: joined the impostor"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// the backstop: dockerd's record of a create, judged again
+
+/// The shim judges a create by the image its name pointed to when it
+/// looked; dockerd creates from the image the name points to when it
+/// creates. Here the two differ (a dockerd whose image inspect says
+/// `busybox-nonroot` for a name that is a root image, as a retag between
+/// the check and the create would): the record shows the other image and
+/// user, and the backstop removes the container and refuses the create.
+#[test]
+fn a_create_dockerd_records_differently_is_removed_and_refused() {
+    require_dockerd();
+    let names = Names::new("backstop");
+    let moved = names.image("moved");
+    direct_docker(&["tag", BUSYBOX, &moved]).assert_success("docker tag");
+    names.track_image(&moved);
+    let nonroot = raw_request(
+        DOCKERD_SOCKET,
+        &bodyless_request("GET", &format!("/images/{BUSYBOX_NONROOT}/json")),
+    );
+    assert_eq!(nonroot.status, 200);
+    let lie: &'static str = Box::leak(nonroot.body_text().into_boxed_str());
+    // The shim's own reads escape `/` in a name.
+    let faulty = FaultyDockerd::answering(format!("/images/{}/json", moved.replace('/', "%2F")), 200, lie);
+    let shim = Shim::builder(ENFORCE)
+        .upstream(format!("unix://{}", faulty.path.display()))
+        .start();
+
+    let name = names.name("c");
+    let out = shim.docker(&["create", "--name", &name, &moved, "id", "-u"]);
+    assert!(
+        !out.status.success(),
+        "created: {} {} {:?}",
+        out.stdout_text(),
+        out.stderr_text(),
+        inspect(&name).map(|r| (r["Config"]["User"].clone(), r["Image"].clone()))
+    );
+    let stderr = out.stderr_text();
+    assert!(
+        stderr.contains("backstop") && stderr.contains("the image the standards judged") && stderr.contains("removed"),
+        "{stderr}"
+    );
+    assert!(inspect(&name).is_none(), "the container is still on dockerd");
+
+    // A create whose record matches is untouched (the must-not side).
+    let name = names.name("faithful");
+    shim.docker(&["create", "--name", &name, BUSYBOX_NONROOT, "true"])
+        .assert_success("a faithful create");
+    let record = inspect(&name).expect("the faithful container exists");
+    assert_eq!(record["Config"]["User"], json!("1000:1000"));
 }

@@ -153,16 +153,19 @@ impl Docker {
             Ok::<_, DockerError>((status, body))
         };
         // The connection is driven here, next to its one request: it ends
-        // with it, and no task outlives the call.
+        // with it, and no task outlives the call. A connection that ends
+        // cleanly (`Connection: close`) may have delivered the whole answer
+        // already: the exchange then still completes, or fails on its own.
         let mut connection = std::pin::pin!(connection);
+        let mut exchange = std::pin::pin!(exchange);
         tokio::time::timeout(RAW_READ_TIMEOUT, async {
             tokio::select! {
                 biased;
-                answered = exchange => answered,
-                closed = &mut connection => Err(match closed {
-                    Ok(()) => self.unreachable("connection closed before the answer"),
-                    Err(e) => self.unreachable(e),
-                }),
+                answered = &mut exchange => answered,
+                closed = &mut connection => match closed {
+                    Ok(()) => exchange.await,
+                    Err(e) => Err(self.unreachable(e)),
+                },
             }
         })
         .await

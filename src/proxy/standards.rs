@@ -111,6 +111,8 @@ pub async fn handle(
         return forward_bytes(proxy, conn, parts, bytes).await;
     }
 
+    // The create's context, kept for the backstop on dockerd's record.
+    let mut judged_create = None;
     let outcome = match &route.endpoint {
         Endpoint::ContainerCreate => {
             // Canonical keys first, so `"image"` finds the image's user.
@@ -118,13 +120,15 @@ pub async fn handle(
             let name = query_value(query.as_deref(), "name");
             let context = proxy.create_context(name, value.get("Image"), value.get("User")).await;
             let inherited = resolve::create_sources(proxy, loaded, &context, &mut value).await?;
-            match inherited {
+            let outcome = match inherited {
                 Ok(changes) => standards::apply_create(loaded, &context, value).map(|mut outcome| {
                     outcome.changes.extend(changes);
                     outcome
                 }),
                 Err(rejection) => Err(rejection),
-            }
+            };
+            judged_create = Some(context);
+            outcome
         }
         Endpoint::ContainerUpdate { id } | Endpoint::ExecCreate { id } => {
             let info = match resolve::target(proxy, id).await? {
@@ -194,10 +198,67 @@ pub async fn handle(
     }
     let body = serde_json::to_vec(&outcome.body).map_err(|e| ShimError::Internal(e.to_string()))?;
     let response = forward_bytes(proxy, conn, parts, Bytes::from(body)).await?;
-    if outcome.changes.is_empty() || !matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate) {
+    let backstop = judged_create.filter(|_| loaded.config.standards.mode == StandardsMode::Enforce);
+    let warns =
+        !outcome.changes.is_empty() && matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate);
+    if backstop.is_none() && !warns {
         return Ok(response);
     }
-    add_warnings(response, &outcome.changes).await
+    // Only a create's answer is read: small, and there is nothing to read
+    // in an error (404 for a missing image, which makes the CLI pull).
+    if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = read_limited(body, MAX_RESPONSE_BODY)
+        .await
+        .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
+    if let Some(context) = backstop {
+        check_record(proxy, &context, &outcome.body, &bytes).await?;
+    }
+    Ok(with_warnings(parts, bytes, &outcome.changes))
+}
+
+/// The backstop after a create: dockerd's inspect of the new container,
+/// judged again ([`standards::check_recorded_create`]). A breach, or a
+/// record that cannot be read, removes the container and refuses the create.
+async fn check_record(
+    proxy: &Proxy,
+    context: &CreateContext,
+    forwarded: &Value,
+    answer: &[u8],
+) -> Result<(), ShimError> {
+    let id = serde_json::from_slice::<Value>(answer)
+        .ok()
+        .and_then(|answer| answer["Id"].as_str().map(str::to_string));
+    let Some(id) = id else {
+        return Err(ShimError::Unchecked {
+            what: "the created container".into(),
+            message: "dockerd's answer names no container Id".into(),
+        });
+    };
+    let refusal = match proxy.inner.docker.inspect_container_json(&id).await {
+        Ok(record) => {
+            let breaches = standards::check_recorded_create(proxy.config(), context, forwarded, &record);
+            if breaches.is_empty() {
+                return Ok(());
+            }
+            crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_denials, "backstop");
+            tracing::warn!(container = %id, breaches = ?breaches, "dockerd's record of a create breaks the standards; removing it");
+            ShimError::Denied(format!(
+                "standards: backstop: {}; the container was removed",
+                breaches.join("; ")
+            ))
+        }
+        Err(e) => ShimError::Unchecked {
+            what: format!("the created container {id}"),
+            message: format!("{e}; it was removed"),
+        },
+    };
+    if let Err(e) = proxy.inner.docker.remove_container(&id).await {
+        tracing::error!(container = %id, error = %e, "cannot remove a container that breaks the standards");
+    }
+    Err(refusal)
 }
 
 fn passwd_from(read: Result<Option<Bytes>, crate::docker::DockerError>) -> Passwd {
@@ -288,22 +349,16 @@ async fn forward_bytes(
     proxy.forward(conn, Request::from_parts(parts, full_body(body))).await
 }
 
-/// Appends each change to the create response's `Warnings` (which older
-/// daemons send as `null`) and recomputes `Content-Length`. Error responses
-/// (404 for a missing image, which makes the CLI pull and retry) pass as
-/// they are.
-async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Result<Response<ProxyBody>, ShimError> {
-    if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
-        return Ok(response);
+/// Appends each change to the create answer's `Warnings` (which older
+/// daemons send as `null`) and recomputes `Content-Length`. An answer that
+/// is not a JSON object is handed over as it came.
+fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, changes: &[Change]) -> Response<ProxyBody> {
+    if changes.is_empty() {
+        return Response::from_parts(parts, full_body(bytes));
     }
-    let (mut parts, body) = response.into_parts();
-    let bytes = read_limited(body, MAX_RESPONSE_BODY)
-        .await
-        .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
     let mut value: Value = match serde_json::from_slice(&bytes) {
         Ok(value @ Value::Object(_)) => value,
-        // Not what we expected: hand it over unchanged.
-        _ => return Ok(Response::from_parts(parts, full_body(bytes))),
+        _ => return Response::from_parts(parts, full_body(bytes)),
     };
     let warnings = value
         .as_object_mut()
@@ -316,10 +371,12 @@ async fn add_warnings(response: Response<ProxyBody>, changes: &[Change]) -> Resu
     if let Value::Array(list) = warnings {
         list.extend(changes.iter().map(|c| Value::String(c.warning())));
     }
-    let mut out = serde_json::to_vec(&value).map_err(|e| ShimError::Internal(e.to_string()))?;
+    let Ok(mut out) = serde_json::to_vec(&value) else {
+        return Response::from_parts(parts, full_body(bytes));
+    };
     out.push(b'\n');
     set_exact_length(&mut parts.headers, out.len());
-    Ok(Response::from_parts(parts, full_body(out)))
+    Response::from_parts(parts, full_body(out))
 }
 
 impl Proxy {

@@ -40,6 +40,17 @@ pub(super) fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value)
         return Ok(unchanged(body));
     }
     let original = keep_original(standards, &body);
+    let (e, body) = run_create(cfg, ctx, body)?;
+    e.finish(original, body)
+}
+
+/// Every rule of a create, run on `body`: the engine with its findings, and
+/// the edited body.
+pub(super) fn run_create<'c>(
+    cfg: &'c LoadedConfig,
+    ctx: &CreateContext,
+    body: Value,
+) -> Result<(Engine<'c>, Value), Rejection> {
     let mut body = canon::canonicalize_create(body)?;
     let Some(root) = body.as_object_mut() else {
         return Err(BadRequest::new("invalid create body: expected an object").into());
@@ -79,7 +90,7 @@ pub(super) fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value)
     if had_host_config || !host.is_empty() {
         root.insert("HostConfig".to_string(), Value::Object(host));
     }
-    e.finish(original, body)
+    Ok((e, body))
 }
 
 fn deny_create(e: &mut Engine<'_>, host: &Map<String, Value>) -> Result<(), BadRequest> {

@@ -119,6 +119,14 @@ impl<'c> Engine<'c> {
         }
     }
 
+    /// What the rules found, whatever the mode: every denial and change.
+    pub(super) fn into_findings(self) -> (Vec<Denial>, Vec<Change>) {
+        (
+            self.denials.into_iter().map(|(_, denial)| denial).collect(),
+            self.changes,
+        )
+    }
+
     /// Enforce: the first denial, or the edited body and its changes.
     /// Audit (`original` is the body as received): the original body, with
     /// every change and denial as a `would …` finding.

@@ -94,6 +94,7 @@
 //!   device on the host and [`check_host_paths`] judges where it leads,
 //!   dockerd's data root included (`hostpath`).
 
+mod backstop;
 mod build;
 mod canon;
 mod create;
@@ -125,6 +126,7 @@ use serde_json::Value;
 
 use crate::config::{ContainerIdentity, LoadedConfig};
 
+pub use backstop::check_recorded_create;
 pub use canon::{canonicalize_create, parse_body};
 
 /// A label listing rules (comma-separated, or `all`) to switch off for this
