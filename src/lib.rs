@@ -77,6 +77,7 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let shim = server::Shim::new(loaded, token.clone());
     shim.proxy.start_image_watcher();
+    shim.start_root_check();
     let serving = tokio::spawn({
         let shim = shim.clone();
         async move { shim.serve(listener).await }

@@ -92,6 +92,20 @@ impl Shim {
         }
     }
 
+    /// Starts the check of started containers' users
+    /// ([`crate::lifecycle::RootCheck`]), lifecycle or not.
+    pub fn start_root_check(&self) {
+        let check = crate::lifecycle::RootCheck::new(
+            self.proxy.inner.docker.clone(),
+            self.proxy.config().clone(),
+            self.metrics.clone(),
+            self.tasks.clone(),
+            self.token.clone(),
+            self.lifecycle.clone(),
+        );
+        self.tasks.spawn(check.run());
+    }
+
     /// The grace period connections and streams get at shutdown.
     pub fn grace(&self) -> Duration {
         self.proxy.inner.shutdown.grace

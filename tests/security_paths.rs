@@ -636,3 +636,65 @@ fn a_create_dockerd_records_differently_is_removed_and_refused() {
     let record = inspect(&name).expect("the faithful container exists");
     assert_eq!(record["Config"]["User"], json!("1000:1000"));
 }
+
+/// The backstop after start: a container whose record says a non-root user
+/// but whose process runs as uid 0 is stopped (never removed), with the
+/// evidence in the log; an honest container is checked and left running.
+/// The difference of reading is made by a dockerd that lies about one
+/// container's `Config.User`, as a reading the shim got wrong would.
+#[test]
+fn a_container_running_as_root_against_its_record_is_stopped_after_start() {
+    require_dockerd();
+    let names = Names::new("rootcheck");
+    let liar = names.name("liar");
+    let out = direct_docker(&["create", "--name", &liar, "--user", "0", BUSYBOX, "sleep", "3600"]);
+    out.assert_success("docker create --user 0 on dockerd");
+    let id = out.stdout_text().trim().to_string();
+    names.track_container(&id);
+    let mut record = raw_request(
+        DOCKERD_SOCKET,
+        &bodyless_request("GET", &format!("/containers/{id}/json")),
+    )
+    .json();
+    record["Config"]["User"] = json!("1000");
+    let lie: &'static str = Box::leak(record.to_string().into_boxed_str());
+    let faulty = FaultyDockerd::start(&id, 200, lie);
+    let shim = Shim::builder(ENFORCE)
+        .upstream(format!("unix://{}", faulty.path.display()))
+        .rust_log("info,forge_shim::lifecycle::rootcheck=debug")
+        .start();
+
+    // The must-not side first: an honest non-root container is checked and
+    // keeps running.
+    let honest = names.name("honest");
+    let out = shim.docker(&["run", "-d", "--name", &honest, BUSYBOX_NONROOT, "sleep", "3600"]);
+    out.assert_success("docker run of a non-root image");
+    let honest_id = out.stdout_text().trim().to_string();
+    wait_until("the honest container's check", Duration::from_secs(30), || {
+        shim.log()
+            .lines()
+            .any(|l| l.contains("a started container runs as its user") && l.contains(&honest_id))
+    });
+
+    direct_docker(&["start", &liar]).assert_success("docker start on dockerd");
+    wait_until("the liar stopped", Duration::from_secs(60), || {
+        inspect(&liar).is_some_and(|r| r["State"]["Running"] == json!(false))
+    });
+    let log = shim.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopping a container running as root"))
+        .unwrap_or_else(|| panic!("no stop in the log:\n{log}"));
+    assert!(
+        line.contains(&id) && line.contains("User \"1000\" is uid 1000"),
+        "{line}"
+    );
+    // Stopped, never removed; the honest one is untouched.
+    assert!(inspect(&liar).is_some(), "the container was removed");
+    let honest_record = inspect(&honest).expect("the honest container exists");
+    assert_eq!(
+        honest_record["State"]["Running"],
+        json!(true),
+        "the honest container was stopped"
+    );
+}

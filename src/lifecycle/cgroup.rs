@@ -327,6 +327,31 @@ impl ContainerCgroup {
         &self.memory_dir
     }
 
+    /// Every process in the container's cgroup and the cgroups below it (a
+    /// container may make its own): `cgroup.procs` of the memory hierarchy
+    /// (v1) or of the unified tree (v2), sorted, without duplicates.
+    pub fn procs(&self) -> io::Result<Vec<u32>> {
+        let mut pids = Vec::new();
+        let mut dirs = vec![self.memory_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let text = match fs::read_to_string(dir.join("cgroup.procs")) {
+                Ok(text) => text,
+                // A child cgroup removed while we walk.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && dir != self.memory_dir => continue,
+                Err(e) => return Err(e),
+            };
+            pids.extend(text.lines().filter_map(|line| line.trim().parse::<u32>().ok()));
+            for entry in fs::read_dir(&dir)?.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
+    }
+
     /// Memory charged to the container, page cache included (v1
     /// `memory.usage_in_bytes`, v2 `memory.current`).
     pub fn memory_usage(&self) -> io::Result<u64> {

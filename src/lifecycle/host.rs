@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::activity::{self, ActivityError, Sample};
 use super::cgroup::{CgroupError, ContainerCgroup, SavedLimits};
+use super::rootcheck::ProcStatus;
 use super::Lifecycle;
 
 /// Where the lifecycle finds the host's kernel state. The real roots by
@@ -45,6 +46,20 @@ impl HostPaths {
     /// never point at another container's.
     pub(super) fn cgroup(&self, id: &str, pid: Option<u32>) -> Result<ContainerCgroup, CgroupError> {
         ContainerCgroup::resolve(&self.cgroup, &self.proc, pid, id)
+    }
+
+    /// The processes in container `id`'s cgroup, each as its `status` says;
+    /// one that exits while they are read is left out.
+    pub(super) fn processes(&self, id: &str) -> Result<Vec<ProcStatus>, String> {
+        let cgroup = ContainerCgroup::for_id(&self.cgroup, id).map_err(|e| e.to_string())?;
+        let pids = cgroup.procs().map_err(|e| format!("cgroup.procs of {id}: {e}"))?;
+        Ok(pids
+            .into_iter()
+            .filter_map(|pid| {
+                let text = std::fs::read_to_string(self.proc.join(pid.to_string()).join("status")).ok()?;
+                ProcStatus::parse(pid, &text)
+            })
+            .collect())
     }
 
     /// The bytes of the network namespace of process `pid`.

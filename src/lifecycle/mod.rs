@@ -30,6 +30,7 @@ mod persist;
 mod poller;
 pub mod ports;
 mod reconcile;
+pub mod rootcheck;
 mod sampler;
 mod sleep;
 pub mod state;
@@ -53,6 +54,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::LoadedConfig;
 use crate::docker::{DockerApi, DockerError};
 pub use host::HostPaths;
+pub use rootcheck::RootCheck;
 pub use state::{Entry, State, WakeRecord};
 pub use status::{StatusRow, Transition};
 

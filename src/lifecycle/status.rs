@@ -111,4 +111,23 @@ impl Lifecycle {
             error,
         });
     }
+
+    /// A container the post-start check stopped (`rootcheck`), as a
+    /// transition of its own; the evidence is its trigger.
+    pub fn report_standards_stop(&self, id: &str, name: &str, evidence: &str, took: Duration, error: Option<String>) {
+        self.inner
+            .metrics
+            .transition("standards_stop", "standards.non_root", error.is_none());
+        let _ = self.inner.events.send(Transition {
+            id: id.to_string(),
+            name: name.to_string(),
+            transition: "standards_stop",
+            from: State::Running,
+            to: State::Stopped,
+            trigger: format!("standards.non_root: {evidence}"),
+            duration_ms: took.as_secs_f64() * 1e3,
+            at_unix_ms: unix_ms(SystemTime::now()),
+            error,
+        });
+    }
 }

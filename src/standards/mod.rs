@@ -233,6 +233,12 @@ pub enum Rejection {
 /// `POST /containers/create`: fills in defaults, enforces limits and denies
 /// what is forbidden. `body` comes from [`parse_body`]; it is
 /// canonicalised here again, so a value built any other way is safe too.
+/// Whether `rule` applies to the container `who` (its switch aside): it is
+/// not exempt from it. The post-start check of the user asks this.
+pub fn rule_applies(cfg: &LoadedConfig, who: &ContainerIdentity<'_>, rule: &str) -> bool {
+    engine::Engine::new(cfg, who).applies(rule)
+}
+
 pub fn apply_create(cfg: &LoadedConfig, ctx: &CreateContext, body: Value) -> Result<Outcome, Rejection> {
     create::apply_create(cfg, ctx, body)
 }

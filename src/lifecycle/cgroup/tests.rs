@@ -804,3 +804,29 @@ fn parses_proc_cgroup_lines() {
     assert_eq!(round_up(1, LIMIT_GRANULARITY), LIMIT_GRANULARITY);
     assert_eq!(round_up(LIMIT_GRANULARITY, LIMIT_GRANULARITY), LIMIT_GRANULARITY);
 }
+
+#[test]
+fn procs_lists_the_container_and_its_child_cgroups_on_v1_and_v2() {
+    for version in [CgroupVersion::V1, CgroupVersion::V2] {
+        let f = fixture();
+        let leaf = format!("docker/{ID}");
+        let dir = match version {
+            CgroupVersion::V1 => {
+                fake_v1(&f.root, &leaf);
+                f.root.join("memory").join(&leaf)
+            }
+            CgroupVersion::V2 => {
+                fake_v2(&f.root, &leaf);
+                f.root.join(&leaf)
+            }
+        };
+        put(&dir.join("cgroup.procs"), "41\n7\n");
+        put(&dir.join("inner").join("cgroup.procs"), "99\n7\n");
+        let cgroup = ContainerCgroup::for_id(&f.root, ID).unwrap();
+        assert_eq!(cgroup.version(), version);
+        assert_eq!(cgroup.procs().unwrap(), vec![7, 41, 99], "{version:?}");
+        // The container's own list missing is an error, not "no processes".
+        fs::remove_file(dir.join("cgroup.procs")).unwrap();
+        assert!(cgroup.procs().is_err(), "{version:?}");
+    }
+}
