@@ -69,6 +69,9 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             row.get("wakes").and_then(Value::as_u64).unwrap_or(0),
             last_wake
         );
+        if let Some(why) = row.get("deep_sleep_blocked").and_then(Value::as_str) {
+            println!("  not deep-slept: {why}");
+        }
     }
     Ok(())
 }

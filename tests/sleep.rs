@@ -697,6 +697,67 @@ fn deep_sleeper_is_started_by_exec() {
     assert_eq!(wakes(&shim, &c), 1);
 }
 
+/// What a deep sleep must never do: delete a `--rm` container, or lose the
+/// files in its tmpfs. Both stay paused, past `max_sleep_time`, with their
+/// status saying why; the tmpfs file is there after the wake.
+#[test]
+fn deep_sleep_never_deletes_a_container_or_loses_its_tmpfs_files() {
+    require_dockerd();
+    let names = Names::new("deep-safe");
+    let prefix = names.prefix().to_string();
+    let shim = Shim::start(&config_with(
+        &names,
+        "  deep:\n    sleep_policy: { enabled: true, idle_timeout: 2s, deep_sleep: true }\n",
+        &format!("  - match: {{ name: \"{prefix}-*\" }}\n    class: deep\n"),
+        "  max_sleep_time: 2s\n",
+    ));
+    let removed = run_sleeper(&shim, &names, "rm", &["--rm"]);
+    // A tmpfs at /tmp (as the standards mount one), with a file in it.
+    let tmpfs = names.name("tmpfs");
+    shim.docker(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        &tmpfs,
+        "--tmpfs",
+        "/tmp",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo kept > /tmp/state && exec sleep 3600",
+    ])
+    .assert_success("docker run -d --tmpfs /tmp");
+    wait_tracked(&shim, &tmpfs);
+    // The must-do side: an empty tmpfs does not hold a deep sleep back.
+    let empty = names.name("empty");
+    shim.docker(&[
+        "run", "-d", "--init", "--name", &empty, "--tmpfs", "/tmp", BUSYBOX, "sleep", "3600",
+    ])
+    .assert_success("docker run -d --tmpfs /tmp (empty)");
+    wait_tracked(&shim, &empty);
+    for (name, why) in [(&removed, "AutoRemove"), (&tmpfs, "/tmp holds files")] {
+        wait_until(
+            &format!("{name}'s deep sleep to be refused"),
+            Duration::from_secs(90),
+            || {
+                shim.container(name)
+                    .and_then(|row| row.deep_sleep_blocked)
+                    .is_some_and(|blocked| blocked.contains(why))
+            },
+        );
+        assert!(is_paused(name), "{name} is not paused");
+        assert_eq!(state(&shim, name), Some(State::Sleeping));
+    }
+    wait_until("the empty-tmpfs sleeper's deep sleep", Duration::from_secs(90), || {
+        inspect(&empty, "{{.State.Status}}") == "exited"
+    });
+    let out = shim.docker(&["exec", &tmpfs, "cat", "/tmp/state"]);
+    out.assert_success("docker exec on the tmpfs sleeper");
+    assert_eq!(out.stdout_text().trim(), "kept");
+    assert_eq!(inspect(&removed, "{{.State.Status}}"), "paused");
+}
+
 // ---------------------------------------------------------------------------
 // compose
 

@@ -62,6 +62,21 @@ impl HostPaths {
             .collect())
     }
 
+    /// Which of `paths` (tmpfs mount points in process `pid`'s mount
+    /// namespace) hold any entry, read through `<proc>/<pid>/root`.
+    pub(super) fn tmpfs_holding_files(&self, pid: u32, paths: &[String]) -> Result<Vec<String>, String> {
+        let root = self.proc.join(pid.to_string()).join("root");
+        let mut holding = Vec::new();
+        for path in paths {
+            let dir = root.join(path.trim_start_matches('/'));
+            let mut entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            if entries.next().is_some() {
+                holding.push(path.clone());
+            }
+        }
+        Ok(holding)
+    }
+
     /// The bytes of the network namespace of process `pid`.
     pub(super) fn net_bytes(&self, pid: u32) -> Option<u64> {
         activity::net_bytes(&self.proc, pid).ok()

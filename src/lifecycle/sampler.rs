@@ -95,6 +95,7 @@ impl Lifecycle {
                     .filter(|e| {
                         e.state == State::Sleeping
                             && e.policy.sleep_policy.deep_sleep == Some(true)
+                            && e.deep_sleep_blocked.is_none()
                             && e.asleep_since
                                 .is_some_and(|t| now.saturating_duration_since(t) >= max_sleep)
                     })

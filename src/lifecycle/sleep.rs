@@ -10,6 +10,38 @@ use tokio::time::Instant;
 use super::{cgroup, Lifecycle, LifecycleError, State};
 use crate::docker::DockerError;
 
+/// Why stopping the container with this `HostConfig` would lose it or its
+/// files, as far as the config alone tells: `AutoRemove` deletes it on
+/// stop. The tmpfs paths are returned to be looked into.
+pub(super) fn stop_hazards(host_config: Option<&serde_json::Value>) -> (Option<String>, Vec<String>) {
+    let Some(host) = host_config else {
+        return (Some("its HostConfig cannot be read".into()), Vec::new());
+    };
+    if host["AutoRemove"].as_bool() == Some(true) {
+        return (
+            Some("AutoRemove is set (docker run --rm): a stop would delete it".into()),
+            Vec::new(),
+        );
+    }
+    let mut tmpfs: Vec<String> = host["Tmpfs"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, _)| path.clone())
+        .collect();
+    tmpfs.extend(
+        host["Mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["Type"].as_str() == Some("tmpfs"))
+            .filter_map(|m| m["Target"].as_str().map(str::to_string)),
+    );
+    tmpfs.sort();
+    tmpfs.dedup();
+    (None, tmpfs)
+}
+
 /// Upper bound on one memory squeeze.
 const SQUEEZE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -170,9 +202,46 @@ impl Lifecycle {
     }
 
     /// Stops a long sleeper whose class allows deep sleep.
+    /// Why a deep sleep of `id` would lose something, or `None` when it
+    /// would not: `AutoRemove`, a tmpfs that holds files, or anything the
+    /// shim cannot read (then it is not stopped).
+    async fn deep_sleep_hazard(&self, id: &str) -> Option<String> {
+        let info = match self.inner.docker.inspect_container(id).await {
+            Ok(info) => info,
+            Err(e) => return Some(format!("cannot inspect it: {e}")),
+        };
+        let (hazard, tmpfs) = stop_hazards(info.host_config.as_ref());
+        if hazard.is_some() || tmpfs.is_empty() {
+            return hazard;
+        }
+        let Some(pid) = info.pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0) else {
+            return Some("its tmpfs cannot be looked into: no process".into());
+        };
+        let holding = self.on_host(move |host| host.tmpfs_holding_files(pid, &tmpfs)).await;
+        match holding {
+            Some(Ok(holding)) if holding.is_empty() => None,
+            Some(Ok(holding)) => Some(format!(
+                "its tmpfs {} holds files a stop would lose",
+                holding.join(", ")
+            )),
+            Some(Err(e)) => Some(format!("its tmpfs cannot be looked into: {e}")),
+            None => Some("its tmpfs cannot be looked into".into()),
+        }
+    }
+
     pub(super) async fn deep_sleep(&self, id: &str) {
         let lock = self.lock_for(id);
         let Ok(_held) = lock.try_lock() else { return };
+        // A deep sleep is a stop: never one that would lose the container
+        // or its files. The container is frozen, so what is read here is
+        // what the stop would lose.
+        if let Some(why) = self.deep_sleep_hazard(id).await {
+            tracing::info!(container = %id, "not deep-sleeping: {why}");
+            if let Some(entry) = self.inner.table.lock().get_mut(id) {
+                entry.deep_sleep_blocked = Some(why);
+            }
+            return;
+        }
         let (name, saved, pid, published) = {
             let mut table = self.inner.table.lock();
             let Some(entry) = table.get_mut(id) else { return };

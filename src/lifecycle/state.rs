@@ -85,6 +85,9 @@ pub struct Entry {
     /// Short naps in a row (sleeps that ended before `min_sleep_time`):
     /// each doubles the idle timeout, up to [`MAX_NAP_BACKOFF`] doublings.
     pub short_naps: u32,
+    /// Why this sleep may not become a deep sleep (a stop would delete the
+    /// container, or lose files in its tmpfs); cleared when it wakes.
+    pub deep_sleep_blocked: Option<String>,
 }
 
 /// At most 2^3 = 8 times the configured idle timeout after short naps.
@@ -149,10 +152,14 @@ impl Entry {
             net_peers: None,
             saved_limits: None,
             short_naps: 0,
+            deep_sleep_blocked: None,
         }
     }
 
     pub fn set_state(&mut self, state: State) {
+        if state == State::Running {
+            self.deep_sleep_blocked = None;
+        }
         self.state = state;
         self.since = SystemTime::now();
     }

@@ -43,6 +43,9 @@ pub struct StatusRow {
     pub last_wake: Option<WakeRecord>,
     /// Published TCP ports, `host_ip:host_port->container_port`.
     pub ports: Vec<String>,
+    /// Why the shim does not deep-sleep it (see `deep_sleep_blocked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deep_sleep_blocked: Option<String>,
 }
 
 impl Lifecycle {
@@ -72,6 +75,7 @@ impl Lifecycle {
                     .iter()
                     .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port))
                     .collect(),
+                deep_sleep_blocked: e.deep_sleep_blocked.clone(),
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));

@@ -65,3 +65,40 @@ async fn a_sleeper_in_use_is_not_stopped() {
         .await;
     h.shut_down().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_container_a_stop_would_delete_is_never_deep_slept() {
+    let mut removed_on_stop = FakeContainer::running(1, "deep-web");
+    removed_on_stop.extra = serde_json::json!({"HostConfig": {"AutoRemove": true}});
+    let mut h = Harness::new([removed_on_stop.clone()]);
+    h.start().await;
+    h.asleep(&removed_on_stop.id).await;
+    h.stays("paused, never stopped", MAX_SLEEP * 3, || {
+        h.state(&removed_on_stop.id) == State::Sleeping
+    })
+    .await;
+    assert_eq!(h.count(Call::Stop(removed_on_stop.id.clone())), 0);
+    let why = h.row(&removed_on_stop.id).deep_sleep_blocked;
+    assert!(why.as_deref().is_some_and(|w| w.contains("AutoRemove")), "{why:?}");
+    h.shut_down().await;
+}
+
+#[test]
+fn stop_hazards_read_auto_remove_and_every_tmpfs() {
+    use crate::lifecycle::sleep::stop_hazards;
+    use serde_json::json;
+    let (hazard, tmpfs) = stop_hazards(Some(&json!({"AutoRemove": true, "Tmpfs": {"/tmp": ""}})));
+    assert!(hazard.unwrap().contains("--rm"));
+    assert!(tmpfs.is_empty());
+    let host = json!({
+        "AutoRemove": false,
+        "Tmpfs": {"/tmp": "", "/run": "size=1m"},
+        "Mounts": [{"Type": "tmpfs", "Target": "/cache"}, {"Type": "volume", "Target": "/data"}, {"Type": "tmpfs", "Target": "/tmp"}]
+    });
+    assert_eq!(
+        stop_hazards(Some(&host)),
+        (None, vec!["/cache".into(), "/run".into(), "/tmp".into()])
+    );
+    assert!(stop_hazards(None).0.is_some(), "an unreadable HostConfig is a hazard");
+    assert_eq!(stop_hazards(Some(&json!({}))), (None, Vec::<String>::new()));
+}
