@@ -105,6 +105,17 @@ fn events_since(id: &str, since: SystemTime) -> Vec<String> {
         .collect()
 }
 
+/// How many of a raw `GET /containers/json` and `GET /containers/NAME/json`
+/// (each on its own connection) the shim served on its fast path.
+fn fast_path_count(shim: &Shim, name: &str) -> u64 {
+    let before = shim.health().requests_fast_path;
+    for path in ["/containers/json?all=1".to_string(), format!("/containers/{name}/json")] {
+        let response = raw_request(shim.socket_path(), &bodyless_request("GET", &path));
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+    }
+    shim.health().requests_fast_path - before
+}
+
 #[test]
 fn a_sleeper_reads_as_running_with_its_health_and_a_user_pause_stays_paused() {
     let names = Names::new("invisible");
@@ -142,8 +153,22 @@ fn a_sleeper_reads_as_running_with_its_health_and_a_user_pause_stays_paused() {
         "{ps:?}"
     );
 
+    // With no sleeper, a listing and an inspect take the fast path (dockerd's
+    // bytes, never rewritten).
+    assert_eq!(
+        fast_path_count(&shim, &sleeper),
+        2,
+        "ps and inspect left the fast path with no sleeper"
+    );
+
     shim.sleep_container(&sleeper);
     assert_eq!(state(&shim, &sleeper), Some(State::Sleeping));
+    // With one, they go to the rewriting path.
+    assert_eq!(
+        fast_path_count(&shim, &sleeper),
+        0,
+        "ps or inspect skipped the disguise"
+    );
     shim.docker(&["pause", &mine]).assert_success("docker pause");
     wait_state(&shim, &mine, State::UserPaused);
     // dockerd makes the frozen container unhealthy (moby#46203).
