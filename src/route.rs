@@ -54,6 +54,9 @@ pub enum Endpoint {
     ServiceUpdate {
         id: String,
     },
+    /// `GET /containers/json`: its answer may be disguised (the shim's
+    /// sleepers read as running).
+    ContainerList,
     /// Anything else: forwarded untouched.
     Passthrough,
 }
@@ -108,6 +111,10 @@ pub struct Phases {
     pub upgrade: bool,
     /// Served by the shim itself (`/_forge/v1/`), never forwarded.
     pub shim_api: bool,
+    /// The answer tells a container's state (`ps`, inspect): while the
+    /// lifecycle holds a sleeper, it is rewritten so that the shim's
+    /// sleepers read as running (`proxy::disguise`).
+    pub disguise: bool,
 }
 
 /// What the standards judge of a request.
@@ -157,6 +164,7 @@ impl Phases {
         wake: WakePhase::None,
         upgrade: false,
         shim_api: false,
+        disguise: false,
     };
 
     /// Whether a phase reads the request body whole before forwarding.
@@ -175,9 +183,11 @@ impl Phases {
     /// and the wake phase's own answers always go to hyper. The standards'
     /// mode does not enter into it: a judged endpoint never takes the fast
     /// path, even with standards off. `sleeping` tells whether the
-    /// lifecycle runs (without it the wake phase has nothing to do).
-    pub fn fast_path(&self, sleeping: bool) -> FastPath {
-        if self.judged() || self.reads_body() || self.upgrade || self.shim_api {
+    /// lifecycle runs (without it the wake phase has nothing to do);
+    /// `sleepers`, whether it holds a container asleep now (a disguised
+    /// answer is rewritten, so it cannot go as dockerd's bytes).
+    pub fn fast_path(&self, sleeping: bool, sleepers: bool) -> FastPath {
+        if self.judged() || self.reads_body() || self.upgrade || self.shim_api || (self.disguise && sleepers) {
             return FastPath::No;
         }
         match self.wake {
@@ -223,7 +233,11 @@ impl Endpoint {
                 // A start may carry a HostConfig body (API < 1.24).
                 A::Start => judged(WakePhase::Use),
                 A::Pause | A::Unpause => wake(WakePhase::MayAnswer),
-                A::Inspect | A::Stats | A::Changes | A::Wait => wake(WakePhase::Watch),
+                A::Inspect => Phases {
+                    disguise: true,
+                    ..wake(WakePhase::Watch)
+                },
+                A::Stats | A::Changes | A::Wait => wake(WakePhase::Watch),
                 A::Stop
                 | A::Restart
                 | A::Kill
@@ -235,6 +249,10 @@ impl Endpoint {
                 | A::Logs
                 | A::Export
                 | A::Rename => wake(WakePhase::Use),
+            },
+            Endpoint::ContainerList => Phases {
+                disguise: true,
+                ..plain
             },
             Endpoint::Passthrough => plain,
         }
@@ -388,7 +406,8 @@ fn classify_docker(method: &Method, path: &str) -> Endpoint {
         ("POST", "/containers/create") => return Endpoint::ContainerCreate,
         // dockerd's other fixed container routes, which the greedy ones below
         // would otherwise take (`GET /containers/json` is the listing).
-        ("GET", "/containers/json") | ("POST", "/containers/prune") => return Endpoint::Passthrough,
+        ("GET", "/containers/json") => return Endpoint::ContainerList,
+        ("POST", "/containers/prune") => return Endpoint::Passthrough,
         // The container of a commit is in the query (`?container=`).
         ("POST", "/commit") => {
             return Endpoint::ContainerUse {
@@ -613,7 +632,7 @@ pub(crate) mod tests {
         );
         assert_eq!(endpoint("POST", "/networks/a/b/connect"), Endpoint::NetworkAttach);
         // dockerd's fixed routes stay what they are.
-        assert_eq!(endpoint("GET", "/containers/json"), Endpoint::Passthrough);
+        assert_eq!(endpoint("GET", "/containers/json"), Endpoint::ContainerList);
         assert_eq!(endpoint("POST", "/containers/prune"), Endpoint::Passthrough);
         assert_eq!(endpoint("POST", "/containers/create"), Endpoint::ContainerCreate);
         assert_eq!(endpoint("POST", "/services/a/b/update"), Endpoint::Passthrough);
@@ -684,7 +703,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_endpoint_and_action_has_a_sample() {
-        let mut endpoints = [false; 14];
+        let mut endpoints = [false; 15];
         let mut actions = [false; 18];
         for (method, path) in SAMPLES {
             let index = match endpoint(method, path) {
@@ -726,6 +745,7 @@ pub(crate) mod tests {
                 Endpoint::Passthrough => 11,
                 Endpoint::Build => 12,
                 Endpoint::PluginInstall => 13,
+                Endpoint::ContainerList => 14,
             };
             endpoints[index] = true;
         }
@@ -740,8 +760,11 @@ pub(crate) mod tests {
     fn no_endpoint_with_a_body_or_standards_phase_takes_the_fast_path() {
         for (method, path) in SAMPLES {
             let phases = endpoint(method, path).phases();
-            for sleeping in [false, true] {
-                let fast = phases.fast_path(sleeping);
+            for (sleeping, sleepers) in [(false, false), (true, false), (true, true)] {
+                let fast = phases.fast_path(sleeping, sleepers);
+                if phases.disguise && sleepers {
+                    assert_eq!(fast, FastPath::No, "{method} {path}: a disguised answer is rewritten");
+                }
                 if phases.judged() || phases.reads_body() || phases.upgrade || phases.shim_api {
                     assert_eq!(fast, FastPath::No, "{method} {path}: {phases:?}");
                 }

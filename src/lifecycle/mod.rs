@@ -294,6 +294,24 @@ impl Lifecycle {
         Some(container)
     }
 
+    /// Whether the shim holds any container paused now (cheap: one pass
+    /// over the table, no call to dockerd).
+    pub fn has_sleepers(&self) -> bool {
+        self.inner.table.lock().values().any(|e| e.state.is_disguised())
+    }
+
+    /// The containers the shim holds paused now, by full id, each with the
+    /// health it had when it was put to sleep.
+    pub fn sleepers(&self) -> HashMap<String, Option<serde_json::Value>> {
+        self.inner
+            .table
+            .lock()
+            .values()
+            .filter(|e| e.state.is_disguised())
+            .map(|e| (e.id.clone(), e.health_at_sleep.clone()))
+            .collect()
+    }
+
     /// Whether the shim holds this container asleep.
     pub fn is_asleep(&self, id: &str) -> bool {
         self.inner.table.lock().get(id).is_some_and(|e| e.state.is_asleep())

@@ -57,6 +57,7 @@ impl Lifecycle {
                             store::SleptState::Stopped => entry.published.clone(),
                             store::SleptState::Paused => Vec::new(),
                         },
+                        health: entry.health_at_sleep.clone(),
                     })
                 })
                 .collect()

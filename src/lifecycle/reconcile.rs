@@ -37,6 +37,7 @@ impl Lifecycle {
                         entry.set_state(State::Sleeping);
                         entry.asleep_since = Some(now);
                         entry.saved_limits = record.saved_limits.clone();
+                        entry.health_at_sleep = record.health.clone();
                         entry.memory_running = record.memory_before;
                         entry.memory_asleep = record.memory_after;
                         if let Some(pid) = entry.pid.filter(|_| entry.own_network) {

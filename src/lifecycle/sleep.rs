@@ -81,6 +81,15 @@ impl Lifecycle {
                 .await
                 .flatten()
         };
+        // Its health as dockerd tells it now: dockerd will call the frozen
+        // container unhealthy, and clients of the shim are shown this one.
+        let health = match tokio::time::timeout(timeout, self.inner.docker.inspect_container_json(id)).await {
+            Ok(Ok(info)) => info.pointer("/State/Health").filter(|h| !h.is_null()).cloned(),
+            _ => None,
+        };
+        if let Some(entry) = self.inner.table.lock().get_mut(id) {
+            entry.health_at_sleep = health;
+        }
         // Someone else paused it (and the event has not reached us yet):
         // it is theirs, and trying again would fail the same way.
         let mut paused_by_someone_else = false;

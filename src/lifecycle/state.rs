@@ -30,6 +30,12 @@ pub enum State {
 }
 
 impl State {
+    /// Whether the shim holds it paused on dockerd (or may, mid-transition):
+    /// the states whose `ps` and inspect answers the proxy disguises.
+    pub fn is_disguised(self) -> bool {
+        matches!(self, State::Pausing | State::Sleeping | State::Waking | State::Stopping)
+    }
+
     /// Whether the shim put it to sleep, so a request should wake it.
     pub fn is_asleep(self) -> bool {
         matches!(
@@ -82,6 +88,10 @@ pub struct Entry {
     pub net_peers: Option<std::sync::Arc<[String]>>,
     /// Limits saved before a squeeze, restored on wake.
     pub saved_limits: Option<super::cgroup::SavedLimits>,
+    /// `State.Health` as dockerd told it right before the shim paused it
+    /// (dockerd turns a frozen container `unhealthy`; clients of the shim
+    /// are shown this instead).
+    pub health_at_sleep: Option<serde_json::Value>,
     /// Short naps in a row (sleeps that ended before `min_sleep_time`):
     /// each doubles the idle timeout, up to [`MAX_NAP_BACKOFF`] doublings.
     pub short_naps: u32,
@@ -151,6 +161,7 @@ impl Entry {
             net_bytes_at_sleep: None,
             net_peers: None,
             saved_limits: None,
+            health_at_sleep: None,
             short_naps: 0,
             deep_sleep_blocked: None,
         }

@@ -71,6 +71,9 @@ pub struct SleepRecord {
     /// again when a restarted shim finds it still stopped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<crate::docker::PublishedPort>,
+    /// Its `State.Health` before the pause, shown to clients while it sleeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<serde_json::Value>,
 }
 
 /// Why the records could not be loaded or saved. Each names the file.

@@ -10,6 +10,7 @@
 //! [`Proxy::serve_passthrough`] and [`Proxy::proxy_request`].
 
 pub mod admission;
+pub mod disguise;
 pub mod forward;
 pub mod hostpath;
 pub mod listener;
@@ -126,6 +127,9 @@ impl Proxy {
                 request
             }
         };
+        if route.endpoint.phases().disguise {
+            return disguise::handle(self, conn, route, request).await;
+        }
         if standards::intercepts(self, &route.endpoint) {
             return standards::handle(self, conn, route, request).await;
         }

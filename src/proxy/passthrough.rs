@@ -165,14 +165,19 @@ impl Proxy {
     /// wake phase first: as [`crate::route::Phases::fast_path`] says, for
     /// paths dockerd routes as sent.
     fn fast_route(&self, method: &str, target: &str) -> FastRoute {
-        fast_route(method, target, self.inner.lifecycle.is_some())
+        let lifecycle = self.inner.lifecycle.as_ref();
+        fast_route(method, target, lifecycle.is_some(), || {
+            lifecycle.is_some_and(|l| l.has_sleepers())
+        })
     }
 }
 
 /// [`Proxy::fast_route`] for a shim whose lifecycle runs (`sleeping`) or
-/// not. Never: a path the shim would have to normalise (dockerd would not
-/// route it as sent), or a route whose phases say no.
-fn fast_route(method: &str, target: &str, sleeping: bool) -> FastRoute {
+/// not; `sleepers` tells whether it holds a container asleep now, asked
+/// only of the routes whose answer is disguised (`ps`, inspect). Never: a
+/// path the shim would have to normalise (dockerd would not route it as
+/// sent), or a route whose phases say no.
+fn fast_route(method: &str, target: &str, sleeping: bool, sleepers: impl FnOnce() -> bool) -> FastRoute {
     let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
         return FastRoute::No;
     };
@@ -184,7 +189,9 @@ fn fast_route(method: &str, target: &str, sleeping: bool) -> FastRoute {
         Ok(route) if route.forward_path.is_none() => route,
         _ => return FastRoute::No,
     };
-    match route.endpoint.phases().fast_path(sleeping) {
+    let phases = route.endpoint.phases();
+    let sleepers = phases.disguise && sleepers();
+    match phases.fast_path(sleeping, sleepers) {
         FastPath::No => FastRoute::No,
         FastPath::Plain => FastRoute::Plain,
         FastPath::Claim => FastRoute::Claim(route, query.map(str::to_string)),
@@ -751,7 +758,7 @@ mod tests {
                 .endpoint
                 .phases();
             for sleeping in [false, true] {
-                let fast = fast_route(method, path, sleeping);
+                let fast = fast_route(method, path, sleeping, || false);
                 if phases.judged() || phases.reads_body() || phases.upgrade || phases.shim_api {
                     assert!(matches!(fast, FastRoute::No), "{method} {path} took the fast path");
                 }
@@ -764,15 +771,30 @@ mod tests {
             }
         }
         // What the fast path does take.
-        assert!(matches!(fast_route("GET", "/_ping", true), FastRoute::Plain));
+        assert!(matches!(fast_route("GET", "/_ping", true, || true), FastRoute::Plain));
         assert!(matches!(
-            fast_route("GET", "/v1.41/containers/web/top?ps_args=aux", true),
+            fast_route("GET", "/v1.41/containers/web/top?ps_args=aux", true, || true),
             FastRoute::Claim(_, Some(query)) if query == "ps_args=aux"
         ));
-        // A path dockerd would have to be sent cleaned goes to hyper.
-        assert!(matches!(fast_route("GET", "//_ping", true), FastRoute::No));
+        // `ps` and inspect go as dockerd's bytes while nothing sleeps, and
+        // to the disguise (hyper) while something does.
         assert!(matches!(
-            fast_route("POST", "/containers/%63reate", false),
+            fast_route("GET", "/containers/json", true, || false),
+            FastRoute::Plain
+        ));
+        assert!(matches!(
+            fast_route("GET", "/containers/json?all=1", true, || true),
+            FastRoute::No
+        ));
+        assert!(matches!(
+            fast_route("GET", "/v1.41/containers/web/json", true, || true),
+            FastRoute::No
+        ));
+        assert!(matches!(fast_route("GET", "/_ping", true, || true), FastRoute::Plain));
+        // A path dockerd would have to be sent cleaned goes to hyper.
+        assert!(matches!(fast_route("GET", "//_ping", true, || true), FastRoute::No));
+        assert!(matches!(
+            fast_route("POST", "/containers/%63reate", false, || false),
             FastRoute::No
         ));
     }

@@ -16,6 +16,7 @@ fn records() -> Vec<SleepRecord> {
             memory_before: Some(105_906_176),
             memory_after: Some(8_314_880),
             published: Vec::new(),
+            health: Some(serde_json::json!({"Status": "healthy", "FailingStreak": 0})),
         },
         SleepRecord {
             id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
@@ -30,6 +31,7 @@ fn records() -> Vec<SleepRecord> {
                 host_port: 18080,
                 container_port: 8080,
             }],
+            health: None,
         },
     ]
 }
