@@ -400,6 +400,48 @@ fn http_from_another_container_on_the_network_wakes_a_sleeper() {
     assert!(trigger == "connection" || trigger == "network", "woken by {trigger:?}");
 }
 
+/// What must never wake a sleeper: its own kernel's chatter after its
+/// interface came up (IPv6 duplicate address detection, router
+/// solicitations, MLD reports, sent for seconds after the start), and other
+/// containers coming and going on the same bridge. Sleepers put to sleep
+/// about two seconds after they started stay asleep with no client.
+#[test]
+fn no_wake_without_a_client() {
+    let names = Names::new("no-client");
+    let shim = start_shim(&names);
+    let sleepers: Vec<String> = (0..3)
+        .map(|i| run_sleeper(&shim, &names, &format!("s{i}"), &[]))
+        .collect();
+    for name in &sleepers {
+        wait_asleep(&shim, name);
+    }
+    // Neighbours start and stop on the default bridge meanwhile.
+    for i in 0..3 {
+        let neighbour = names.name(&format!("neighbour{i}"));
+        direct_docker(&[
+            "run",
+            "--rm",
+            "--name",
+            &neighbour,
+            BUSYBOX,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "172.17.0.1",
+        ]);
+    }
+    assert_stays("every sleeper asleep, no wake", Duration::from_secs(20), || {
+        sleepers
+            .iter()
+            .all(|name| state(&shim, name) == Some(State::Sleeping) && wakes(&shim, name) == 0)
+    });
+    for name in &sleepers {
+        assert!(is_paused(name), "{name} is not paused on dockerd");
+    }
+}
+
 #[test]
 fn traffic_on_an_open_connection_wakes_a_sleeper() {
     let names = Names::new("open-conn");

@@ -213,6 +213,18 @@ pub fn parse_net_dev(text: &str) -> Result<u64, (usize, String)> {
 /// Each interface of a `/proc/net/dev` table but `lo`, with its bytes
 /// received plus sent. Errors as [`parse_net_dev`].
 pub fn parse_net_dev_interfaces(text: &str) -> Result<Vec<(String, u64)>, (usize, String)> {
+    Ok(parse_net_dev_directions(text)?
+        .into_iter()
+        .map(|(name, received, sent)| (name, received.saturating_add(sent)))
+        .collect())
+}
+
+/// One interface's name, bytes received and bytes sent.
+pub type Directions = (String, u64, u64);
+
+/// Each interface of a `/proc/net/dev` table but `lo`, with its bytes
+/// received and its bytes sent, apart. Errors as [`parse_net_dev`].
+pub fn parse_net_dev_directions(text: &str) -> Result<Vec<Directions>, (usize, String)> {
     let mut interfaces = Vec::new();
     // Two header lines, then one line per interface.
     for (index, line) in text.lines().enumerate().skip(2) {
@@ -233,19 +245,50 @@ pub fn parse_net_dev_interfaces(text: &str) -> Result<Vec<(String, u64)>, (usize
         };
         let received: u64 = received.parse().map_err(|_| bad())?;
         let sent: u64 = sent.parse().map_err(|_| bad())?;
-        interfaces.push((interface.to_string(), received.saturating_add(sent)));
+        interfaces.push((interface.to_string(), received, sent));
     }
     Ok(interfaces)
 }
 
 /// The host's interface table (`<proc_root>/self/net/dev`: the shim's own
 /// network namespace, where dockerd puts the host ends of its veth pairs),
-/// as interface name → bytes received plus sent. One read serves every
-/// sleeper, where reading each container's own table costs one read each.
+/// as interface name → bytes **sent** by the host end, which is what
+/// travels towards the container. One read serves every sleeper, where
+/// reading each container's own table costs one read each.
+///
+/// Only that direction counts for a sleeper: a frozen container's kernel
+/// still sends its own chatter (IPv6 duplicate address detection, router
+/// solicitations, MLD reports, for seconds after its interface came up),
+/// which a client never causes and which woke fresh sleepers.
 pub fn host_net_dev(proc_root: &Path) -> Result<HashMap<String, u64>, ActivityError> {
-    Ok(read_net_dev(&proc_root.join("self").join("net").join("dev"))?
+    Ok(read_directions(&proc_root.join("self").join("net").join("dev"))?
         .into_iter()
+        .map(|(name, _received, sent)| (name, sent))
         .collect())
+}
+
+/// Bytes **received** in the network namespace of process `pid` (every
+/// interface but `lo`): what travelled towards the container, the one
+/// direction that counts for a sleeper (see [`host_net_dev`]).
+pub fn net_bytes_received(proc_root: &Path, pid: u32) -> Result<u64, ActivityError> {
+    Ok(
+        read_directions(&proc_root.join(pid.to_string()).join("net").join("dev"))?
+            .iter()
+            .fold(0u64, |total, (_, received, _)| total.saturating_add(*received)),
+    )
+}
+
+/// [`read_net_dev`] with the two directions apart.
+fn read_directions(path: &Path) -> Result<Vec<Directions>, ActivityError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ActivityError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_net_dev_directions(&text).map_err(|(line, text)| ActivityError::Parse {
+        path: path.to_path_buf(),
+        line,
+        text,
+    })
 }
 
 /// The host-side names of a container's network interfaces: for each

@@ -77,9 +77,10 @@ impl HostPaths {
         Ok(holding)
     }
 
-    /// The bytes of the network namespace of process `pid`.
+    /// A sleeper's count from its own namespace: the bytes received there
+    /// (towards it; see [`activity::host_net_dev`]).
     pub(super) fn net_bytes(&self, pid: u32) -> Option<u64> {
-        activity::net_bytes(&self.proc, pid).ok()
+        activity::net_bytes_received(&self.proc, pid).ok()
     }
 
     /// A running container's counters now: CPU from its cgroup, and network

@@ -95,9 +95,31 @@ fn host_net_dev_reads_the_shims_table() {
         format!("{HEADER}  veth1: 100 0 0 0 0 0 0 0 50 0 0 0 0 0 0 0\n"),
     )
     .unwrap();
+    // Only what the host end sent, towards the container: the 100 bytes it
+    // received are the container's own chatter.
     let table = host_net_dev(dir.path()).unwrap();
-    assert_eq!(table.get("veth1"), Some(&150));
+    assert_eq!(table.get("veth1"), Some(&50));
     assert_eq!(table.len(), 1);
+}
+
+#[test]
+fn a_sleepers_own_table_counts_what_it_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("7/net");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(
+        net.join("dev"),
+        format!(
+            "{HEADER}    lo: 999 0 0 0 0 0 0 0 999 0 0 0 0 0 0 0
+  eth0: 300 0 0 0 0 0 0 0 7000 0 0 0 0 0 0 0
+  eth1: 20 0 0 0 0 0 0 0 1 0 0 0 0 0 0 0
+"
+        ),
+    )
+    .unwrap();
+    assert_eq!(net_bytes_received(dir.path(), 7).unwrap(), 320);
+    // The running sampler still counts both directions.
+    assert_eq!(net_bytes(dir.path(), 7).unwrap(), 7321);
 }
 
 #[test]
