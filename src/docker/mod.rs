@@ -196,6 +196,18 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
+    /// Who the container is to the standards' selectors; `repo_digests`
+    /// are its image's, when the caller looked them up.
+    pub fn identity<'a>(&'a self, repo_digests: &'a [String]) -> crate::config::ContainerIdentity<'a> {
+        crate::config::ContainerIdentity {
+            name: self.name.as_deref(),
+            image: self.image.as_deref(),
+            labels: self.labels.as_ref(),
+            image_id: self.image_id.as_deref(),
+            repo_digests,
+        }
+    }
+
     /// Reads dockerd's inspect JSON (`GET /containers/{id}/json`); `None`
     /// when it has no `Id`.
     pub fn from_inspect(inspect: &Value) -> Option<ContainerInfo> {
@@ -269,4 +281,15 @@ fn published_ports(ports: &Value) -> Vec<PublishedPort> {
     published.sort_by_key(|p| (p.host_port, p.host_ip));
     published.dedup();
     published
+}
+
+/// A read of `/etc/passwd` (from [`DockerApi::container_file`] or
+/// [`DockerApi::image_file`]) as the user rules take it.
+pub fn passwd_from(read: Result<Option<Bytes>, DockerError>) -> crate::standards::user::Passwd {
+    use crate::standards::user::Passwd;
+    match read {
+        Ok(Some(bytes)) => Passwd::Read(std::sync::Arc::from(&bytes[..])),
+        Ok(None) => Passwd::Absent,
+        Err(e) => Passwd::Unreadable(e.to_string()),
+    }
 }

@@ -184,17 +184,13 @@ fn total(interfaces: &[(String, u64)]) -> u64 {
         .fold(0u64, |total, (_, bytes)| total.saturating_add(*bytes))
 }
 
-/// Reads and parses a `/proc/net/dev` table; errors name the file.
+/// Reads and parses a `/proc/net/dev` table, each interface's two
+/// directions together; errors name the file.
 fn read_net_dev(path: &Path) -> Result<Vec<(String, u64)>, ActivityError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ActivityError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_net_dev_interfaces(&text).map_err(|(line, text)| ActivityError::Parse {
-        path: path.to_path_buf(),
-        line,
-        text,
-    })
+    Ok(read_directions(path)?
+        .into_iter()
+        .map(|(name, received, sent)| (name, received.saturating_add(sent)))
+        .collect())
 }
 
 /// Sums the bytes columns of a `/proc/net/dev` table, skipping `lo`. On error,
@@ -207,11 +203,16 @@ fn read_net_dev(path: &Path) -> Result<Vec<(String, u64)>, ActivityError> {
 /// ```
 #[cfg(test)]
 pub fn parse_net_dev(text: &str) -> Result<u64, (usize, String)> {
-    Ok(total(&parse_net_dev_interfaces(text)?))
+    Ok(parse_net_dev_directions(text)?
+        .iter()
+        .fold(0u64, |total, (_, received, sent)| {
+            total.saturating_add(*received).saturating_add(*sent)
+        }))
 }
 
 /// Each interface of a `/proc/net/dev` table but `lo`, with its bytes
 /// received plus sent. Errors as [`parse_net_dev`].
+#[cfg(test)]
 pub fn parse_net_dev_interfaces(text: &str) -> Result<Vec<(String, u64)>, (usize, String)> {
     Ok(parse_net_dev_directions(text)?
         .into_iter()

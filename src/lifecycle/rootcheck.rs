@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ContainerIdentity, LoadedConfig, StandardsMode};
+use crate::config::{LoadedConfig, StandardsMode};
 use crate::docker::{DockerApi, EventKind};
 use crate::metrics::Metrics;
 use crate::standards::{self, rule, user};
@@ -177,22 +177,14 @@ impl RootCheck {
             Some(image_id) => inner.docker.image_info(image_id).await.ok().flatten(),
             None => None,
         };
-        let identity = ContainerIdentity {
-            name: info.name.as_deref(),
-            image: info.image.as_deref(),
-            labels: info.labels.as_ref(),
-            image_id: info.image_id.as_deref(),
-            repo_digests: image.as_ref().map_or(&[], |image| &image.repo_digests[..]),
-        };
+        let identity = info.identity(image.as_ref().map_or(&[], |image| &image.repo_digests[..]));
         if !standards::rule_applies(loaded, &identity, rule::NON_ROOT) {
             return;
         }
         let passwd = match user::lookup_name(spec) {
-            Some(_) => Some(match inner.docker.container_file(&info.id, "/etc/passwd").await {
-                Ok(Some(bytes)) => user::Passwd::Read(Arc::from(&bytes[..])),
-                Ok(None) => user::Passwd::Absent,
-                Err(e) => user::Passwd::Unreadable(e.to_string()),
-            }),
+            Some(_) => Some(crate::docker::passwd_from(
+                inner.docker.container_file(&info.id, "/etc/passwd").await,
+            )),
             None => None,
         };
         let user::Resolved::NonRoot { uid, .. } = user::resolve(spec, passwd.as_ref()) else {

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use serde_json::Value;
 use super::{resolve, ConnState, Proxy};
 use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
-use crate::config::{ContainerIdentity, StandardsMode};
+use crate::config::StandardsMode;
 use crate::docker::{EventKind, ImageInfo};
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
@@ -140,13 +139,7 @@ pub async fn handle(
                 Some(id) => proxy.image_info(id).await,
                 None => None,
             };
-            let identity = ContainerIdentity {
-                name: info.name.as_deref(),
-                image: info.image.as_deref(),
-                labels: info.labels.as_ref(),
-                image_id: info.image_id.as_deref(),
-                repo_digests: image.as_ref().map_or(&[], |image| &image.repo_digests[..]),
-            };
+            let identity = info.identity(image.as_ref().map_or(&[], |image| &image.repo_digests[..]));
             if matches!(route.endpoint, Endpoint::ContainerUpdate { .. }) {
                 standards::check_update(loaded, &identity, info.host_config.as_ref(), value)
             } else {
@@ -259,14 +252,6 @@ async fn check_record(
         tracing::error!(container = %id, error = %e, "cannot remove a container that breaks the standards");
     }
     Err(refusal)
-}
-
-fn passwd_from(read: Result<Option<Bytes>, crate::docker::DockerError>) -> Passwd {
-    match read {
-        Ok(Some(bytes)) => Passwd::Read(Arc::from(&bytes[..])),
-        Ok(None) => Passwd::Absent,
-        Err(e) => Passwd::Unreadable(e.to_string()),
-    }
 }
 
 /// The endpoints judged on their route and query alone (`build`, plugin
@@ -445,7 +430,7 @@ impl Proxy {
         if let Some(cached) = state.passwds.lock().get(image_id) {
             return cached.clone();
         }
-        let passwd = passwd_from(self.inner.docker.image_file(image_id, "/etc/passwd").await);
+        let passwd = crate::docker::passwd_from(self.inner.docker.image_file(image_id, "/etc/passwd").await);
         if !matches!(passwd, Passwd::Unreadable(_)) {
             let mut passwds = state.passwds.lock();
             if passwds.len() >= MAX_CACHED_IMAGES {
@@ -460,7 +445,7 @@ impl Proxy {
 
     /// A container's `/etc/passwd` as it is now (it is writable: never cached).
     async fn container_passwd(&self, id: &str) -> Passwd {
-        passwd_from(self.inner.docker.container_file(id, "/etc/passwd").await)
+        crate::docker::passwd_from(self.inner.docker.container_file(id, "/etc/passwd").await)
     }
 
     /// Starts this shim's image-event watcher (on its task tracker, until
