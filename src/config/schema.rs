@@ -195,7 +195,8 @@ pub struct NonRoot {
     pub when_image_runs_as_root: RootImage,
     /// Deny an explicit `User` of root (`root`, `0`, `0:…`).
     pub deny_explicit_root: bool,
-    /// Deny `exec` as root into containers covered by this rule.
+    /// Deny `exec` as root into containers covered by this rule that do
+    /// not run as root themselves.
     pub deny_root_exec: bool,
 }
 
@@ -204,7 +205,7 @@ impl Default for NonRoot {
         NonRoot {
             when_image_runs_as_root: RootImage::SetUser,
             deny_explicit_root: true,
-            deny_root_exec: false,
+            deny_root_exec: true,
         }
     }
 }
