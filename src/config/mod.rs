@@ -31,7 +31,7 @@ pub use policy::{
 pub use rule_names::{rule, RULE_NAMES};
 pub use schema::{
     AutoSleep, Config, DenyRules, Exemption, Limits, LogFormat, NonRoot, OnExceed, OnShutdown, RootImage,
-    StandardsConfig, StandardsDefaults, StandardsMode, Timeouts,
+    StandardsConfig, StandardsDefaults, StandardsMode, Timeouts, WarningStyle,
 };
 pub use shared::{reload_plan, ConfigSource, SharedConfig};
 pub use units::{ByteSize, Cpus, HumanDuration};

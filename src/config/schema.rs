@@ -126,6 +126,18 @@ pub enum OnExceed {
     Clamp,
 }
 
+/// How a create's changes reach the client as warnings.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WarningStyle {
+    /// One line naming the rules that changed the create (one change: that
+    /// change); each change is in the shim's log.
+    #[default]
+    Summary,
+    /// One warning per change.
+    Each,
+}
+
 /// What to do when a create gives no `User` and the image runs as root.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -153,6 +165,8 @@ pub struct StandardsConfig {
     pub allow_label_exemptions: bool,
     /// Largest create body the shim reads; above it the request gets 413.
     pub max_body: Option<ByteSize>,
+    /// One summing-up warning per create, or one per change.
+    pub warnings: WarningStyle,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

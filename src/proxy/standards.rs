@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{resolve, ConnState, Proxy};
 use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
-use crate::config::{LoadedConfig, StandardsMode};
+use crate::config::{LoadedConfig, StandardsMode, WarningStyle};
 use crate::docker::{EventKind, ImageInfo};
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
@@ -210,7 +210,11 @@ pub async fn handle(
     if let Some(context) = backstop {
         check_record(proxy, loaded, &context, &outcome.body, &bytes).await?;
     }
-    Ok(with_warnings(parts, bytes, &outcome.changes))
+    let warnings: Vec<String> = match loaded.config.standards.warnings {
+        WarningStyle::Each => outcome.changes.iter().map(Change::warning).collect(),
+        WarningStyle::Summary => standards::summary_warning(&outcome.changes).into_iter().collect(),
+    };
+    Ok(with_warnings(parts, bytes, &warnings))
 }
 
 /// The backstop after a create: dockerd's inspect of the new container,
@@ -340,8 +344,8 @@ async fn forward_bytes(
 /// Appends each change to the create answer's `Warnings` (which older
 /// daemons send as `null`) and recomputes `Content-Length`. An answer that
 /// is not a JSON object is handed over as it came.
-fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, changes: &[Change]) -> Response<ProxyBody> {
-    if changes.is_empty() {
+fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, warnings_to_add: &[String]) -> Response<ProxyBody> {
+    if warnings_to_add.is_empty() {
         return Response::from_parts(parts, full_body(bytes));
     }
     let mut value: Value = match serde_json::from_slice(&bytes) {
@@ -357,7 +361,7 @@ fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, changes: &[Chan
         *warnings = Value::Array(Vec::new());
     }
     if let Value::Array(list) = warnings {
-        list.extend(changes.iter().map(|c| Value::String(c.warning())));
+        list.extend(warnings_to_add.iter().cloned().map(Value::String));
     }
     let Ok(mut out) = serde_json::to_vec(&value) else {
         return Response::from_parts(parts, full_body(bytes));
