@@ -1,5 +1,8 @@
 //! The shim's own API under `/_forge/v1/`, on the same socket as the Docker
-//! API. One routing table; each endpoint is one function.
+//! API. One routing table; each endpoint is one function. [`prometheus`]
+//! serves the metrics endpoint alone over TCP (`metrics.listen`).
+
+pub mod prometheus;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +52,7 @@ impl Api {
             (&Method::GET, ["health"]) => self.health().await,
             (&Method::GET, ["containers"]) => self.containers(),
             (&Method::GET, ["events"]) => self.events(),
-            (&Method::GET, ["metrics"]) => Ok(self.metrics()),
+            (&Method::GET, ["metrics"]) => Ok(self.metrics().await),
             (&Method::POST, ["containers", reference, "sleep"]) => self.sleep(reference).await,
             (&Method::POST, ["containers", reference, "wake"]) => self.wake(reference).await,
             (_, ["health" | "containers" | "events" | "metrics"]) | (_, ["containers", _, "sleep" | "wake"]) => {
@@ -65,8 +68,9 @@ impl Api {
             .ok_or_else(|| ShimError::NotFound("sleep and wake are off (auto_sleep.enabled: false)".into()))
     }
 
-    /// `GET /_forge/v1/metrics`: Prometheus text exposition.
-    fn metrics(&self) -> Response<ProxyBody> {
+    /// `GET /_forge/v1/metrics` (and `GET /metrics` on the metrics
+    /// listener): Prometheus text exposition.
+    pub async fn metrics(&self) -> Response<ProxyBody> {
         let rows = self.lifecycle.as_ref().map(Lifecycle::status).unwrap_or_default();
         let samples: Vec<ContainerSample> = rows.iter().map(sample).collect();
         let text = self.metrics.render(&samples);
