@@ -151,10 +151,15 @@ pub struct ResponseLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// 1 ms .. ~4 s: the seed's wake targets are 50, 200 and 500 ms.
+/// 1 ms .. 10 s, with the seed's wake targets (50, 200 and 500 ms) as
+/// bucket bounds, so "wakes over 500 ms" is a bucket, not an estimate.
 fn transition_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 13))
+    Histogram::new(TRANSITION_BUCKETS.iter().copied())
 }
+
+const TRANSITION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
 
 /// 1 s .. ~9 h: idle timeouts are minutes, `max_sleep_time` an hour.
 fn asleep_histogram() -> Histogram {
@@ -512,7 +517,7 @@ mod tests {
             "forge_shim_memory_bytes{state=\"sleeping\"} 4096",
             "forge_shim_memory_bytes{state=\"running\"} 0",
             "forge_shim_requests_total 1",
-            "forge_shim_wake_seconds_bucket{le=\"0.016\",class=\"normal\",priority=\"normal\",from=\"sleeping\"} 1",
+            "forge_shim_wake_seconds_bucket{le=\"0.01\",class=\"normal\",priority=\"normal\",from=\"sleeping\"} 1",
             "forge_shim_container_memory_bytes{name=\"web\",class=\"normal\",state=\"sleeping\"} 4096",
             "forge_shim_container_memory_limit_bytes{name=\"web\",class=\"normal\",state=\"sleeping\"} 1048576",
             "forge_shim_container_cpu_seconds_total{name=\"web\",class=\"normal\",state=\"sleeping\"} 1.5",
