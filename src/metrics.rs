@@ -179,6 +179,8 @@ pub struct Metrics {
     pub wake_seconds: HistogramFamily<WakeLabels>,
     /// Time to pause, by class and priority.
     pub sleep_seconds: HistogramFamily<PolicyLabels>,
+    /// Time to stop a long sleeper, by class and priority.
+    pub deep_sleep_seconds: HistogramFamily<PolicyLabels>,
     /// How long a sleep lasted, observed when it ends by a wake.
     pub asleep_seconds: HistogramFamily<PolicyLabels>,
     pub standards_changes: Family<RuleLabels, Counter>,
@@ -231,6 +233,12 @@ impl Metrics {
             "sleep_seconds",
             "Time to pause an idle container, by class and priority",
             sleep_seconds.clone(),
+        );
+        let deep_sleep_seconds: HistogramFamily<PolicyLabels> = Family::new_with_constructor(transition_histogram);
+        registry.register(
+            "deep_sleep_seconds",
+            "Time to stop a long sleeper, by class and priority",
+            deep_sleep_seconds.clone(),
         );
         let asleep_seconds: HistogramFamily<PolicyLabels> = Family::new_with_constructor(asleep_histogram);
         registry.register(
@@ -333,6 +341,7 @@ impl Metrics {
             transitions,
             wake_seconds,
             sleep_seconds,
+            deep_sleep_seconds,
             asleep_seconds,
             standards_changes,
             standards_denials,

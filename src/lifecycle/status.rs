@@ -98,7 +98,7 @@ impl Lifecycle {
     ) {
         let metrics = &self.inner.metrics;
         metrics.transition(transition, trigger, error.is_none());
-        if error.is_none() && matches!(transition, "wake" | "sleep") {
+        if error.is_none() && matches!(transition, "wake" | "sleep" | "deep_sleep") {
             let labels = self
                 .inner
                 .table
@@ -122,8 +122,10 @@ impl Lifecycle {
                     from: from.into(),
                 };
                 metrics.wake_seconds.get_or_create(&labels).observe(seconds);
-            } else {
+            } else if transition == "sleep" {
                 metrics.sleep_seconds.get_or_create(&labels).observe(seconds);
+            } else {
+                metrics.deep_sleep_seconds.get_or_create(&labels).observe(seconds);
             }
         }
         let _ = self.inner.events.send(Transition {
