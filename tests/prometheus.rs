@@ -257,11 +257,20 @@ fn prometheus_scrapes_the_shim() {
         v >= 1.0
     });
     let memory = prometheus.wait_for(
-        &format!("forge_shim_container_memory_bytes{{job=\"forge-shim\",name=\"{name}\"}}"),
+        &format!("forge_shim_container_memory_bytes{{job=\"forge-shim\",name=\"{name}\",state=\"sleeping\"}}"),
         |v| v > 0.0,
     );
     assert_eq!(memory["metric"]["class"], "sleepy", "{memory}");
-    assert_eq!(memory["metric"]["state"], "sleeping", "{memory}");
+    let limit = prometheus.wait_for(
+        &format!("forge_shim_container_memory_limit_bytes{{job=\"forge-shim\",name=\"{name}\"}}"),
+        |v| v > 0.0,
+    );
+    assert_eq!(sample_value(&limit), 64.0 * 1024.0 * 1024.0, "{limit}");
+    let cpus = prometheus.wait_for(
+        &format!("forge_shim_container_cpu_limit_cores{{job=\"forge-shim\",name=\"{name}\"}}"),
+        |v| v > 0.0,
+    );
+    assert_eq!(sample_value(&cpus), 0.5, "{cpus}");
     let sleeps = prometheus.wait_for(
         "forge_shim_sleep_seconds_count{job=\"forge-shim\",class=\"sleepy\",priority=\"normal\"}",
         |v| v >= 1.0,
