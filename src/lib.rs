@@ -52,6 +52,9 @@ mod layering;
 /// transitions), for clients of that API (the tests and benches among them).
 pub use lifecycle::{State, StatusRow, Transition, WakeRecord};
 
+/// What `POST /_forge/v1/reload` answers (`forge-shim reload` prints it).
+pub use api::ReloadReport;
+
 /// The shim's version, reported by `/_forge/v1/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -59,8 +62,11 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the shim until SIGTERM or SIGINT: binds the socket, serves, then
-/// drains within the grace period and removes the socket.
-pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
+/// drains within the grace period and removes the socket. SIGHUP loads
+/// `source` again and never ends it.
+pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> anyhow::Result<()> {
+    // Handlers first: from here on, SIGHUP reloads and never ends the shim.
+    let signals = Signals::install()?;
     raise_open_file_limit();
     let cfg = &loaded.config;
     let mode = config::parse_socket_mode(&cfg.socket_mode).context("socket_mode was validated")?;
@@ -85,7 +91,7 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
         None => None,
     };
     let token = CancellationToken::new();
-    let shim = server::Shim::new(loaded, token.clone());
+    let shim = server::Shim::new(loaded, source, token.clone());
     if let Some(listener) = metrics_listener {
         let serve = api::prometheus::serve(listener, shim.api.clone(), token.clone(), shim.tasks.clone());
         shim.tasks.spawn(serve);
@@ -98,7 +104,7 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
     });
     let lifecycle = shim.lifecycle.clone();
     let lifecycle_task = lifecycle.clone().map(|lifecycle| tokio::spawn(lifecycle.run()));
-    wait_for_signal().await?;
+    signals.wait(shim.api.reloader()).await;
     tracing::info!("shutting down");
     token.cancel();
     let _ = serving.await;
@@ -120,15 +126,38 @@ pub async fn run(loaded: config::LoadedConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// The signals the shim handles: SIGTERM and SIGINT stop it, SIGHUP
+/// reloads its config.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
     }
-    Ok(())
+
+    /// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads the
+    /// config (the reloader logs the outcome, good or bad).
+    async fn wait(mut self, reloader: &api::Reloader) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    let _ = reloader.reload().await;
+                }
+            }
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one. Every client

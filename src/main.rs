@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use forge_shim::config::{Config, LoadedConfig, LogFormat};
+use forge_shim::config::{Config, ConfigSource, LoadedConfig, LogFormat};
 
 /// Exit code for a bad config (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -69,12 +69,19 @@ enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Make the running shim read its config file again (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Which running shim a client command talks to.
 #[derive(clap::Args)]
 struct Target {
-    /// The shim's socket; default: FORGE_SHIM_SOCKET, else the config's `listen`.
+    /// The shim's socket. Default: FORGE_SHIM_SOCKET, else DOCKER_HOST or
+    /// the current docker context when a shim answers there, else the
+    /// config's `listen`.
     #[arg(long)]
     socket: Option<PathBuf>,
     /// Config whose `listen` names the socket.
@@ -83,9 +90,9 @@ struct Target {
 }
 
 impl Target {
-    fn socket(self) -> Result<PathBuf, ExitCode> {
+    fn hints(self) -> Result<forge_shim::cli::Hints, ExitCode> {
         let loaded = load_config(self.config.as_deref())?;
-        Ok(forge_shim::cli::socket_path(self.socket, &loaded.config.listen))
+        Ok(forge_shim::cli::Hints::from_env(self.socket, &loaded.config.listen))
     }
 }
 
@@ -133,16 +140,32 @@ fn main() -> ExitCode {
             }),
             Err(code) => code,
         },
-        Command::Status { target, json } => match target.socket() {
-            Ok(socket) => client(|| async move { forge_shim::cli::status(&socket, json).await }),
+        Command::Status { target, json } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::status(&socket, json).await
+            }),
             Err(code) => code,
         },
-        Command::Sleep { target, names } => match target.socket() {
-            Ok(socket) => client(|| async move { forge_shim::cli::transition(&socket, "sleep", &names).await }),
+        Command::Sleep { target, names } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::transition(&socket, "sleep", &names).await
+            }),
             Err(code) => code,
         },
-        Command::Wake { target, names } => match target.socket() {
-            Ok(socket) => client(|| async move { forge_shim::cli::transition(&socket, "wake", &names).await }),
+        Command::Wake { target, names } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::transition(&socket, "wake", &names).await
+            }),
+            Err(code) => code,
+        },
+        Command::Reload { target } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::reload(&socket).await
+            }),
             Err(code) => code,
         },
         Command::Serve {
@@ -150,16 +173,18 @@ fn main() -> ExitCode {
             listen,
             upstream,
         } => {
-            let mut loaded = match load_config(config.as_deref()) {
-                Ok(loaded) => loaded,
-                Err(code) => return code,
+            let source = ConfigSource {
+                path: config,
+                listen,
+                upstream,
             };
-            if let Some(listen) = listen {
-                loaded.config.listen = listen;
-            }
-            if let Some(upstream) = upstream {
-                loaded.config.upstream = upstream;
-            }
+            let loaded = match source.load() {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("forge-shim: invalid config:\n{e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
             init_tracing(loaded.config.log_format);
             // One thread by default: a request and its response then never
             // cross threads, which costs less CPU per request than a
@@ -180,7 +205,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(forge_shim::run(loaded)) {
+            match runtime.block_on(forge_shim::run(source, loaded)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -24,9 +24,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
-use crate::api::Api;
+use crate::api::{Api, Reloader};
 use crate::body::ProxyBody;
-use crate::config::LoadedConfig;
+use crate::config::{ConfigSource, LoadedConfig, SharedConfig};
 use crate::docker::{Docker, DockerApi};
 use crate::error::ShimError;
 use crate::lifecycle::Lifecycle;
@@ -39,6 +39,8 @@ use crate::route::{Endpoint, Route};
 /// client, one metrics registry and one task tracker.
 #[derive(Clone)]
 pub struct Shim {
+    /// The running config; [`Reloader`] swaps it.
+    pub config: SharedConfig,
     pub proxy: Proxy,
     pub api: Api,
     pub lifecycle: Option<Lifecycle>,
@@ -52,28 +54,38 @@ pub struct Shim {
 }
 
 impl Shim {
-    pub fn new(config: LoadedConfig, token: CancellationToken) -> Shim {
-        let upstream_path = config.config.upstream_path();
+    /// `source` is what a reload reads again.
+    pub fn new(loaded: LoadedConfig, source: ConfigSource, token: CancellationToken) -> Shim {
+        let config = loaded.config.clone();
+        let shared = SharedConfig::new(loaded);
+        let upstream_path = config.upstream_path();
         let docker: Arc<dyn DockerApi> = Arc::new(Docker::new(
             &upstream_path,
-            config.config.timeouts.upstream_connect.as_duration(),
+            config.timeouts.upstream_connect.as_duration(),
         ));
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
-        let lifecycle = config.config.auto_sleep.enabled.then(|| {
+        let lifecycle = config.auto_sleep.enabled.then(|| {
             Lifecycle::new(
                 docker.clone(),
-                config.clone(),
+                shared.clone(),
                 token.clone(),
                 metrics.clone(),
                 tasks.clone(),
             )
         });
-        let fast_path = config.config.fast_path;
-        let admission = Admission::new(config.config.max_connections);
-        let api = Api::new(upstream_path, docker.clone(), lifecycle.clone(), metrics.clone());
+        let fast_path = config.fast_path;
+        let admission = Admission::new(config.max_connections);
+        let reloader = Reloader::new(shared.clone(), source, lifecycle.clone());
+        let api = Api::new(
+            upstream_path,
+            docker.clone(),
+            lifecycle.clone(),
+            metrics.clone(),
+            reloader,
+        );
         let proxy = Proxy::new(ProxyParts {
-            config,
+            config: shared.clone(),
             docker,
             lifecycle: lifecycle.clone(),
             metrics: metrics.clone(),
@@ -81,6 +93,7 @@ impl Shim {
             token: token.clone(),
         });
         Shim {
+            config: shared,
             proxy,
             api,
             lifecycle,
@@ -97,7 +110,7 @@ impl Shim {
     pub fn start_root_check(&self) {
         let check = crate::lifecycle::RootCheck::new(
             self.proxy.inner.docker.clone(),
-            self.proxy.config().clone(),
+            self.config.clone(),
             self.metrics.clone(),
             self.tasks.clone(),
             self.token.clone(),

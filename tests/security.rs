@@ -333,3 +333,94 @@ fn a_judged_body_that_dribbles_is_answered_408() {
         answer.body_text()
     );
 }
+
+// ---------------------------------------------------------------------------
+// top-level HostConfig fields, as dockerd reads them
+
+/// docker-py (`pip install docker`) creating through the shim, from a
+/// Python script given on stdin; prints the create answer.
+fn docker_py(shim: &Shim, script: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-").arg(shim.docker_host()).args(args);
+    cmd.stdin(std::process::Stdio::piped());
+    run_with_input(cmd, script.as_bytes(), Duration::from_secs(120))
+}
+
+#[test]
+fn docker_py_create_with_runtime_gets_the_standards() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let names = Names::new("docker-py");
+    let name = names.name("runtime");
+    // docker-py puts `Runtime` at the top level of the body, beside
+    // `"HostConfig": null` (its own integration test test_create_with_runtime).
+    let script = "import docker, json, sys\n\
+        c = docker.APIClient(base_url=sys.argv[1], version='auto')\n\
+        r = c.create_container(sys.argv[3], 'true', name=sys.argv[2], runtime='runc')\n\
+        print(json.dumps(r))\n";
+    let out = docker_py(&shim, script, &[&name, BUSYBOX]);
+    out.assert_success("docker-py create_container(runtime='runc')");
+    assert!(out.stdout_text().contains("\"Id\""), "{}", out.stdout_text());
+    assert_eq!(inspect_direct(&name, "{{.HostConfig.Runtime}}"), "runc");
+    // And the standards, as for any create.
+    assert_ne!(inspect_direct(&name, "{{.HostConfig.Memory}}"), "0");
+    assert_eq!(inspect_direct(&name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(inspect_direct(&name, "{{.Config.User}}"), "65534:65534");
+
+    // The never-test: docker-py asking for privileged beside runtime= is
+    // denied, and nothing is created.
+    let denied = names.name("privileged");
+    let script = "import docker, sys\n\
+        c = docker.APIClient(base_url=sys.argv[1], version='auto')\n\
+        hc = c.create_host_config(privileged=True)\n\
+        try:\n    c.create_container(sys.argv[3], 'true', name=sys.argv[2], runtime='runc', host_config=hc)\n\
+        except docker.errors.APIError as e:\n    print(e.status_code, e.explanation)\n    sys.exit(3)\n";
+    let out = docker_py(&shim, script, &[&denied, BUSYBOX]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", out.stdout_text(), out.stderr_text());
+    assert!(
+        out.stdout_text().starts_with("403 forge-shim:"),
+        "{}",
+        out.stdout_text()
+    );
+    assert!(
+        direct_docker(&["inspect", &denied]).status.code() != Some(0),
+        "a denied create made a container"
+    );
+}
+
+#[test]
+fn top_level_host_config_fields_are_judged_as_dockerd_uses_them() {
+    require_dockerd();
+    let shim = Shim::start(STANDARDS);
+    let names = Names::new("top-level");
+
+    // No HostConfig: dockerd would make this privileged. Denied.
+    let privileged = names.name("privileged");
+    let request = json_request(
+        "POST",
+        &format!("/v1.41/containers/create?name={privileged}"),
+        &serde_json::json!({ "Image": BUSYBOX, "privileged": true }),
+    );
+    let answer = raw_request(shim.socket_path(), &request);
+    assert_eq!(answer.status, 403, "{}", answer.body_text());
+    assert!(answer.body_text().contains("forge-shim:"), "{}", answer.body_text());
+    assert!(direct_docker(&["inspect", &privileged]).status.code() != Some(0));
+
+    // Beside a HostConfig, dockerd ignores it: created, not privileged, and
+    // the standards applied to the HostConfig dockerd used.
+    let beside = names.name("beside");
+    let request = json_request(
+        "POST",
+        &format!("/v1.41/containers/create?name={beside}"),
+        &serde_json::json!({ "Image": BUSYBOX, "Privileged": true, "Memory": 64 << 20, "HostConfig": {} }),
+    );
+    let answer = raw_request(shim.socket_path(), &request);
+    assert_eq!(answer.status, 201, "{}", answer.body_text());
+    assert_eq!(inspect_direct(&beside, "{{.HostConfig.Privileged}}"), "false");
+    // `Memory` is one of the five dockerd copies into a zero HostConfig.
+    assert_eq!(
+        inspect_direct(&beside, "{{.HostConfig.Memory}}"),
+        (64 << 20).to_string()
+    );
+    assert_eq!(inspect_direct(&beside, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+}

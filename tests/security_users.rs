@@ -212,3 +212,61 @@ fn exec_as_root_by_another_name_is_denied() {
     out.assert_success("exec --user app");
     assert_eq!(out.stdout_text().trim(), "1000");
 }
+
+/// The embedded default: `docker exec -u 0` into a container the standards
+/// made non-root is denied, and says how an operator allows it; a plain
+/// `docker exec` runs as the container's user; into a container that runs
+/// as root (the operator allowed it), root exec is no escalation.
+#[test]
+fn root_exec_into_a_non_root_container_is_denied_by_default() {
+    let shim = shim_with("");
+    let names = Names::new("rootexec");
+    let name = names.name("c");
+    let mut args = vec!["run", "-d", "--name", &name];
+    args.extend_from_slice(&NO_SLEEP);
+    args.extend_from_slice(&[BUSYBOX, "sleep", "3600"]);
+    shim.docker(&args).assert_success("docker run");
+    let since = direct_docker(&["system", "info", "--format", "{{.SystemTime}}"]);
+    since.assert_success("dockerd's clock");
+    let since = since.stdout_text().trim().to_string();
+    for user in ["0", "root", "0:0"] {
+        let out = shim.docker(&["exec", "--user", user, &name, "id", "-u"]);
+        assert_denied(&out, &format!("exec --user {user:?}"));
+        assert!(
+            out.stderr_text().contains("deny_root_exec: false"),
+            "the denial says how to allow it: {}",
+            out.stderr_text()
+        );
+    }
+    let out = shim.docker(&["exec", &name, "id", "-u"]);
+    out.assert_success("plain docker exec");
+    assert_eq!(out.stdout_text().trim(), "65534");
+    // The denials created nothing: dockerd saw one exec, the plain one.
+    let events = direct_docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={name}"),
+        "--filter",
+        "event=exec_create",
+        "--format",
+        "{{.Action}}",
+    ]);
+    events.assert_success("docker events");
+    assert_eq!(events.stdout_text().lines().count(), 1, "{}", events.stdout_text());
+    drop(shim);
+
+    // The operator lets this image run as root: exec as root goes through.
+    let shim = shim_with("standards: { non_root: { when_image_runs_as_root: allow } }\n");
+    let rooted = names.name("rooted");
+    let mut args = vec!["run", "-d", "--name", &rooted];
+    args.extend_from_slice(&NO_SLEEP);
+    args.extend_from_slice(&[BUSYBOX, "sleep", "3600"]);
+    shim.docker(&args).assert_success("docker run as root");
+    let out = shim.docker(&["exec", "--user", "0", &rooted, "id", "-u"]);
+    out.assert_success("exec -u 0 into a root container");
+    assert_eq!(out.stdout_text().trim(), "0");
+}

@@ -30,6 +30,9 @@ fn default_config(mode: &str) -> Value {
     root.remove("listen");
     root.remove("state_dir");
     root["standards"]["mode"] = json!(mode);
+    // The tests read the changes one by one (the default sums them up in
+    // one warning; `the_default_warning_is_one_line` tests that).
+    root["standards"]["warnings"] = json!("each");
     root["auto_sleep"]["enabled"] = json!(false);
     config
 }
@@ -1348,4 +1351,71 @@ fn a_create_smuggled_behind_a_plain_request_still_meets_the_standards() {
         }
     }
     names.cleanup();
+}
+
+/// The embedded default, unchanged: a `docker run` that the standards
+/// change prints one warning line naming every rule; the log has each
+/// change; a create the standards leave alone prints none.
+#[test]
+fn the_default_warning_is_one_line() {
+    require_dockerd();
+    let shim = Shim::start("auto_sleep: { enabled: false }\n");
+    let names = Names::new("one-warning");
+    let name = names.name("c");
+    let out = shim.docker(&["create", "--name", &name, BUSYBOX, "true"]);
+    out.assert_success("docker create");
+    let warnings = forge_warnings(&out);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let line = &warnings[0];
+    assert!(
+        line.starts_with(&format!(
+            "WARNING: forge-shim: {} changes made by the standards (",
+            DEFAULT_WARNINGS.len()
+        )),
+        "{line}"
+    );
+    for rule in [
+        "non_root",
+        "defaults.memory",
+        "defaults.read_only_rootfs",
+        "defaults.cap_drop",
+    ] {
+        assert!(line.contains(rule), "{rule} not named in {line}");
+    }
+    // Each change is in the log.
+    let log = shim.log();
+    assert!(log.contains("set memory limit 512M for class normal"), "{log}");
+    // Every default was applied all the same.
+    assert_eq!(inspect(&name)["HostConfig"]["ReadonlyRootfs"], json!(true));
+
+    // Nothing to change, nothing printed: the create asks for all of it.
+    let tidy = names.name("tidy");
+    let out = shim.docker(&[
+        "create",
+        "--name",
+        &tidy,
+        "--user",
+        "65534:65534",
+        "--memory",
+        "512m",
+        "--memory-reservation",
+        "128m",
+        "--cpus",
+        "1",
+        "--pids-limit",
+        "512",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        "/run",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        BUSYBOX,
+        "true",
+    ]);
+    out.assert_success("docker create, already standard");
+    assert_eq!(forge_warnings(&out), Vec::<String>::new());
 }

@@ -4,6 +4,10 @@
 
 pub mod prometheus;
 
+mod reload;
+
+pub use reload::{ReloadReport, Reloader};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,6 +32,7 @@ pub struct Api {
     docker: Arc<dyn DockerApi>,
     lifecycle: Option<Lifecycle>,
     metrics: Arc<Metrics>,
+    reloader: Reloader,
 }
 
 impl Api {
@@ -36,12 +41,14 @@ impl Api {
         docker: Arc<dyn DockerApi>,
         lifecycle: Option<Lifecycle>,
         metrics: Arc<Metrics>,
+        reloader: Reloader,
     ) -> Api {
         Api {
             upstream_path,
             docker,
             lifecycle,
             metrics,
+            reloader,
         }
     }
 
@@ -55,11 +62,29 @@ impl Api {
             (&Method::GET, ["metrics"]) => Ok(self.metrics().await),
             (&Method::POST, ["containers", reference, "sleep"]) => self.sleep(reference).await,
             (&Method::POST, ["containers", reference, "wake"]) => self.wake(reference).await,
-            (_, ["health" | "containers" | "events" | "metrics"]) | (_, ["containers", _, "sleep" | "wake"]) => {
+            (&Method::POST, ["reload"]) => self.reload().await,
+            (_, ["health" | "containers" | "events" | "metrics" | "reload"])
+            | (_, ["containers", _, "sleep" | "wake"]) => {
                 Err(ShimError::MethodNotAllowed(request.method().to_string()))
             }
             _ => Err(ShimError::NotFound(format!("/_forge/v1/{rest}"))),
         }
+    }
+
+    /// `POST /_forge/v1/reload`: the config file read again, as on SIGHUP.
+    /// A file that does not load is a 400 naming its problems; the running
+    /// config is kept.
+    async fn reload(&self) -> Result<Response<ProxyBody>, ShimError> {
+        let report = self.reloader.reload().await.map_err(|problems| {
+            ShimError::BadRequest(format!("config not reloaded, the running config is kept:\n{problems}"))
+        })?;
+        let value = serde_json::to_value(report).map_err(|e| ShimError::Internal(e.to_string()))?;
+        Ok(json_response(StatusCode::OK, &value))
+    }
+
+    /// The reload SIGHUP runs.
+    pub fn reloader(&self) -> &Reloader {
+        &self.reloader
     }
 
     fn lifecycle(&self) -> Result<&Lifecycle, ShimError> {

@@ -12,12 +12,14 @@
 //! `shim.yml`, `ConfigError`), `validate.rs` (the checks across keys, one
 //! function per section, and the compiled `LoadedConfig`), `policy.rs`
 //! (classes, `classify:`, `services:`), `units.rs` (sizes, durations, CPUs),
-//! `rule_names.rs` (`RULE_NAMES`, the one list of the standards' rules).
+//! `rule_names.rs` (`RULE_NAMES`, the one list of the standards' rules),
+//! `shared.rs` (`SharedConfig`, the running config a reload swaps whole).
 
 mod load;
 pub mod policy;
 mod rule_names;
 mod schema;
+mod shared;
 pub mod units;
 mod validate;
 
@@ -29,8 +31,9 @@ pub use policy::{
 pub use rule_names::{rule, RULE_NAMES};
 pub use schema::{
     AutoSleep, Config, DenyRules, Exemption, Limits, LogFormat, MetricsConfig, NonRoot, OnExceed, OnShutdown,
-    RootImage, StandardsConfig, StandardsDefaults, StandardsMode, Timeouts,
+    RootImage, StandardsConfig, StandardsDefaults, StandardsMode, Timeouts, WarningStyle,
 };
+pub use shared::{reload_plan, ConfigSource, SharedConfig};
 pub use units::{ByteSize, Cpus, HumanDuration};
 pub use validate::{is_root_user, parse_socket_mode};
 

@@ -128,6 +128,18 @@ pub enum OnExceed {
     Clamp,
 }
 
+/// How a create's changes reach the client as warnings.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WarningStyle {
+    /// One line naming the rules that changed the create (one change: that
+    /// change); each change is in the shim's log.
+    #[default]
+    Summary,
+    /// One warning per change.
+    Each,
+}
+
 /// What to do when a create gives no `User` and the image runs as root.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -155,6 +167,8 @@ pub struct StandardsConfig {
     pub allow_label_exemptions: bool,
     /// Largest create body the shim reads; above it the request gets 413.
     pub max_body: Option<ByteSize>,
+    /// One summing-up warning per create, or one per change.
+    pub warnings: WarningStyle,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -197,7 +211,8 @@ pub struct NonRoot {
     pub when_image_runs_as_root: RootImage,
     /// Deny an explicit `User` of root (`root`, `0`, `0:…`).
     pub deny_explicit_root: bool,
-    /// Deny `exec` as root into containers covered by this rule.
+    /// Deny `exec` as root into containers covered by this rule that do
+    /// not run as root themselves.
     pub deny_root_exec: bool,
 }
 
@@ -206,7 +221,7 @@ impl Default for NonRoot {
         NonRoot {
             when_image_runs_as_root: RootImage::SetUser,
             deny_explicit_root: true,
-            deny_root_exec: false,
+            deny_root_exec: true,
         }
     }
 }

@@ -70,7 +70,7 @@ impl Lifecycle {
                     }
                     Some(_) => {}
                     None => {
-                        table.insert(id.to_string(), Entry::new(&info, &self.inner.loaded, now));
+                        table.insert(id.to_string(), Entry::new(&info, &self.config(), now));
                     }
                 }
             }

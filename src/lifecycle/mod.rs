@@ -51,7 +51,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, SharedConfig};
 use crate::docker::{DockerApi, DockerError};
 pub use host::HostPaths;
 pub use rootcheck::RootCheck;
@@ -83,7 +83,8 @@ pub struct Lifecycle {
 
 struct Inner {
     docker: Arc<dyn DockerApi>,
-    loaded: LoadedConfig,
+    /// Read per tick and per container; a reload swaps it ([`Lifecycle::refit`]).
+    loaded: SharedConfig,
     table: Mutex<HashMap<String, Entry>>,
     /// Serialises the transitions of each container.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -129,7 +130,7 @@ impl Lifecycle {
     /// its loops end when `token` is cancelled.
     pub fn new(
         docker: Arc<dyn DockerApi>,
-        loaded: LoadedConfig,
+        loaded: SharedConfig,
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
         tasks: TaskTracker,
@@ -140,13 +141,13 @@ impl Lifecycle {
     /// [`Lifecycle::new`] over other host roots (tests).
     pub fn with_host(
         docker: Arc<dyn DockerApi>,
-        loaded: LoadedConfig,
+        loaded: SharedConfig,
         token: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
         tasks: TaskTracker,
         host: HostPaths,
     ) -> Lifecycle {
-        let store = store::Store::open(&loaded.config.state_dir);
+        let store = store::Store::open(&loaded.current().config.state_dir);
         let (events, _) = broadcast::channel(1024);
         Lifecycle {
             inner: Arc::new(Inner {
@@ -169,8 +170,14 @@ impl Lifecycle {
         }
     }
 
-    fn auto_sleep(&self) -> &crate::config::AutoSleep {
-        &self.inner.loaded.config.auto_sleep
+    /// The config as it is now.
+    fn config(&self) -> Arc<LoadedConfig> {
+        self.inner.loaded.current()
+    }
+
+    /// `auto_sleep` as it is now (a copy: a reload may replace it).
+    fn auto_sleep(&self) -> crate::config::AutoSleep {
+        self.config().config.auto_sleep.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
@@ -274,7 +281,7 @@ impl Lifecycle {
         }
         let info = self.inner.docker.inspect_container(reference).await.ok()?;
         let id = info.id.clone();
-        let entry = Entry::new(&info, &self.inner.loaded, Instant::now());
+        let entry = Entry::new(&info, &self.config(), Instant::now());
         self.inner.table.lock().entry(id.clone()).or_insert(entry);
         Some(id)
     }
@@ -292,6 +299,38 @@ impl Lifecycle {
         }
         owners.insert(exec_id.to_string(), container.clone());
         Some(container)
+    }
+
+    /// Gives every tracked container its policy under the config as it is
+    /// now (after a reload): class, sleep settings and idle timeout are
+    /// resolved again. A sleeper whose new policy does not let it sleep is
+    /// woken; one still allowed to keeps sleeping. Returns how many
+    /// containers changed idle timeout, and how many sleepers are woken.
+    pub fn refit(&self) -> (usize, usize) {
+        let loaded = self.config();
+        let mut changed = 0;
+        let mut to_wake = Vec::new();
+        {
+            let mut table = self.inner.table.lock();
+            for entry in table.values_mut() {
+                if entry.refit(&loaded) {
+                    changed += 1;
+                }
+                if entry.idle_timeout.is_none() && matches!(entry.state, State::Sleeping | State::DeepSleep) {
+                    to_wake.push(entry.id.clone());
+                }
+            }
+        }
+        let woken = to_wake.len();
+        for id in to_wake {
+            let this = self.clone();
+            self.inner.tasks.spawn(async move {
+                if let Err(e) = this.wake(&id, "reload").await {
+                    tracing::warn!(container = %id, error = %e, "cannot wake a sleeper its new policy keeps awake");
+                }
+            });
+        }
+        (changed, woken)
     }
 
     /// Whether the shim holds any container paused now (cheap: one pass

@@ -30,7 +30,7 @@ impl Lifecycle {
             let Ok(info) = self.inner.docker.inspect_container(&id).await else {
                 continue;
             };
-            let mut entry = Entry::new(&info, &self.inner.loaded, now);
+            let mut entry = Entry::new(&info, &self.config(), now);
             if let Some(record) = records.iter().find(|r| r.id == id) {
                 match (record.state, info.paused, info.running) {
                     (store::SleptState::Paused, true, _) => {

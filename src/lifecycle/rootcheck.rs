@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{LoadedConfig, StandardsMode};
+use crate::config::{SharedConfig, StandardsMode};
 use crate::docker::{DockerApi, EventKind};
 use crate::metrics::Metrics;
 use crate::standards::{self, rule, user};
@@ -97,7 +97,7 @@ pub struct RootCheck {
 
 struct RootCheckInner {
     docker: Arc<dyn DockerApi>,
-    loaded: LoadedConfig,
+    loaded: SharedConfig,
     metrics: Arc<Metrics>,
     host: HostPaths,
     tasks: TaskTracker,
@@ -108,7 +108,7 @@ struct RootCheckInner {
 impl RootCheck {
     pub fn new(
         docker: Arc<dyn DockerApi>,
-        loaded: LoadedConfig,
+        loaded: SharedConfig,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
         token: CancellationToken,
@@ -128,11 +128,9 @@ impl RootCheck {
     }
 
     /// Follows `start` events until shutdown; each start is checked on a
-    /// task of its own. Nothing to do with the standards off.
+    /// task of its own (a start while the standards are off is not
+    /// checked; a reload may turn them on).
     pub async fn run(self) {
-        if self.inner.loaded.config.standards.mode == StandardsMode::Off {
-            return;
-        }
         loop {
             let mut events = self.inner.docker.events(EventKind::Container, Some(SystemTime::now()));
             loop {
@@ -160,8 +158,12 @@ impl RootCheck {
     /// processes run as root where the standards said they would not.
     async fn check(&self, id: &str) {
         let inner = &*self.inner;
-        let loaded = &inner.loaded;
+        let snapshot = inner.loaded.current();
+        let loaded = &*snapshot;
         let mode = loaded.config.standards.mode;
+        if mode == StandardsMode::Off {
+            return;
+        }
         let info = match inner.docker.inspect_container(id).await {
             Ok(info) => info,
             Err(e) => {

@@ -10,12 +10,10 @@ use super::{activity, Lifecycle, State};
 impl Lifecycle {
     /// Samples every running sleep-enabled container each `check_interval`,
     /// records activity, and puts the idle ones to sleep; stops long
-    /// sleepers whose class allows deep sleep.
+    /// sleepers whose class allows deep sleep. The settings are read each
+    /// round, so a reload takes effect at the next one.
     pub(super) async fn sampler(self) {
-        let interval = self.auto_sleep().check_interval.as_duration();
-        let idle_threshold = self.auto_sleep().idle_threshold;
-        let network_rate = self.auto_sleep().network_idle_rate.bytes();
-        let max_sleep = self.auto_sleep().max_sleep_time.as_duration();
+        let mut interval = self.auto_sleep().check_interval.as_duration();
         let mut samples: HashMap<String, activity::Sample> = HashMap::new();
         // Containers whose last reading failed (warned once per streak).
         let mut unreadable: HashSet<String> = HashSet::new();
@@ -25,6 +23,16 @@ impl Lifecycle {
             tokio::select! {
                 _ = self.inner.token.cancelled() => return,
                 _ = ticker.tick() => {}
+            }
+            let settings = self.auto_sleep();
+            let idle_threshold = settings.idle_threshold;
+            let network_rate = settings.network_idle_rate.bytes();
+            let max_sleep = settings.max_sleep_time.as_duration();
+            let min_uptime = settings.min_uptime.as_duration();
+            if settings.check_interval.as_duration() != interval {
+                interval = settings.check_interval.as_duration();
+                ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }
             let candidates: Vec<(String, Option<u32>, f64, bool)> = {
                 let table = self.inner.table.lock();
@@ -84,7 +92,6 @@ impl Lifecycle {
             }
             let (to_sleep, to_stop): (Vec<String>, Vec<String>) = {
                 let table = self.inner.table.lock();
-                let min_uptime = self.auto_sleep().min_uptime.as_duration();
                 let to_sleep = table
                     .values()
                     .filter(|e| e.may_sleep(now, min_uptime))

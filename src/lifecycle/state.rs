@@ -54,6 +54,9 @@ pub struct Entry {
     pub service: Option<String>,
     /// Compose services this one depends on (same project).
     pub depends_on: Vec<String>,
+    /// What its policy is resolved from again when the config is reloaded.
+    pub image: Option<String>,
+    pub labels: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
     pub policy: ServicePolicy,
     /// Sleep after this long idle; `None`: never sleeps.
     pub idle_timeout: Option<Duration>,
@@ -114,20 +117,14 @@ pub struct WakeRecord {
 
 impl Entry {
     pub fn new(info: &crate::docker::ContainerInfo, loaded: &LoadedConfig, now: Instant) -> Entry {
-        let labels = info.labels.as_ref();
         let identity = ContainerIdentity {
             name: info.name.as_deref(),
             image: info.image.as_deref(),
-            labels,
+            labels: info.labels.as_ref(),
             ..Default::default()
         };
-        let resolved = loaded.policy.resolve(&identity);
+        let (resolved, idle_timeout) = fit(loaded, &identity);
         let label = |key: &str| identity.label(key).map(str::to_string);
-        let idle_timeout = sleep_timeout(
-            &resolved,
-            label(policy::LABEL_SLEEP),
-            label(policy::LABEL_SLEEP_IDLE_TIMEOUT),
-        );
         let state = if info.paused {
             State::UserPaused
         } else if info.running {
@@ -143,6 +140,8 @@ impl Entry {
             depends_on: label(policy::LABEL_COMPOSE_DEPENDS_ON)
                 .map(|deps| parse_depends_on(&deps))
                 .unwrap_or_default(),
+            image: info.image.clone(),
+            labels: info.labels.clone().map(std::sync::Arc::new),
             policy: resolved,
             idle_timeout,
             state,
@@ -168,6 +167,22 @@ impl Entry {
             short_naps: 0,
             deep_sleep_blocked: None,
         }
+    }
+
+    /// Resolves its policy and idle timeout again, under a reloaded config.
+    /// Returns whether its idle timeout changed.
+    pub fn refit(&mut self, loaded: &LoadedConfig) -> bool {
+        let identity = ContainerIdentity {
+            name: Some(&self.name).filter(|n| !n.is_empty()).map(String::as_str),
+            image: self.image.as_deref(),
+            labels: self.labels.as_deref(),
+            ..Default::default()
+        };
+        let (policy, idle_timeout) = fit(loaded, &identity);
+        let changed = idle_timeout != self.idle_timeout;
+        self.policy = policy;
+        self.idle_timeout = idle_timeout;
+        changed
     }
 
     pub fn set_state(&mut self, state: State) {
@@ -209,6 +224,18 @@ impl Entry {
             && now.saturating_duration_since(self.running_since) >= min_uptime
             && now.saturating_duration_since(self.last_activity) >= idle_timeout
     }
+}
+
+/// A container's policy and idle timeout under `loaded`.
+fn fit(loaded: &LoadedConfig, identity: &ContainerIdentity<'_>) -> (ServicePolicy, Option<Duration>) {
+    let resolved = loaded.policy.resolve(identity);
+    let label = |key: &str| identity.label(key).map(str::to_string);
+    let idle_timeout = sleep_timeout(
+        &resolved,
+        label(policy::LABEL_SLEEP),
+        label(policy::LABEL_SLEEP_IDLE_TIMEOUT),
+    );
+    (resolved, idle_timeout)
 }
 
 /// The idle timeout from class/service policy and the container's labels:

@@ -213,7 +213,7 @@ impl Lifecycle {
     /// transition's lock, then finds it asleep); `leave` keeps them asleep
     /// (the state file lets the next start pick them up).
     pub async fn shutdown(&self) {
-        if self.inner.loaded.config.on_shutdown == OnShutdown::Leave {
+        if self.config().config.on_shutdown == OnShutdown::Leave {
             self.persist_now().await;
             return;
         }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, SharedConfig};
 use crate::docker::DockerApi;
 use crate::error::ShimError;
 use crate::lifecycle::Lifecycle;
@@ -43,7 +43,8 @@ pub struct Proxy {
 }
 
 pub struct ProxyInner {
-    pub config: LoadedConfig,
+    /// Read once per request ([`Proxy::config`]); a reload swaps it.
+    pub config: SharedConfig,
     pub upstream_path: PathBuf,
     pub upstream_connect_timeout: Duration,
     pub header_read_timeout: Duration,
@@ -72,7 +73,7 @@ pub struct Shutdown {
 /// What the proxy is built from: the parts it shares with the rest of the
 /// shim.
 pub struct ProxyParts {
-    pub config: LoadedConfig,
+    pub config: SharedConfig,
     pub docker: Arc<dyn DockerApi>,
     pub lifecycle: Option<Lifecycle>,
     pub metrics: Arc<Metrics>,
@@ -83,10 +84,13 @@ pub struct ProxyParts {
 impl Proxy {
     pub fn new(parts: ProxyParts) -> Proxy {
         let config = parts.config;
-        let timeouts = config.config.timeouts.clone();
+        let (timeouts, upstream_path) = {
+            let current = config.current();
+            (current.config.timeouts.clone(), current.config.upstream_path())
+        };
         Proxy {
             inner: Arc::new(ProxyInner {
-                upstream_path: config.config.upstream_path(),
+                upstream_path,
                 upstream_connect_timeout: timeouts.upstream_connect.as_duration(),
                 header_read_timeout: timeouts.header_read.as_duration(),
                 client_idle: timeouts.client_idle.as_duration(),
@@ -106,8 +110,9 @@ impl Proxy {
         }
     }
 
-    pub fn config(&self) -> &LoadedConfig {
-        &self.inner.config
+    /// The config as it is now: one snapshot serves a whole request.
+    pub fn config(&self) -> Arc<LoadedConfig> {
+        self.inner.config.current()
     }
 
     /// The Docker API phases: wake (mark in use, wake a sleeper), then

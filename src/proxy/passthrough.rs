@@ -658,7 +658,7 @@ mod tests {
                 &config.config.upstream_path(),
                 std::time::Duration::from_secs(5),
             )),
-            config,
+            config: crate::config::SharedConfig::new(config),
             lifecycle: None,
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
             tasks: tokio_util::task::TaskTracker::new(),

@@ -266,7 +266,7 @@ pub(crate) mod tests_support {
     pub(crate) fn proxy_with_config(docker: Arc<FakeDocker>, yaml: &str) -> Proxy {
         let docker: Arc<dyn DockerApi> = docker;
         Proxy::new(super::super::ProxyParts {
-            config: crate::config::Config::from_yaml(yaml, "t").unwrap(),
+            config: crate::config::SharedConfig::new(crate::config::Config::from_yaml(yaml, "t").unwrap()),
             docker,
             lifecycle: None,
             metrics: Arc::new(crate::metrics::Metrics::new()),

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{resolve, ConnState, Proxy};
 use crate::body::ProxyBody;
 use crate::body::{full_body, read_limited, read_limited_within, set_exact_length};
-use crate::config::StandardsMode;
+use crate::config::{LoadedConfig, StandardsMode, WarningStyle};
 use crate::docker::{EventKind, ImageInfo};
 use crate::error::ShimError;
 use crate::route::{query_value, ContainerAction, Endpoint, Judge, Route};
@@ -84,7 +84,8 @@ pub async fn handle(
         .unwrap_or(DEFAULT_MAX_BODY);
     let bytes = read_limited_within(body, max_body, proxy.inner.body_read).await?;
     let query = parts.uri.query().map(str::to_string);
-    let loaded = proxy.config();
+    let snapshot = proxy.config();
+    let loaded = &*snapshot;
 
     // An empty body is dockerd's to reject; there is nothing to judge.
     let value = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -207,9 +208,13 @@ pub async fn handle(
         .await
         .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
     if let Some(context) = backstop {
-        check_record(proxy, &context, &outcome.body, &bytes).await?;
+        check_record(proxy, loaded, &context, &outcome.body, &bytes).await?;
     }
-    Ok(with_warnings(parts, bytes, &outcome.changes))
+    let warnings: Vec<String> = match loaded.config.standards.warnings {
+        WarningStyle::Each => outcome.changes.iter().map(Change::warning).collect(),
+        WarningStyle::Summary => standards::summary_warning(&outcome.changes).into_iter().collect(),
+    };
+    Ok(with_warnings(parts, bytes, &warnings))
 }
 
 /// The backstop after a create: dockerd's inspect of the new container,
@@ -217,6 +222,7 @@ pub async fn handle(
 /// record that cannot be read, removes the container and refuses the create.
 async fn check_record(
     proxy: &Proxy,
+    loaded: &LoadedConfig,
     context: &CreateContext,
     forwarded: &Value,
     answer: &[u8],
@@ -232,7 +238,7 @@ async fn check_record(
     };
     let refusal = match proxy.inner.docker.inspect_container_json(&id).await {
         Ok(record) => {
-            let breaches = standards::check_recorded_create(proxy.config(), context, forwarded, &record);
+            let breaches = standards::check_recorded_create(loaded, context, forwarded, &record);
             if breaches.is_empty() {
                 return Ok(());
             }
@@ -263,7 +269,8 @@ async fn judge_head(
     route: &Route,
     mut request: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ShimError> {
-    let loaded = proxy.config();
+    let snapshot = proxy.config();
+    let loaded = &*snapshot;
     let query = request.uri().query();
     let judged = match &route.endpoint {
         Endpoint::Build => standards::check_build(loaded, query),
@@ -337,8 +344,8 @@ async fn forward_bytes(
 /// Appends each change to the create answer's `Warnings` (which older
 /// daemons send as `null`) and recomputes `Content-Length`. An answer that
 /// is not a JSON object is handed over as it came.
-fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, changes: &[Change]) -> Response<ProxyBody> {
-    if changes.is_empty() {
+fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, warnings_to_add: &[String]) -> Response<ProxyBody> {
+    if warnings_to_add.is_empty() {
         return Response::from_parts(parts, full_body(bytes));
     }
     let mut value: Value = match serde_json::from_slice(&bytes) {
@@ -354,7 +361,7 @@ fn with_warnings(mut parts: http::response::Parts, bytes: Bytes, changes: &[Chan
         *warnings = Value::Array(Vec::new());
     }
     if let Value::Array(list) = warnings {
-        list.extend(changes.iter().map(|c| Value::String(c.warning())));
+        list.extend(warnings_to_add.iter().cloned().map(Value::String));
     }
     let Ok(mut out) = serde_json::to_vec(&value) else {
         return Response::from_parts(parts, full_body(bytes));

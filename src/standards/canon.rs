@@ -50,10 +50,9 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, BadRequest> {
 /// `HostConfig`, `NetworkingConfig` and `Mounts` items, and checks that the
 /// objects the rules walk into are objects (or null).
 ///
-/// HostConfig fields at the top level are refused: dockerd 20.10 still
-/// decodes them (a deprecated embedded `HostConfig`) and uses them when the
-/// body has no `HostConfig`, so `{"Image": "x", "Privileged": true}` would
-/// otherwise make a privileged container behind the rules' back.
+/// HostConfig fields at the top level are folded into `HostConfig` as
+/// dockerd folds them ([`fold_top_level_host_config`]), so the rules judge,
+/// and dockerd receives, the one `HostConfig` dockerd would have used.
 pub fn canonicalize_create(body: Value) -> Result<Value, BadRequest> {
     let mut body = body;
     let Some(root) = body.as_object_mut() else {
@@ -63,16 +62,102 @@ pub fn canonicalize_create(body: Value) -> Result<Value, BadRequest> {
         )));
     };
     canonicalize_object(root, &CREATE, "")?;
-    if let Some(key) = root
-        .keys()
-        .find(|key| HOST_CONFIG_KEYS.iter().any(|name| go_fold_eq(key, name)))
-    {
-        return Err(BadRequest::new(format!(
-            "invalid create body: {key:?} is a HostConfig field; put it inside \"HostConfig\" \
-             (top-level HostConfig fields are deprecated)"
-        )));
-    }
+    fold_top_level_host_config(root)?;
+    // The folded HostConfig is canonicalised like one sent inside.
+    canonicalize_object(root, &CREATE, "")?;
     Ok(body)
+}
+
+/// The fields dockerd copies from a top-level HostConfig into the inner
+/// one when the inner one leaves them zero.
+const COPIED_WHEN_ZERO: &[&str] = &["Memory", "MemorySwap", "CpuShares", "CpusetCpus", "VolumeDriver"];
+
+/// Moves HostConfig fields sent at the top level of a create body into
+/// `HostConfig`, as dockerd's decoder reads them: its body type embeds a
+/// deprecated `HostConfig` whose fields are promoted to the top level, next
+/// to the real `"HostConfig"` key (moby `runconfig`,
+/// `ContainerConfigWrapper.getHostConfig`).
+///
+/// - Top-level fields and no `HostConfig` (absent or null): the top-level
+///   fields are the HostConfig.
+/// - Both: `HostConfig` is used, and only `Memory`, `MemorySwap`,
+///   `CpuShares`, `CpusetCpus` and `VolumeDriver` are taken from the top
+///   level where `HostConfig` leaves them zero; every other top-level field
+///   is ignored by dockerd, and dropped here.
+/// - The deprecated top-level `Cpuset` fills `HostConfig.CpusetCpus` when
+///   that is empty, and is dropped.
+///
+/// A field is there for Go as soon as its key is, even with `null`. A
+/// copied field of the wrong type would fail dockerd's decoding: 400.
+fn fold_top_level_host_config(root: &mut Map<String, Value>) -> Result<(), BadRequest> {
+    let top_keys: Vec<String> = root
+        .keys()
+        .filter(|key| HOST_CONFIG_KEYS.iter().any(|name| go_fold_eq(key, name)))
+        .cloned()
+        .collect();
+    let cpuset = root.remove("Cpuset");
+    let mut top = Map::new();
+    for key in top_keys {
+        let value = root.remove(&key).expect("listed from the same map");
+        let name = HOST_CONFIG_KEYS
+            .iter()
+            .find(|name| go_fold_eq(&key, name))
+            .expect("matched above");
+        top.insert((*name).to_string(), value);
+    }
+    let inner = match root.remove("HostConfig") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(inner)) => Some(inner),
+        Some(other) => {
+            return Err(BadRequest::new(format!(
+                "invalid create body: HostConfig must be an object, got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let mut host_config = match (inner, top.is_empty()) {
+        (None, true) => None,
+        (None, false) => Some(top),
+        (Some(inner), true) => Some(inner),
+        (Some(mut inner), false) => {
+            for name in COPIED_WHEN_ZERO {
+                let Some(value) = top.get(*name) else { continue };
+                if !is_go_zero(name, value)? && inner.get(*name).map_or(Ok(true), |v| is_go_zero(name, v))? {
+                    inner.insert((*name).to_string(), value.clone());
+                }
+            }
+            Some(inner)
+        }
+    };
+    if let (Some(host_config), Some(cpuset)) = (host_config.as_mut(), cpuset) {
+        let empty = host_config
+            .get("CpusetCpus")
+            .map_or(Ok(true), |v| is_go_zero("CpusetCpus", v))?;
+        if !is_go_zero("Cpuset", &cpuset)? && empty {
+            host_config.insert("CpusetCpus".to_string(), cpuset);
+        }
+    }
+    if let Some(host_config) = host_config {
+        root.insert("HostConfig".to_string(), Value::Object(host_config));
+    }
+    Ok(())
+}
+
+/// Whether a JSON value decodes to Go's zero value of a copied field
+/// (`null` or absent is zero); a value Go could not decode into the field
+/// is a 400, as dockerd answers it.
+fn is_go_zero(name: &str, value: &Value) -> Result<bool, BadRequest> {
+    let strings = matches!(name, "CpusetCpus" | "VolumeDriver" | "Cpuset");
+    match value {
+        Value::Null => Ok(true),
+        Value::String(s) if strings => Ok(s.is_empty()),
+        Value::Number(n) if !strings && (n.is_i64() || n.is_u64()) => Ok(n.as_i64() == Some(0)),
+        other => Err(BadRequest::new(format!(
+            "invalid create body: {name} must be {}, got {}",
+            if strings { "a string" } else { "an integer" },
+            kind(other)
+        ))),
+    }
 }
 
 /// Canonicalises `body` (an object) by `schema`; see [`canonicalize_create`].

@@ -1,5 +1,6 @@
 //! `POST /containers/{id}/exec`: no privileged exec and, with
-//! `non_root.deny_root_exec`, no exec as root.
+//! `non_root.deny_root_exec` (the default), no exec as root into a
+//! container that does not run as root: non-root means non-root.
 
 use serde_json::Value;
 
@@ -32,25 +33,42 @@ pub(super) fn check_exec(
     if standards.deny.privileged && boolean(root, "Privileged", "")? == Some(true) {
         e.deny(DENY_PRIVILEGED, "a privileged exec (Privileged)", None);
     }
-    if standards.non_root.deny_root_exec && e.applies(NON_ROOT) {
+    // An exec runs as its `User`, else as the container's. Into a container
+    // that runs as root, root is no escalation; into any other (non-root,
+    // or a user the shim cannot resolve now), an exec user that is or may
+    // be root is refused.
+    let container_runs_as_root = match container_user.filter(|u| !u.is_empty()) {
+        None => true,
+        Some(spec) => matches!(user::resolve(spec, passwd), Resolved::Root(_)),
+    };
+    if standards.non_root.deny_root_exec && e.applies(NON_ROOT) && !container_runs_as_root {
         let explicit = string(root, "User", "")?.filter(|u| !u.is_empty()).map(str::to_string);
         let (user, whose) = match &explicit {
-            Some(user) => (Some(user.as_str()), "User"),
-            None => (container_user, "the container's user"),
+            Some(user) => (user.as_str(), "User"),
+            None => (container_user.unwrap_or_default(), "the container's user"),
         };
-        let advice = || Some("exec as a non-root user (docker exec --user 65534)".to_string());
-        match user.map(|user| user::resolve(user, passwd)) {
-            None => e.deny(NON_ROOT, format!("exec as root ({whose} is unknown)"), advice()),
-            Some(Resolved::Root(why)) => e.deny(NON_ROOT, format!("exec as root ({whose}: {why})"), advice()),
-            Some(Resolved::Unknown(why)) => e.deny(
+        let advice = || {
+            Some(
+                "exec as the container's user or another non-root one (docker exec --user 65534); \
+                 an operator allows root exec with standards.non_root.deny_root_exec: false"
+                    .to_string(),
+            )
+        };
+        match user::resolve(user, passwd) {
+            Resolved::Root(why) => e.deny(
+                NON_ROOT,
+                format!("exec as root into a container that runs as non-root ({whose}: {why})"),
+                advice(),
+            ),
+            Resolved::Unknown(why) => e.deny(
                 NON_ROOT,
                 format!("exec user cannot be checked ({whose}: {why})"),
                 advice(),
             ),
-            Some(Resolved::NonRoot {
+            Resolved::NonRoot {
                 pinned: Some(pinned), ..
-            }) => {
-                let name = user.unwrap_or_default().to_string();
+            } => {
+                let name = user.to_string();
                 e.change(
                     NON_ROOT,
                     format!("pinned exec user {name:?} to {pinned}, its uid in the container's /etc/passwd"),
@@ -59,7 +77,7 @@ pub(super) fn check_exec(
                     .expect("checked above")
                     .insert("User".to_string(), Value::String(pinned));
             }
-            Some(Resolved::NonRoot { pinned: None, .. }) => {}
+            Resolved::NonRoot { pinned: None, .. } => {}
         }
     }
     e.finish(original, body)

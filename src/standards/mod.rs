@@ -184,6 +184,32 @@ impl Change {
     }
 }
 
+/// The one warning that sums up a create's changes (`standards.warnings:
+/// summary`): a single change as it is, several as the count and their
+/// rules, with where each change can be read.
+pub fn summary_warning(changes: &[Change]) -> Option<String> {
+    match changes {
+        [] => None,
+        [one] => Some(one.warning()),
+        many => {
+            let audit = many.iter().all(|c| c.message.starts_with("would "));
+            let mut rules: Vec<&str> = Vec::new();
+            for change in many {
+                if !rules.contains(&change.rule) {
+                    rules.push(change.rule);
+                }
+            }
+            Some(format!(
+                "forge-shim: {} {} by the standards ({}); each is in the shim's log, \
+                 `forge-shim audit` checks the container, `standards.warnings: each` lists them here",
+                many.len(),
+                if audit { "changes would be made" } else { "changes made" },
+                rules.join(", ")
+            ))
+        }
+    }
+}
+
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (standards.{})", self.message, self.rule)

@@ -7,6 +7,7 @@
 
 mod deep_sleep;
 mod metrics;
+mod reload;
 mod restart;
 mod sampler;
 mod transitions;
@@ -116,6 +117,9 @@ pub(super) struct Harness {
     pub docker: Arc<FakeDocker>,
     pub host: FakeHost,
     pub lifecycle: Lifecycle,
+    /// The config the lifecycle reads, and the text it was loaded from.
+    config: crate::config::SharedConfig,
+    yaml: String,
     token: CancellationToken,
     tasks: TaskTracker,
     run: Option<JoinHandle<()>>,
@@ -158,9 +162,10 @@ impl Harness {
         let loaded = crate::config::Config::from_yaml(&yaml, "test.yml").expect("the test config is valid");
         let token = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let config = crate::config::SharedConfig::new(loaded);
         let lifecycle = Lifecycle::with_host(
             docker.clone(),
-            loaded,
+            config.clone(),
             token.clone(),
             Arc::new(crate::metrics::Metrics::new()),
             tasks.clone(),
@@ -171,10 +176,23 @@ impl Harness {
             docker,
             host,
             lifecycle,
+            config,
+            yaml,
             token,
             tasks,
             run: None,
         }
+    }
+
+    /// Reloads the config with `from` replaced by `to` in its text, as
+    /// SIGHUP does: the new config is swapped in, then the table refitted.
+    pub fn reload(&self, from: &str, to: &str) -> (usize, usize) {
+        assert!(self.yaml.contains(from), "{from:?} is not in the test config");
+        let yaml = self.yaml.replace(from, to);
+        let fresh = crate::config::Config::from_yaml(&yaml, "reloaded.yml").expect("the reloaded config is valid");
+        let restart = self.config.apply(fresh);
+        assert!(restart.is_empty(), "{restart:?}");
+        self.lifecycle.refit()
     }
 
     pub fn state_file(&self) -> PathBuf {

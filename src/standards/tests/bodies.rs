@@ -63,9 +63,23 @@ fn duplicate_and_malformed_bodies_are_400() {
             "in HostConfig.Mounts[0]",
         ),
         (r#"{"Labels":{"a":"1","a":"2"}}"#, "duplicate key"),
-        // Top-level HostConfig fields, which dockerd 20.10 still reads.
-        (r#"{"Image":"app","Privileged":true}"#, "HostConfig field"),
-        (r#"{"Image":"app","binds":["/:/host"]}"#, "HostConfig field"),
+        // A copied top-level field dockerd could not decode.
+        (
+            r#"{"Image":"app","Memory":"1g","HostConfig":{}}"#,
+            "Memory must be an integer",
+        ),
+        (
+            r#"{"Image":"app","Cpuset":0,"HostConfig":{}}"#,
+            "Cpuset must be a string",
+        ),
+        (
+            r#"{"Image":"app","Memory":1,"HostConfig":[]}"#,
+            "HostConfig must be an object",
+        ),
+        (
+            r#"{"Image":"app","Privileged":"yes"}"#,
+            "HostConfig.Privileged must be a boolean",
+        ),
         ("[]", "expected an object"),
         ("null", "expected an object"),
         ("", "invalid JSON"),
@@ -121,4 +135,100 @@ fn unknown_fields_survive_byte_for_byte() {
         assert!(output.contains(part), "{part} missing from {output}");
     }
     assert!(output.starts_with(r#"{"Image":"app","XFuture""#), "{output}");
+}
+
+#[test]
+fn top_level_host_config_fields_are_folded_as_dockerd_folds_them() {
+    let cases: &[(&str, &str)] = &[
+        // No HostConfig: the top-level fields are the HostConfig (docker-py's
+        // `create_container(runtime=...)` sends this).
+        (
+            r#"{"Image":"app","Runtime":"runc"}"#,
+            r#"{"Image":"app","HostConfig":{"Runtime":"runc"}}"#,
+        ),
+        (
+            r#"{"Image":"app","runtime":"runc","HostConfig":null}"#,
+            r#"{"Image":"app","HostConfig":{"Runtime":"runc"}}"#,
+        ),
+        // A field is there for Go even when null.
+        (
+            r#"{"Image":"app","Privileged":null}"#,
+            r#"{"Image":"app","HostConfig":{"Privileged":null}}"#,
+        ),
+        // Both: the inner one wins; five fields fill its zeros.
+        (
+            r#"{"Image":"app","Memory":100,"CpuShares":2,"Privileged":true,"Runtime":"x","HostConfig":{"Memory":0,"CpuShares":5}}"#,
+            r#"{"Image":"app","HostConfig":{"Memory":100,"CpuShares":5}}"#,
+        ),
+        (
+            r#"{"Image":"app","MemorySwap":-1,"CpusetCpus":"0","VolumeDriver":"local","HostConfig":{"CpusetCpus":""}}"#,
+            r#"{"Image":"app","HostConfig":{"MemorySwap":-1,"CpusetCpus":"0","VolumeDriver":"local"}}"#,
+        ),
+        // A zero at the top copies nothing.
+        (
+            r#"{"Image":"app","Memory":0,"VolumeDriver":"","HostConfig":{}}"#,
+            r#"{"Image":"app","HostConfig":{}}"#,
+        ),
+        // The deprecated Cpuset fills an empty CpusetCpus, and is dropped.
+        (
+            r#"{"Image":"app","Cpuset":"1","HostConfig":{}}"#,
+            r#"{"Image":"app","HostConfig":{"CpusetCpus":"1"}}"#,
+        ),
+        (
+            r#"{"Image":"app","Cpuset":"1","HostConfig":{"CpusetCpus":"0"}}"#,
+            r#"{"Image":"app","HostConfig":{"CpusetCpus":"0"}}"#,
+        ),
+        (r#"{"Image":"app","Cpuset":"1"}"#, r#"{"Image":"app"}"#),
+        // Nothing at the top: unchanged.
+        (
+            r#"{"Image":"app","HostConfig":{"Memory":5}}"#,
+            r#"{"Image":"app","HostConfig":{"Memory":5}}"#,
+        ),
+        // Folded fields are canonicalised like inner ones.
+        (
+            r#"{"Image":"app","mounts":[{"type":"tmpfs","target":"/x"}]}"#,
+            r#"{"Image":"app","HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/x"}]}}"#,
+        ),
+    ];
+    for (input, expected) in cases {
+        let parsed = canon::parse_body(input.as_bytes()).unwrap();
+        let folded = canon::canonicalize_create(parsed).unwrap_or_else(|e| panic!("{input}: {e}"));
+        let expected: Value = serde_json::from_str(expected).unwrap();
+        assert_eq!(folded, expected, "{input}");
+    }
+}
+
+#[test]
+fn top_level_host_config_fields_are_judged_where_dockerd_uses_them() {
+    // Used by dockerd: judged.
+    check(
+        DENY_ONLY,
+        r#"{"Image":"app","Privileged":true}"#,
+        Denied(rule::DENY_PRIVILEGED),
+    );
+    check(
+        DENY_ONLY,
+        r#"{"Image":"app","binds":["/var/run/docker.sock:/s"]}"#,
+        Denied(rule::DENY_DOCKER_SOCKET),
+    );
+    check(
+        DENY_ONLY,
+        r#"{"Image":"app","NetworkMode":"host","HostConfig":null}"#,
+        Denied(rule::DENY_HOST_NETWORK),
+    );
+    // Ignored by dockerd beside a HostConfig, so dropped, never forwarded.
+    check(
+        MEMORY,
+        r#"{"Image":"app","User":"1000","Privileged":true,"HostConfig":{"Memory":268435456}}"#,
+        Body(
+            r#"{"Image":"app","User":"1000","HostConfig":{"Memory":268435456,"MemoryReservation":134217728}}"#,
+            &[rule::DEFAULTS_MEMORY_RESERVATION],
+        ),
+    );
+    // A copied top-level memory is what the limits judge.
+    check(
+        LIMITS,
+        r#"{"Image":"app","User":"1000","Memory":8589934592,"HostConfig":{}}"#,
+        Denied(rule::LIMITS_MEMORY),
+    );
 }

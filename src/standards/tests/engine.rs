@@ -195,3 +195,39 @@ fn rule_names_are_the_configs() {
         assert!(RULE_NAMES.contains(&name), "{name}");
     }
 }
+
+#[test]
+fn one_warning_sums_up_a_create() {
+    let change = |rule: &'static str, message: &str| Change {
+        rule,
+        message: message.to_string(),
+    };
+    assert_eq!(summary_warning(&[]), None);
+    // One change: as it is.
+    let one = [change(rule::DEFAULTS_MEMORY, "set memory limit 512M")];
+    assert_eq!(
+        summary_warning(&one).unwrap(),
+        "forge-shim: set memory limit 512M (standards.defaults.memory)"
+    );
+    // Several: the count, each rule once, where the details are.
+    let many = [
+        change(rule::NON_ROOT, "set user 65534:65534"),
+        change(rule::DEFAULTS_MEMORY, "set memory limit 512M"),
+        change(rule::NON_ROOT, "pinned user"),
+    ];
+    let line = summary_warning(&many).unwrap();
+    assert!(
+        line.starts_with("forge-shim: 3 changes made by the standards (non_root, defaults.memory);"),
+        "{line}"
+    );
+    assert!(
+        line.contains("forge-shim audit") && line.contains("standards.warnings: each"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+    let audit = [
+        change(rule::NON_ROOT, "would set user 65534:65534"),
+        change(rule::DEFAULTS_MEMORY, "would set memory limit 512M"),
+    ];
+    assert!(summary_warning(&audit).unwrap().contains("2 changes would be made"));
+}
