@@ -80,8 +80,22 @@ pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> 
         version = VERSION,
         "forge-shim listening"
     );
+    let metrics_listener = match cfg.metrics.listen_addr() {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+            tracing::info!(%addr, "metrics listening: GET /metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     let token = CancellationToken::new();
     let shim = server::Shim::new(loaded, source, token.clone());
+    if let Some(listener) = metrics_listener {
+        let serve = api::prometheus::serve(listener, shim.api.clone(), token.clone(), shim.tasks.clone());
+        shim.tasks.spawn(serve);
+    }
     shim.proxy.start_image_watcher();
     shim.start_root_check();
     let serving = tokio::spawn({

@@ -271,6 +271,14 @@ impl Shim {
     /// Classifies the request and dispatches it: the shim's API, or the
     /// proxy's phases.
     async fn handle(&self, conn: &ConnState, request: Request<Incoming>) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
+        let response = self.dispatch(conn, request).await;
+        self.metrics
+            .response("full", response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    async fn dispatch(&self, conn: &ConnState, request: Request<Incoming>) -> Response<ProxyBody> {
         self.metrics.requests.inc();
         let method = request.method().clone();
         let route = match Route::classify(&method, request.uri().path()) {

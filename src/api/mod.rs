@@ -1,5 +1,8 @@
 //! The shim's own API under `/_forge/v1/`, on the same socket as the Docker
-//! API. One routing table; each endpoint is one function.
+//! API. One routing table; each endpoint is one function. [`prometheus`]
+//! serves the metrics endpoint alone over TCP (`metrics.listen`).
+
+pub mod prometheus;
 
 mod reload;
 
@@ -18,8 +21,8 @@ use tokio::sync::broadcast;
 use crate::body::{bytes_response, json_response, BoxError, ProxyBody};
 use crate::docker::DockerApi;
 use crate::error::ShimError;
-use crate::lifecycle::{Lifecycle, State, StatusRow};
-use crate::metrics::{ContainerSample, Metrics, StateLabel};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 
 /// What the shim's API reads and acts on: not the proxy, nor the whole
 /// shim.
@@ -56,7 +59,7 @@ impl Api {
             (&Method::GET, ["health"]) => self.health().await,
             (&Method::GET, ["containers"]) => self.containers(),
             (&Method::GET, ["events"]) => self.events(),
-            (&Method::GET, ["metrics"]) => Ok(self.metrics()),
+            (&Method::GET, ["metrics"]) => Ok(self.metrics().await),
             (&Method::POST, ["containers", reference, "sleep"]) => self.sleep(reference).await,
             (&Method::POST, ["containers", reference, "wake"]) => self.wake(reference).await,
             (&Method::POST, ["reload"]) => self.reload().await,
@@ -90,11 +93,14 @@ impl Api {
             .ok_or_else(|| ShimError::NotFound("sleep and wake are off (auto_sleep.enabled: false)".into()))
     }
 
-    /// `GET /_forge/v1/metrics`: Prometheus text exposition.
-    fn metrics(&self) -> Response<ProxyBody> {
-        let rows = self.lifecycle.as_ref().map(Lifecycle::status).unwrap_or_default();
-        let samples: Vec<ContainerSample> = rows.iter().map(sample).collect();
-        let text = self.metrics.render(&samples);
+    /// `GET /_forge/v1/metrics` (and `GET /metrics` on the metrics
+    /// listener): Prometheus text exposition.
+    pub async fn metrics(&self) -> Response<ProxyBody> {
+        let (samples, host) = match &self.lifecycle {
+            Some(lifecycle) => lifecycle.metric_samples().await,
+            None => Default::default(),
+        };
+        let text = self.metrics.render(&samples, &host);
         bytes_response(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -176,19 +182,6 @@ impl Api {
         });
         Ok(json_response(StatusCode::OK, &body))
     }
-}
-
-/// A status row as the metrics count it.
-fn sample(row: &StatusRow) -> ContainerSample {
-    let (state, memory_bytes) = match row.state {
-        State::Running => (StateLabel::Running, row.memory_running),
-        State::Sleeping => (StateLabel::Sleeping, row.memory_asleep),
-        State::Pausing | State::Waking => (StateLabel::Sleeping, None),
-        State::Stopping | State::DeepSleep => (StateLabel::DeepSleep, None),
-        State::UserPaused => (StateLabel::UserPaused, None),
-        State::Stopped => (StateLabel::Stopped, None),
-    };
-    ContainerSample { state, memory_bytes }
 }
 
 fn resolve(lifecycle: &Lifecycle, reference: &str) -> Result<String, ShimError> {

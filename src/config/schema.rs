@@ -60,6 +60,8 @@ pub struct Config {
     pub auto_sleep: AutoSleep,
     #[serde(default)]
     pub on_shutdown: OnShutdown,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -278,6 +280,25 @@ pub struct Exemption {
     /// Why; shown in logs.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// metrics:
+
+/// `metrics:`: the Prometheus listener.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `address:port` to serve `GET /metrics` on over plain TCP; `None`
+    /// (the default): no TCP listener, metrics only on the shim's socket.
+    pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The validated listen address.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|a| a.parse().ok())
+    }
 }
 
 // ---------------------------------------------------------------------------

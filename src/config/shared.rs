@@ -97,6 +97,8 @@ pub fn reload_plan(running: &LoadedConfig, mut fresh: LoadedConfig) -> (LoadedCo
     keep!(timeouts, "timeouts");
     keep!(auto_sleep.enabled, "auto_sleep.enabled");
     keep!(auto_sleep.wake_on_request, "auto_sleep.wake_on_request");
+    // The metrics listener is bound once, at start.
+    keep!(metrics.listen, "metrics.listen");
     (fresh, restart_needed)
 }
 
@@ -155,6 +157,14 @@ mod tests {
         std::fs::write(&path, "listen: /run/other.sock\nupstream: /run/file-dockerd.sock\n").unwrap();
         let (_, restart) = reload_plan(&running, source.load().unwrap());
         assert!(restart.is_empty(), "the flag still names the socket: {restart:?}");
+    }
+
+    #[test]
+    fn a_new_metrics_listener_waits_for_a_restart() {
+        let running = load("");
+        let (next, restart) = reload_plan(&running, load("metrics:\n  listen: 127.0.0.1:9464\n"));
+        assert_eq!(restart, vec!["metrics.listen"]);
+        assert_eq!(next.config.metrics.listen, None);
     }
 
     #[test]

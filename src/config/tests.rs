@@ -201,7 +201,7 @@ fn readme_documents_every_key() {
                 keys.push(path.clone());
                 // Maps keyed by the operator's names and lists are
                 // documented by their item schema, not walked.
-                let nested = ["timeouts", "standards", "auto_sleep"];
+                let nested = ["timeouts", "standards", "auto_sleep", "metrics"];
                 if nested.iter().any(|n| path == *n || path.starts_with(&format!("{n}."))) && !path.ends_with(".exempt")
                 {
                     walk(&path, child, keys);
@@ -328,4 +328,24 @@ classify: [ {{ match: {{ image: 'postgres*' }}, class: high }} ]"
             "{bad}: {err}"
         );
     }
+}
+
+/// `metrics.listen` is off unless set; when set it must be an IP address
+/// and a port, and a mistake is placed at its line.
+#[test]
+fn metrics_listen_is_an_ip_and_port() {
+    assert_eq!(Config::load(None).unwrap().config.metrics.listen_addr(), None);
+    let loaded = load("metrics:\n  listen: 127.0.0.1:9464\n").unwrap();
+    assert_eq!(
+        loaded.config.metrics.listen_addr(),
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    assert!(load("metrics:\n  listen: \"[::1]:9464\"\n").is_ok());
+    for bad in ["localhost:9464", "127.0.0.1", "127.0.0.1:0", "9464"] {
+        let err = load(&format!("metrics:\n  listen: \"{bad}\"\n")).unwrap_err();
+        let problem = &err.problems[0];
+        assert_eq!(problem.key.as_deref(), Some("metrics.listen"), "{bad}: {err}");
+        assert_eq!(problem.position.map(|p| p.0), Some(2), "{bad}: {err}");
+    }
+    assert!(load("metrics:\n  lisen: 127.0.0.1:9464\n").is_err());
 }

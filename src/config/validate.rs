@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::load::{ConfigError, ConfigProblem, LoadedConfig};
 use super::policy::{ClassSpec, CompiledSelector, PolicyTable, ServiceSpec};
-use super::schema::{AutoSleep, Config, Exemption, RootImage, StandardsConfig};
+use super::schema::{AutoSleep, Config, Exemption, MetricsConfig, RootImage, StandardsConfig};
 use super::RULE_NAMES;
 
 impl Config {
@@ -23,6 +23,7 @@ impl Config {
         let policy = compile_policy(&self, &mut problems);
         let exemptions = compile_exemptions(&self.standards, &mut problems);
         check_auto_sleep(&self.auto_sleep, &mut problems);
+        check_metrics(&self.metrics, &mut problems);
 
         if !problems.found.is_empty() {
             return Err(ConfigError {
@@ -257,6 +258,20 @@ fn compile_exemptions(standards: &StandardsConfig, problems: &mut Problems<'_>) 
         }
     }
     exemptions
+}
+
+/// `metrics:`: an IP address and a port (no host names: the listener binds
+/// exactly what is written).
+fn check_metrics(metrics: &MetricsConfig, problems: &mut Problems<'_>) {
+    let Some(listen) = &metrics.listen else { return };
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => problems.add("metrics.listen", "needs a port above 0"),
+        Ok(_) => {}
+        Err(_) => problems.add(
+            "metrics.listen",
+            format!("expected an IP address and port such as \"127.0.0.1:9464\", got {listen:?}"),
+        ),
+    }
 }
 
 /// `auto_sleep:`.

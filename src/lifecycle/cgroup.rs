@@ -362,6 +362,27 @@ impl ContainerCgroup {
         read_u64(&self.memory_dir.join(name))
     }
 
+    /// The memory limit (v1 `memory.limit_in_bytes`, v2 `memory.max`);
+    /// `None` when unlimited. A squeeze lowers it for a moment while the
+    /// container is frozen.
+    pub fn memory_limit(&self) -> io::Result<Option<u64>> {
+        match self.version {
+            // v1 reads "unlimited" as the page counter's maximum, about 2^63.
+            CgroupVersion::V1 => Ok(Some(read_u64(&self.memory_dir.join(V1_LIMIT))?).filter(|v| *v < 1 << 62)),
+            CgroupVersion::V2 => {
+                let path = self.memory_dir.join("memory.max");
+                let text = read_text(&path)?;
+                match text.trim() {
+                    "max" => Ok(None),
+                    value => value
+                        .parse()
+                        .map(Some)
+                        .map_err(|_| invalid_data(&path, "not a number or max")),
+                }
+            }
+        }
+    }
+
     /// Anonymous, file, shmem and swap bytes of the container.
     #[cfg(test)]
     pub fn memory_stat(&self) -> io::Result<MemoryStat> {

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::metrics::HostSample;
+
 use super::activity::{self, ActivityError, Sample};
 use super::cgroup::{CgroupError, ContainerCgroup, SavedLimits};
 use super::rootcheck::ProcStatus;
@@ -37,6 +39,16 @@ impl Default for HostPaths {
 }
 
 impl HostPaths {
+    /// The host's memory, load and CPU count, for the metrics; what cannot
+    /// be read is left `None`.
+    pub(super) fn host_sample(&self) -> HostSample {
+        let read = |name: &str| std::fs::read_to_string(self.proc.join(name)).ok();
+        let mut sample = read("meminfo").map(|text| parse_meminfo(&text)).unwrap_or_default();
+        sample.load1 = read("loadavg").and_then(|text| text.split_whitespace().next()?.parse().ok());
+        sample.cpus = read("stat").map(|text| count_cpus(&text)).filter(|n| *n > 0);
+        sample
+    }
+
     /// The shim's `/sys/class/net`, where the host ends of veths are.
     fn sys_class_net(&self) -> PathBuf {
         self.sys.join("class").join("net")
@@ -174,4 +186,52 @@ pub(super) fn sum_peers(table: &HashMap<String, u64>, peers: &[String]) -> Optio
     peers
         .iter()
         .try_fold(0u64, |total, peer| Some(total.saturating_add(*table.get(peer)?)))
+}
+
+/// `MemTotal`, `MemAvailable`, `SwapTotal` and `SwapFree` of a
+/// `/proc/meminfo` (kB there, bytes here).
+fn parse_meminfo(text: &str) -> HostSample {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(':')?;
+            let kib: u64 = value.trim().trim_end_matches("kB").trim().parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        })
+    };
+    HostSample {
+        memory_total_bytes: field("MemTotal"),
+        memory_available_bytes: field("MemAvailable"),
+        swap_total_bytes: field("SwapTotal"),
+        swap_free_bytes: field("SwapFree"),
+        load1: None,
+        cpus: None,
+    }
+}
+
+/// The `cpuN` lines of a `/proc/stat`: the CPUs online.
+fn count_cpus(text: &str) -> u64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count() as u64
+}
+
+#[cfg(test)]
+mod host_sample_tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_and_cpus() {
+        let meminfo =
+            "MemTotal:       24683584 kB\nMemFree:  1 kB\nMemAvailable:   23111708 kB\nSwapTotal:             0 kB\n";
+        let sample = parse_meminfo(meminfo);
+        assert_eq!(sample.memory_total_bytes, Some(24683584 * 1024));
+        assert_eq!(sample.memory_available_bytes, Some(23111708 * 1024));
+        assert_eq!(sample.swap_total_bytes, Some(0));
+        assert_eq!(sample.swap_free_bytes, None);
+        let stat = "cpu  1 2 3\ncpu0 1 2 3\ncpu1 1 2 3\nintr 5\ncpufreq x\n";
+        assert_eq!(count_cpus(stat), 2);
+    }
 }

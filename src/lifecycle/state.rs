@@ -78,6 +78,8 @@ pub struct Entry {
     pub addresses: Vec<std::net::IpAddr>,
     /// CPU limit in cores, for the idle threshold (one core when unset).
     pub cpu_limit: f64,
+    /// The `NanoCpus` limit in cores as set; `None` when unset.
+    pub cpu_limit_cores: Option<f64>,
     pub asleep_since: Option<Instant>,
     pub wakes: u64,
     pub last_wake: Option<WakeRecord>,
@@ -152,6 +154,7 @@ impl Entry {
             own_network: info.own_network,
             published: info.published.clone(),
             cpu_limit: info.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9).unwrap_or(1.0),
+            cpu_limit_cores: info.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
             asleep_since: None,
             wakes: 0,
             last_wake: None,

@@ -6,6 +6,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{unix_ms, Lifecycle, State, WakeRecord};
+use crate::config::{Priority, ServicePolicy};
+use crate::metrics::{ContainerSample, HostSample, PolicyLabels, StateLabel, WakeLabels};
 
 /// One state transition, as streamed by `/_forge/v1/events`.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -96,11 +98,34 @@ impl Lifecycle {
     ) {
         let metrics = &self.inner.metrics;
         metrics.transition(transition, trigger, error.is_none());
-        if error.is_none() {
-            match transition {
-                "wake" => metrics.wake_seconds.observe(duration.as_secs_f64()),
-                "sleep" => metrics.sleep_seconds.observe(duration.as_secs_f64()),
-                _ => {}
+        if error.is_none() && matches!(transition, "wake" | "sleep" | "deep_sleep") {
+            let labels = self
+                .inner
+                .table
+                .lock()
+                .get(id)
+                .map(|e| policy_labels(&e.policy))
+                .unwrap_or_else(|| PolicyLabels {
+                    class: "unknown".into(),
+                    priority: "unset".into(),
+                });
+            let seconds = duration.as_secs_f64();
+            if transition == "wake" {
+                let from = if from == State::DeepSleep {
+                    "deep_sleep"
+                } else {
+                    "sleeping"
+                };
+                let labels = WakeLabels {
+                    class: labels.class,
+                    priority: labels.priority,
+                    from: from.into(),
+                };
+                metrics.wake_seconds.get_or_create(&labels).observe(seconds);
+            } else if transition == "sleep" {
+                metrics.sleep_seconds.get_or_create(&labels).observe(seconds);
+            } else {
+                metrics.deep_sleep_seconds.get_or_create(&labels).observe(seconds);
             }
         }
         let _ = self.inner.events.send(Transition {
@@ -114,6 +139,67 @@ impl Lifecycle {
             at_unix_ms: unix_ms(SystemTime::now()),
             error,
         });
+    }
+
+    /// Every tracked container's memory and CPU as its cgroup tells them
+    /// now, and the host's, for a scrape; read on the blocking pool.
+    pub async fn metric_samples(&self) -> (Vec<ContainerSample>, HostSample) {
+        struct Wanted {
+            id: String,
+            pid: Option<u32>,
+            has_cgroup: bool,
+            memory_at_sleep: Option<u64>,
+            sample: ContainerSample,
+        }
+        let wanted: Vec<Wanted> = {
+            let table = self.inner.table.lock();
+            table
+                .values()
+                .map(|e| Wanted {
+                    id: e.id.clone(),
+                    pid: e.pid,
+                    has_cgroup: !matches!(e.state, State::Stopped | State::Stopping | State::DeepSleep),
+                    // What sleep saved: only the shim's own sleepers count.
+                    memory_at_sleep: e
+                        .memory_running
+                        .filter(|_| matches!(e.state, State::Sleeping | State::DeepSleep)),
+                    sample: ContainerSample {
+                        name: e.name.clone(),
+                        class: e.policy.class.clone(),
+                        state: state_label(e.state),
+                        memory_bytes: None,
+                        memory_limit_bytes: None,
+                        cpu_seconds: None,
+                        cpu_limit_cores: e.cpu_limit_cores,
+                        memory_saved_bytes: None,
+                    },
+                })
+                .collect()
+        };
+        self.on_host(move |host| {
+            let samples = wanted
+                .into_iter()
+                .map(|mut w| {
+                    if w.has_cgroup {
+                        if let Ok(cgroup) = host.cgroup(&w.id, w.pid) {
+                            w.sample.memory_bytes = cgroup.memory_usage().ok();
+                            w.sample.memory_limit_bytes = cgroup.memory_limit().ok().flatten();
+                            w.sample.cpu_seconds = cgroup.cpu_usage_nanos().ok().map(|n| n as f64 / 1e9);
+                        }
+                    } else {
+                        w.sample.memory_bytes = Some(0);
+                    }
+                    w.sample.memory_saved_bytes = match (w.memory_at_sleep, w.sample.memory_bytes) {
+                        (Some(before), Some(now)) => Some(before.saturating_sub(now)),
+                        _ => None,
+                    };
+                    w.sample
+                })
+                .collect();
+            (samples, host.host_sample())
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// A container the post-start check stopped (`rootcheck`), as a
@@ -133,5 +219,31 @@ impl Lifecycle {
             at_unix_ms: unix_ms(SystemTime::now()),
             error,
         });
+    }
+}
+
+/// The labels a container's policy gives its wake, sleep and asleep series.
+pub(super) fn policy_labels(policy: &ServicePolicy) -> PolicyLabels {
+    let priority = match policy.sleep_policy.priority {
+        Some(Priority::High) => "high",
+        Some(Priority::Normal) => "normal",
+        Some(Priority::Low) => "low",
+        None => "unset",
+    };
+    PolicyLabels {
+        class: policy.class.clone(),
+        priority: priority.to_string(),
+    }
+}
+
+/// The state a container is counted under: a transition in progress counts
+/// as the state it is leaving for.
+fn state_label(state: State) -> StateLabel {
+    match state {
+        State::Running => StateLabel::Running,
+        State::Sleeping | State::Pausing | State::Waking => StateLabel::Sleeping,
+        State::Stopping | State::DeepSleep => StateLabel::DeepSleep,
+        State::UserPaused => StateLabel::UserPaused,
+        State::Stopped => StateLabel::Stopped,
     }
 }

@@ -65,7 +65,13 @@ impl Lifecycle {
             match &result {
                 Ok(()) => {
                     if let Some(asleep_since) = entry.asleep_since {
-                        entry.record_sleep(now.saturating_duration_since(asleep_since));
+                        let slept = now.saturating_duration_since(asleep_since);
+                        entry.record_sleep(slept);
+                        self.inner
+                            .metrics
+                            .asleep_seconds
+                            .get_or_create(&super::status::policy_labels(&entry.policy))
+                            .observe(slept.as_secs_f64());
                     }
                     entry.set_state(State::Running);
                     entry.asleep_since = None;

@@ -103,6 +103,8 @@ struct Conn<'a> {
     /// Set once the client has shut its write half: it still reads what
     /// it asked for, and this resolves if it closes entirely.
     hangup: Option<futures_util::future::BoxFuture<'static, ()>>,
+    /// When the request being served had its head read (request latency).
+    started: std::time::Instant,
 }
 
 impl Proxy {
@@ -124,6 +126,7 @@ impl Proxy {
             upstream: None,
             response: Buffer::default(),
             hangup: None,
+            started: std::time::Instant::now(),
         };
         loop {
             let request = match conn.read_head().await {
@@ -133,6 +136,7 @@ impl Proxy {
             };
             self.inner.metrics.requests.inc();
             self.inner.metrics.requests_fast_path.inc();
+            conn.started = std::time::Instant::now();
             // Held until the response has ended: no sleep under a request.
             let _in_use = match &request.claim {
                 None => None,
@@ -263,6 +267,10 @@ impl Conn<'_> {
 
     /// Answers the client with a Docker-style error and ends the connection.
     async fn answer(mut self, status: u16, message: &str) -> Outcome {
+        self.proxy
+            .inner
+            .metrics
+            .response("fast", status, self.started.elapsed());
         let _ = self.client.write_all(&error_response(status, message)).await;
         self.client.shutdown_write();
         Outcome::Closed
@@ -397,6 +405,7 @@ impl Conn<'_> {
             Err(Ended::BadBody(reason)) => {
                 tracing::debug!(reason, "malformed chunked request body; closing");
                 let message = format!("bad request: {reason}");
+                self.proxy.inner.metrics.response("fast", 400, self.started.elapsed());
                 let _ = self.client.write_all(&error_response(400, &message)).await;
                 Ok(false)
             }
@@ -407,6 +416,7 @@ impl Conn<'_> {
                         "dockerd at {} failed: {reason}",
                         self.proxy.inner.upstream_path.display()
                     );
+                    self.proxy.inner.metrics.response("fast", 502, self.started.elapsed());
                     let _ = self.client.write_all(&error_response(502, &message)).await;
                 }
                 Ok(false)
@@ -465,7 +475,13 @@ impl Conn<'_> {
                     // `Upgrade`, which never take the fast path.
                     return Err(failed("unexpected interim response"));
                 }
-                Ok(Some(head)) => break head,
+                Ok(Some(head)) => {
+                    self.proxy
+                        .inner
+                        .metrics
+                        .response("fast", head.status, self.started.elapsed());
+                    break head;
+                }
                 Ok(None) => {}
                 Err(reason) => return Err(failed(reason)),
             }

@@ -6,6 +6,7 @@
 //! fake received and on the lifecycle's table.
 
 mod deep_sleep;
+mod metrics;
 mod reload;
 mod restart;
 mod sampler;
