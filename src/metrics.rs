@@ -89,6 +89,9 @@ pub struct Metrics {
     pub requests: Counter,
     /// Of those, the requests forwarded as read (the fast path).
     pub requests_fast_path: Counter,
+    /// Containers created straight on dockerd, around the shim (bypass
+    /// detection; `forge_shim_unmanaged_creates_total`).
+    pub unmanaged_creates: Counter,
 }
 
 impl Default for Metrics {
@@ -157,8 +160,15 @@ impl Metrics {
             "Client connections refused: max_connections open, none idle",
             connections_refused.clone(),
         );
+        let unmanaged_creates = Counter::default();
+        registry.register(
+            "unmanaged_creates",
+            "Containers created straight on dockerd, around the shim",
+            unmanaged_creates.clone(),
+        );
         Metrics {
             registry,
+            unmanaged_creates,
             transitions,
             wake_seconds,
             sleep_seconds,

@@ -28,8 +28,8 @@ pub use policy::{
 };
 pub use rule_names::{rule, RULE_NAMES};
 pub use schema::{
-    AutoSleep, Config, DenyRules, Exemption, Limits, LogFormat, NonRoot, OnExceed, OnShutdown, RootImage,
-    StandardsConfig, StandardsDefaults, StandardsMode, Timeouts,
+    AutoSleep, BypassAction, BypassConfig, Config, DenyRules, Exemption, Limits, LogFormat, NonRoot, OnExceed,
+    OnShutdown, RootImage, StandardsConfig, StandardsDefaults, StandardsMode, Timeouts,
 };
 pub use units::{ByteSize, Cpus, HumanDuration};
 pub use validate::{is_root_user, parse_socket_mode};
