@@ -160,11 +160,9 @@ impl BypassWatch {
                     }
                 });
             }
-            "destroy" => {
-                if self.inner.origins.registry().forget(&event.id) {
-                    let origins = self.inner.origins.clone();
-                    self.inner.tasks.spawn(async move { origins.save().await });
-                }
+            "destroy" if self.inner.origins.registry().forget(&event.id) => {
+                let origins = self.inner.origins.clone();
+                self.inner.tasks.spawn(async move { origins.save().await });
             }
             _ => {}
         }
