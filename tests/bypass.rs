@@ -304,3 +304,31 @@ fn with_action_stop_a_breaching_container_started_on_dockerd_is_stopped_not_remo
     assert_eq!(unmanaged_creates(&shim), 2);
     shim.assert_no_panic();
 }
+
+/// With the standards off a create is not judged, but it is still the
+/// shim's: recorded from dockerd's answer, never reported.
+#[test]
+fn with_standards_off_a_create_through_the_shim_is_never_reported() {
+    require_dockerd();
+    let names = Names::new("bypass-off");
+    let shim = Shim::start(&format!("standards: {{ mode: off }}\n{}", config(&names, "report")));
+    let mine = names.name("mine");
+    let out = shim.docker(&["create", "--name", &mine, BUSYBOX, "true"]);
+    out.assert_success("create through the shim");
+    let mine_id = out.stdout_text().trim().to_string();
+    let direct = names.name("direct");
+    let out = direct_docker(&["create", "--name", &direct, BUSYBOX, "true"]);
+    out.assert_success("create on dockerd");
+    let direct_id = out.stdout_text().trim().to_string();
+    wait_until("the bypass is reported", PATIENCE, || {
+        bypass_record(&shim, &direct_id).is_some()
+    });
+    assert!(
+        bypass_record(&shim, &mine_id).is_none(),
+        "the shim's own create reported"
+    );
+    assert_eq!(unmanaged_creates(&shim), 1);
+    wait_until("status lists it", PATIENCE, || shim.container(&mine).is_some());
+    assert_eq!(origin(&status(&shim).0, &mine), "shim");
+    shim.assert_no_panic();
+}
