@@ -46,7 +46,7 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<28} {:<10} {:<12} {:>9} {:>10} {:>10} {:>6} {:>10}",
+        "{:<28} {:<10} {:<12} {:>9} {:>10} {:>10} {:>6} {:>10}  ORIGIN",
         "NAME", "CLASS", "STATE", "IDLE", "MEM RUN", "MEM SLEEP", "WAKES", "LAST WAKE"
     );
     for row in rows.as_array().into_iter().flatten() {
@@ -64,7 +64,7 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             .map(|ms| format!("{ms:.1}ms"))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<28} {:<10} {:<12} {:>8.0}s {:>10} {:>10} {:>6} {:>10}",
+            "{:<28} {:<10} {:<12} {:>8.0}s {:>10} {:>10} {:>6} {:>10}  {}",
             truncate(&text("name"), 28),
             text("class"),
             text("state"),
@@ -72,13 +72,48 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             mib("memory_running"),
             mib("memory_asleep"),
             row.get("wakes").and_then(Value::as_u64).unwrap_or(0),
-            last_wake
+            last_wake,
+            origin_marker(row.get("origin").and_then(Value::as_str))
         );
         if let Some(why) = row.get("deep_sleep_blocked").and_then(Value::as_str) {
             println!("  not deep-slept: {why}");
         }
     }
+    // A shim without bypass detection has no such endpoint: nothing to add.
+    if let Ok(bypasses) = call(socket, Method::GET, "/_forge/v1/bypasses").await {
+        print_bypasses(&bypasses);
+    }
     Ok(())
+}
+
+/// The ORIGIN column: `BYPASS` stands out; the rest is quiet.
+fn origin_marker(origin: Option<&str>) -> &str {
+    match origin {
+        Some("bypass") => "BYPASS",
+        Some("shim") => "shim",
+        Some("pre_existing") => "before",
+        Some("out_of_scope") => "other",
+        _ => "-",
+    }
+}
+
+/// The containers created around the shim, after the table.
+fn print_bypasses(bypasses: &Value) {
+    let list: Vec<&Value> = bypasses["containers"].as_array().into_iter().flatten().collect();
+    if list.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{} container(s) created straight on dockerd, around the shim (bypass.action: {}):",
+        list.len(),
+        bypasses["action"].as_str().unwrap_or("report")
+    );
+    for record in list {
+        let text = |key: &str| record[key].as_str().unwrap_or("-").to_string();
+        let id: String = text("id").chars().take(12).collect();
+        println!("  BYPASS {} ({id}, {}): {}", text("name"), text("image"), text("note"));
+    }
 }
 
 /// `forge-shim sleep|wake NAME…`: one call per container; every failure is

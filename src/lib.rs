@@ -50,7 +50,15 @@ mod layering;
 
 /// The shim's API's wire types (`/_forge/v1/containers` rows, `events`
 /// transitions), for clients of that API (the tests and benches among them).
-pub use lifecycle::{State, StatusRow, Transition, WakeRecord};
+pub use lifecycle::{Origin, OriginRecord, State, StatusRow, Transition, WakeRecord};
+
+/// Every container's origin as the shim recorded it under `state_dir`
+/// (`forge-shim audit` reads it); `None` when no shim ran with it.
+pub fn recorded_origins(
+    state_dir: &std::path::Path,
+) -> Result<Option<std::collections::HashMap<String, Origin>>, String> {
+    lifecycle::origins::recorded_origins(state_dir)
+}
 
 /// What `POST /_forge/v1/reload` answers (`forge-shim reload` prints it).
 pub use api::ReloadReport;
@@ -98,6 +106,7 @@ pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> 
     }
     shim.proxy.start_image_watcher();
     shim.start_root_check();
+    shim.start_bypass_watch();
     let serving = tokio::spawn({
         let shim = shim.clone();
         async move { shim.serve(listener).await }

@@ -127,7 +127,20 @@ fn main() -> ExitCode {
         },
         Command::Audit { config, json } => match load_config(config.as_deref()) {
             Ok(loaded) => client(|| async move {
-                let reports = forge_shim::audit::run(&loaded.config.upstream_path()).await?;
+                // Which containers the shim created, from its state_dir.
+                let origins = match forge_shim::recorded_origins(&loaded.config.state_dir) {
+                    Ok(origins) => origins.map(|origins| {
+                        origins
+                            .into_iter()
+                            .map(|(id, origin)| (id, origin.label().to_string()))
+                            .collect()
+                    }),
+                    Err(e) => {
+                        eprintln!("forge-shim: origins unknown, bypasses not shown: {e}");
+                        None
+                    }
+                };
+                let reports = forge_shim::audit::run(&loaded.config.upstream_path(), origins.as_ref()).await?;
                 if json {
                     let compliant = reports.iter().filter(|r| r.compliant()).count();
                     let value =

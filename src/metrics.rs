@@ -209,6 +209,9 @@ pub struct Metrics {
     request_seconds: HistogramFamily<PathLabels>,
     /// Responses sent, by path and status class.
     responses: Family<ResponseLabels, Counter>,
+    /// Containers created straight on dockerd, around the shim (bypass
+    /// detection; `forge_shim_unmanaged_creates_total`).
+    pub unmanaged_creates: Counter,
 }
 
 impl Default for Metrics {
@@ -336,8 +339,15 @@ impl Metrics {
             "CPUs the host's kernel lists in /proc/stat",
             host_cpus.clone(),
         );
+        let unmanaged_creates = Counter::default();
+        registry.register(
+            "unmanaged_creates",
+            "Containers created straight on dockerd, around the shim",
+            unmanaged_creates.clone(),
+        );
         Metrics {
             registry,
+            unmanaged_creates,
             transitions,
             wake_seconds,
             sleep_seconds,

@@ -29,7 +29,7 @@ use crate::body::ProxyBody;
 use crate::config::{ConfigSource, LoadedConfig, SharedConfig};
 use crate::docker::{Docker, DockerApi};
 use crate::error::ShimError;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, Origins};
 use crate::metrics::Metrics;
 use crate::proxy::admission::{Admission, Admit, IdleGuard, Slot};
 use crate::proxy::{forward, passthrough, ConnState, Proxy, ProxyParts};
@@ -77,14 +77,17 @@ impl Shim {
         let fast_path = config.fast_path;
         let admission = Admission::new(config.max_connections);
         let reloader = Reloader::new(shared.clone(), source, lifecycle.clone());
+        let origins = Origins::open(&config.state_dir);
         let api = Api::new(
             upstream_path,
             docker.clone(),
             lifecycle.clone(),
             metrics.clone(),
             reloader,
-        );
+        )
+        .with_origins(origins.clone(), config.bypass.action);
         let proxy = Proxy::new(ProxyParts {
+            origins,
             config: shared.clone(),
             docker,
             lifecycle: lifecycle.clone(),
@@ -117,6 +120,21 @@ impl Shim {
             self.lifecycle.clone(),
         );
         self.tasks.spawn(check.run());
+    }
+
+    /// Starts bypass detection ([`crate::lifecycle::BypassWatch`]): every
+    /// container created around the shim is reported.
+    pub fn start_bypass_watch(&self) {
+        let watch = crate::lifecycle::BypassWatch::new(
+            self.proxy.inner.docker.clone(),
+            self.config.clone(),
+            self.metrics.clone(),
+            self.proxy.inner.origins.clone(),
+            self.tasks.clone(),
+            self.token.clone(),
+            self.lifecycle.clone(),
+        );
+        self.tasks.spawn(watch.run());
     }
 
     /// The grace period connections and streams get at shutdown.

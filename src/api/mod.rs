@@ -19,9 +19,10 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::body::{bytes_response, json_response, BoxError, ProxyBody};
+use crate::config::BypassAction;
 use crate::docker::DockerApi;
 use crate::error::ShimError;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, Origins};
 use crate::metrics::Metrics;
 
 /// What the shim's API reads and acts on: not the proxy, nor the whole
@@ -33,6 +34,8 @@ pub struct Api {
     lifecycle: Option<Lifecycle>,
     metrics: Arc<Metrics>,
     reloader: Reloader,
+    /// Which containers the shim created; `None` until [`Api::with_origins`].
+    origins: Option<(Origins, BypassAction)>,
 }
 
 impl Api {
@@ -49,7 +52,15 @@ impl Api {
             lifecycle,
             metrics,
             reloader,
+            origins: None,
         }
+    }
+
+    /// The shim's record of which containers it created, for the `origin`
+    /// of status rows and `/_forge/v1/bypasses`.
+    pub fn with_origins(mut self, origins: Origins, action: BypassAction) -> Api {
+        self.origins = Some((origins, action));
+        self
     }
 
     /// Serves `/_forge/v1/<rest>`.
@@ -62,8 +73,9 @@ impl Api {
             (&Method::GET, ["metrics"]) => Ok(self.metrics().await),
             (&Method::POST, ["containers", reference, "sleep"]) => self.sleep(reference).await,
             (&Method::POST, ["containers", reference, "wake"]) => self.wake(reference).await,
+            (&Method::GET, ["bypasses"]) => self.bypasses(),
             (&Method::POST, ["reload"]) => self.reload().await,
-            (_, ["health" | "containers" | "events" | "metrics" | "reload"])
+            (_, ["health" | "containers" | "events" | "metrics" | "reload" | "bypasses"])
             | (_, ["containers", _, "sleep" | "wake"]) => {
                 Err(ShimError::MethodNotAllowed(request.method().to_string()))
             }
@@ -110,9 +122,30 @@ impl Api {
 
     /// `GET /_forge/v1/containers`: every tracked container and its state.
     fn containers(&self) -> Result<Response<ProxyBody>, ShimError> {
-        let rows = self.lifecycle()?.status();
+        let mut rows = self.lifecycle()?.status();
+        if let Some((origins, _)) = &self.origins {
+            for row in &mut rows {
+                row.origin = origins.get(&row.id);
+            }
+        }
         let value = serde_json::to_value(rows).map_err(|e| ShimError::Internal(e.to_string()))?;
         Ok(json_response(StatusCode::OK, &value))
+    }
+
+    /// `GET /_forge/v1/bypasses`: the containers created straight on
+    /// dockerd, around the shim, oldest first (lifecycle or not).
+    fn bypasses(&self) -> Result<Response<ProxyBody>, ShimError> {
+        let (containers, first_start, action) = match &self.origins {
+            Some((origins, action)) => (origins.bypasses(), origins.first_start_unix_ms(), *action),
+            None => (Vec::new(), 0, BypassAction::Report),
+        };
+        let body = json!({
+            "action": action,
+            "first_start_unix_ms": first_start,
+            "unmanaged_creates_total": self.metrics.unmanaged_creates.get(),
+            "containers": containers,
+        });
+        Ok(json_response(StatusCode::OK, &body))
     }
 
     /// `GET /_forge/v1/events`: transitions as they happen, one JSON object

@@ -9,6 +9,7 @@
 
 mod checks;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,6 +31,11 @@ pub struct ContainerReport {
     pub findings: Vec<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only: Option<ReadOnlyAdvice>,
+    /// Where it came from, as the shim recorded it (`shim`, `pre_existing`,
+    /// `bypass`, `out_of_scope`, or `unknown`: not recorded yet); absent
+    /// when no shim ran with this `state_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl ContainerReport {
@@ -38,13 +44,22 @@ impl ContainerReport {
     }
 }
 
-/// Lists and checks every container through dockerd at `upstream`.
-pub async fn run(upstream: &Path) -> anyhow::Result<Vec<ContainerReport>> {
-    Ok(reports(&Docker::new(upstream, CONNECT_TIMEOUT)).await?)
+/// The rule of the finding on a container created around the shim.
+pub const BYPASS_RULE: &str = "bypass";
+
+/// Lists and checks every container through dockerd at `upstream`;
+/// `origins` (full id → origin, as the shim recorded them) marks the ones
+/// created around the shim.
+pub async fn run(upstream: &Path, origins: Option<&HashMap<String, String>>) -> anyhow::Result<Vec<ContainerReport>> {
+    Ok(reports(&Docker::new(upstream, CONNECT_TIMEOUT), origins).await?)
 }
 
-/// Lists and checks every container `docker` knows.
-pub async fn reports(docker: &dyn DockerApi) -> Result<Vec<ContainerReport>, DockerError> {
+/// Lists and checks every container `docker` knows. A container `origins`
+/// records as a bypass gets a finding of its own ([`BYPASS_RULE`]).
+pub async fn reports(
+    docker: &dyn DockerApi,
+    origins: Option<&HashMap<String, String>>,
+) -> Result<Vec<ContainerReport>, DockerError> {
     let ids = docker.list_containers().await?;
     let mut reports = Vec::new();
     for id in ids {
@@ -55,6 +70,13 @@ pub async fn reports(docker: &dyn DockerApi) -> Result<Vec<ContainerReport>, Doc
         };
         let running = inspect["State"]["Running"].as_bool().unwrap_or(false);
         let mut findings = check(&inspect);
+        let origin = origins.map(|origins| origins.get(&id).cloned().unwrap_or_else(|| "unknown".into()));
+        if origin.as_deref() == Some("bypass") {
+            findings.push(Finding {
+                rule: BYPASS_RULE,
+                detail: "created straight on dockerd, around the shim (no standards were applied at create)".into(),
+            });
+        }
         let read_only = if running && findings.iter().any(|f| f.rule == "read_only_rootfs") {
             let changes = docker.container_changes(&id).await.unwrap_or(Value::Null);
             Some(read_only_advice(&inspect, &changes))
@@ -73,6 +95,7 @@ pub async fn reports(docker: &dyn DockerApi) -> Result<Vec<ContainerReport>, Doc
             state: inspect["State"]["Status"].as_str().unwrap_or("").to_string(),
             findings,
             read_only,
+            origin,
         });
     }
     reports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -107,6 +130,10 @@ pub fn print_text(reports: &[ContainerReport]) {
     }
     let compliant = reports.iter().filter(|r| r.compliant()).count();
     println!("{compliant}/{} containers compliant", reports.len());
+    let bypasses = reports.iter().filter(|r| r.origin.as_deref() == Some("bypass")).count();
+    if bypasses > 0 {
+        println!("{bypasses} created straight on dockerd, around the shim");
+    }
 }
 
 #[cfg(test)]
@@ -132,7 +159,7 @@ mod tests {
         stopped.running = false;
         let docker = FakeDocker::new([hardened, bare.clone(), stopped.clone()]);
 
-        let reports = reports(docker.as_ref()).await.unwrap();
+        let reports = reports(docker.as_ref(), None).await.unwrap();
         let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["bare", "hardened", "stopped"]);
         assert!(reports[1].compliant(), "{:?}", reports[1].findings);
@@ -148,5 +175,29 @@ mod tests {
         // Changes are read only where they say something.
         assert_eq!(docker.count(&Call::Changes(bare.id.clone())), 1);
         assert_eq!(docker.count(&Call::Changes(stopped.id.clone())), 0);
+    }
+
+    #[tokio::test]
+    async fn a_container_recorded_as_a_bypass_is_not_compliant_and_says_so() {
+        use crate::docker::fake::{FakeContainer, FakeDocker};
+        let mine = FakeContainer::running(1, "mine");
+        let around = FakeContainer::running(2, "around");
+        let unseen = FakeContainer::running(3, "unseen");
+        let docker = FakeDocker::new([mine.clone(), around.clone(), unseen.clone()]);
+        let origins: HashMap<String, String> = [
+            (mine.id.clone(), "shim".to_string()),
+            (around.id.clone(), "bypass".to_string()),
+        ]
+        .into();
+        let reports = reports(docker.as_ref(), Some(&origins)).await.unwrap();
+        let by_name = |name: &str| reports.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(by_name("around").origin.as_deref(), Some("bypass"));
+        assert!(by_name("around").findings.iter().any(|f| f.rule == BYPASS_RULE));
+        assert_eq!(by_name("mine").origin.as_deref(), Some("shim"));
+        assert!(!by_name("mine").findings.iter().any(|f| f.rule == BYPASS_RULE));
+        assert_eq!(by_name("unseen").origin.as_deref(), Some("unknown"));
+        assert!(!by_name("unseen").findings.iter().any(|f| f.rule == BYPASS_RULE));
+        let without = super::reports(docker.as_ref(), None).await.unwrap();
+        assert!(without.iter().all(|r| r.origin.is_none()));
     }
 }

@@ -62,6 +62,8 @@ pub struct Config {
     pub on_shutdown: OnShutdown,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub bypass: BypassConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -353,6 +355,33 @@ pub enum OnShutdown {
     #[default]
     WakeAll,
     Leave,
+}
+
+// ---------------------------------------------------------------------------
+// bypass:
+
+/// `bypass:`: what the shim does about containers created straight on
+/// dockerd, around its socket.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BypassConfig {
+    pub action: BypassAction,
+    /// Which containers bypass detection covers, any of which matches (the
+    /// selectors of `services:`); empty: every container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<Selector>,
+}
+
+/// What happens to a container created around the shim.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BypassAction {
+    /// Logged, counted, shown in `status` and `audit`.
+    #[default]
+    Report,
+    /// Reported, and when it starts, judged by the create backstop on
+    /// dockerd's record and stopped (never removed) on a breach.
+    Stop,
 }
 
 mod defaults {

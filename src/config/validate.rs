@@ -24,6 +24,7 @@ impl Config {
         let exemptions = compile_exemptions(&self.standards, &mut problems);
         check_auto_sleep(&self.auto_sleep, &mut problems);
         check_metrics(&self.metrics, &mut problems);
+        check_bypass(&self, &mut problems);
 
         if !problems.found.is_empty() {
             return Err(ConfigError {
@@ -55,6 +56,15 @@ impl Problems<'_> {
             key: Some(key),
             message: message.into(),
         });
+    }
+}
+
+/// `bypass.scope`: each selector compiles.
+fn check_bypass(config: &Config, problems: &mut Problems<'_>) {
+    for (i, selector) in config.bypass.scope.iter().enumerate() {
+        if let Err(e) = CompiledSelector::compile(selector) {
+            problems.add(format!("bypass.scope[{i}]"), e);
+        }
     }
 }
 

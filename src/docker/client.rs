@@ -370,10 +370,14 @@ impl DockerApi for Docker {
                 options = options.since(since);
             }
             let stream = client.events(Some(options.build())).map(move |event| match event {
-                Ok(event) => Ok(Event {
-                    action: event.action.unwrap_or_default(),
-                    id: event.actor.and_then(|actor| actor.id).unwrap_or_default(),
-                }),
+                Ok(event) => {
+                    let actor = event.actor.unwrap_or_default();
+                    Ok(Event {
+                        action: event.action.unwrap_or_default(),
+                        id: actor.id.unwrap_or_default(),
+                        attributes: actor.attributes.unwrap_or_default().into_iter().collect(),
+                    })
+                }
                 Err(e) => {
                     slot.lock().take();
                     Err(from_bollard(&path, e))

@@ -264,9 +264,20 @@ impl FakeDocker {
     }
 
     pub fn emit(&self, kind: EventKind, id: &str, action: &str) {
+        // dockerd's container events carry the name, the image and the labels.
+        let attributes = match self.state.lock().containers.get(id) {
+            Some(c) if kind == EventKind::Container => {
+                let mut attributes = c.labels.clone();
+                attributes.insert("name".into(), c.name.clone());
+                attributes.insert("image".into(), c.image.clone());
+                attributes
+            }
+            _ => BTreeMap::new(),
+        };
         let event = Event {
             action: action.to_string(),
             id: id.to_string(),
+            attributes,
         };
         let _ = self.events.send((kind, event));
     }

@@ -66,10 +66,14 @@ pub enum EventKind {
 
 /// One event: what happened (`start`, `pause`, `exec_start: sh -c …`) to
 /// which object (a container's id, an image's reference).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     pub action: String,
     pub id: String,
+    /// The actor's attributes: for a container, `name`, `image` and its
+    /// labels, as they were when it happened (a container removed since can
+    /// no longer be inspected).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Every dockerd call the shim makes on its own initiative. Object-safe

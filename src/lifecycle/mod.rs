@@ -4,7 +4,9 @@
 //! - [`state`]: a container's state and the pure decisions on it;
 //! - [`activity`]: sampling network and CPU use, and the idle judgement;
 //! - [`cgroup`]: the cgroup v1/v2 seam (usage, memory squeeze, restore);
-//! - [`store`]: which containers the shim put to sleep, persisted atomically.
+//! - [`store`]: which containers the shim put to sleep, persisted atomically;
+//! - [`origins`]: which containers the shim created (or found at its first
+//!   start), persisted atomically, and the creates in flight through it.
 //!
 //! The runtime, one concern a file, each an `impl Lifecycle`: this file
 //! (the handle, its table, in-use marks), `reconcile` (the view rebuilt from
@@ -22,10 +24,12 @@
 //! before it pauses, so a container is never paused under a live request.
 
 pub mod activity;
+pub mod bypass;
 pub mod cgroup;
 pub mod conntrack;
 mod events;
 mod host;
+pub mod origins;
 mod persist;
 mod poller;
 pub mod ports;
@@ -53,7 +57,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{LoadedConfig, SharedConfig};
 use crate::docker::{DockerApi, DockerError};
+pub use bypass::BypassWatch;
 pub use host::HostPaths;
+pub use origins::{Origin, OriginRecord, Origins};
 pub use rootcheck::RootCheck;
 pub use state::{Entry, State, WakeRecord};
 pub use status::{StatusRow, Transition};

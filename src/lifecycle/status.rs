@@ -48,6 +48,10 @@ pub struct StatusRow {
     /// Why the shim does not deep-sleep it (see `deep_sleep_blocked`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deep_sleep_blocked: Option<String>,
+    /// Where it came from (`bypass`: created around the shim), filled by
+    /// the shim's API from [`super::Origins`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<super::Origin>,
 }
 
 impl Lifecycle {
@@ -78,6 +82,7 @@ impl Lifecycle {
                     .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port))
                     .collect(),
                 deep_sleep_blocked: e.deep_sleep_blocked.clone(),
+                origin: None,
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));

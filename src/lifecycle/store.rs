@@ -239,6 +239,13 @@ fn write_then_rename(temp: &Path, path: &Path, dir: &Path, records: &[SleepRecor
         records,
     })?;
     bytes.push(b'\n');
+    write_atomically(temp, path, dir, &bytes)
+}
+
+/// Writes `bytes` to `temp` (created with mode 0600), fsyncs it, renames it
+/// over `path` and fsyncs `dir`: a reader sees the old file or the new one.
+/// Also the writer of `origins.json` (`super::origins`).
+pub(super) fn write_atomically(temp: &Path, path: &Path, dir: &Path, bytes: &[u8]) -> io::Result<()> {
     // Not create_new: a leftover from a crashed save by a process with the
     // same pid (pid 1 in a container) must not block every later save.
     let mut file = fs::OpenOptions::new()
@@ -247,7 +254,7 @@ fn write_then_rename(temp: &Path, path: &Path, dir: &Path, records: &[SleepRecor
         .truncate(true)
         .mode(0o600)
         .open(temp)?;
-    file.write_all(&bytes)?;
+    file.write_all(bytes)?;
     // The data must be on disk before the rename makes it the file, or a
     // crash could leave an empty sleeping.json.
     file.sync_all()?;

@@ -10,6 +10,7 @@
 //! [`Proxy::serve_passthrough`] and [`Proxy::proxy_request`].
 
 pub mod admission;
+pub mod created;
 pub mod disguise;
 pub mod forward;
 pub mod hostpath;
@@ -31,7 +32,7 @@ use crate::body::ProxyBody;
 use crate::config::{LoadedConfig, SharedConfig};
 use crate::docker::DockerApi;
 use crate::error::ShimError;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, Origins};
 use crate::metrics::Metrics;
 use crate::route::Route;
 pub use forward::ConnState;
@@ -62,6 +63,8 @@ pub struct ProxyInner {
     pub standards: standards::StandardsState,
     pub host_paths: hostpath::HostPathState,
     pub metrics: Arc<Metrics>,
+    /// The containers the shim created; every create through it records one.
+    pub origins: Origins,
 }
 
 #[derive(Clone)]
@@ -79,6 +82,7 @@ pub struct ProxyParts {
     pub metrics: Arc<Metrics>,
     pub tasks: TaskTracker,
     pub token: CancellationToken,
+    pub origins: Origins,
 }
 
 impl Proxy {
@@ -105,6 +109,7 @@ impl Proxy {
                 standards: standards::StandardsState::default(),
                 host_paths: hostpath::HostPathState::default(),
                 metrics: parts.metrics,
+                origins: parts.origins,
                 config,
             }),
         }
@@ -137,6 +142,9 @@ impl Proxy {
         }
         if standards::intercepts(self, &route.endpoint) {
             return standards::handle(self, conn, route, request).await;
+        }
+        if route.endpoint == crate::route::Endpoint::ContainerCreate {
+            return created::forward_create(self, conn, request).await;
         }
         self.forward(conn, request).await
     }

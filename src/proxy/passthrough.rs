@@ -663,6 +663,7 @@ mod tests {
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
             tasks: tokio_util::task::TaskTracker::new(),
             token: tokio_util::sync::CancellationToken::new(),
+            origins: crate::lifecycle::Origins::in_memory(),
         })
     }
 

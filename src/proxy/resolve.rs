@@ -272,6 +272,7 @@ pub(crate) mod tests_support {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             tasks: tokio_util::task::TaskTracker::new(),
             token: tokio_util::sync::CancellationToken::new(),
+            origins: crate::lifecycle::Origins::in_memory(),
         })
     }
 }

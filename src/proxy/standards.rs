@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use parking_lot::Mutex;
 use serde_json::Value;
 
@@ -191,22 +191,28 @@ pub async fn handle(
         tracing::info!(endpoint = ?route.endpoint, rule = %change.rule, "{}", change.warning());
     }
     let body = serde_json::to_vec(&outcome.body).map_err(|e| ShimError::Internal(e.to_string()))?;
+    // A container create is in flight from here until its id is recorded
+    // as the shim's (`super::created`), before the backstop may remove it.
+    let ticket = (route.endpoint == Endpoint::ContainerCreate).then(|| proxy.inner.origins.begin_create());
     let response = forward_bytes(proxy, conn, parts, Bytes::from(body)).await?;
     let backstop = judged_create.filter(|_| loaded.config.standards.mode == StandardsMode::Enforce);
     let warns =
         !outcome.changes.is_empty() && matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate);
-    if backstop.is_none() && !warns {
+    if backstop.is_none() && !warns && ticket.is_none() {
         return Ok(response);
     }
     // Only a create's answer is read: small, and there is nothing to read
     // in an error (404 for a missing image, which makes the CLI pull).
-    if response.status() != StatusCode::CREATED && response.status() != StatusCode::OK {
+    if !super::created::made(response.status()) {
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
     let bytes = read_limited(body, MAX_RESPONSE_BODY)
         .await
         .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
+    if ticket.is_some() {
+        super::created::record(proxy, &bytes).await;
+    }
     if let Some(context) = backstop {
         check_record(proxy, loaded, &context, &outcome.body, &bytes).await?;
     }
@@ -214,6 +220,7 @@ pub async fn handle(
         WarningStyle::Each => outcome.changes.iter().map(Change::warning).collect(),
         WarningStyle::Summary => standards::summary_warning(&outcome.changes).into_iter().collect(),
     };
+    drop(ticket);
     Ok(with_warnings(parts, bytes, &warnings))
 }
 
