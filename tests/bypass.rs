@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -49,16 +49,6 @@ fn unmanaged_creates(shim: &Shim) -> u64 {
         .find_map(|line| line.strip_prefix("forge_shim_unmanaged_creates_total "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no forge_shim_unmanaged_creates_total in:\n{metrics}"))
-}
-
-/// `forge-shim ARGS` with `--socket` of the shim.
-fn forge_cli(shim: &Shim, args: &[&str]) -> Output {
-    let mut cmd = Command::new(SHIM_BIN);
-    cmd.args(args)
-        .arg("--socket")
-        .arg(shim.socket_path())
-        .stdin(Stdio::null());
-    run_with_timeout(cmd, Duration::from_secs(60))
 }
 
 /// `forge-shim status`: the table's rows and its text.

@@ -84,6 +84,17 @@ pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(180);
 // ---------------------------------------------------------------------------
 // misc
 
+/// `forge-shim ARGS --socket <the shim's socket>`: the operator's
+/// commands against `shim`.
+pub fn forge_cli(shim: &Shim, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(SHIM_BIN);
+    cmd.args(args)
+        .arg("--socket")
+        .arg(shim.socket_path())
+        .stdin(Stdio::null());
+    run_with_timeout(cmd, Duration::from_secs(60))
+}
+
 /// Polls `check` every 50 ms until it returns true; panics with `what`
 /// after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
