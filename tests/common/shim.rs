@@ -325,6 +325,23 @@ impl Shim {
             .unwrap_or(0)
     }
 
+    /// How many of the shim's descriptors are sockets: its clients and its
+    /// connections to dockerd, not the cgroup and state files its
+    /// background tasks open and close as they tick.
+    pub fn open_sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|fd| {
+                        std::fs::read_link(fd.path())
+                            .map(|target| target.to_string_lossy().starts_with("socket:"))
+                            .unwrap_or(false)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// `VmRSS` and `VmHWM` of the shim process, in KiB.
     pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/PID/status");
