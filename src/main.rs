@@ -74,6 +74,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Learn an image now: the running shim runs a throwaway container of
+    /// it (its own command, no published ports, removed afterwards) and
+    /// prints what it learned and what the image's next create gets.
+    Profile {
+        #[command(flatten)]
+        target: Target,
+        image: String,
+        /// How long to watch it.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which running shim a client command talks to.
@@ -178,6 +192,18 @@ fn main() -> ExitCode {
             Ok(hints) => client(|| async move {
                 let socket = forge_shim::cli::find_socket(&hints).await;
                 forge_shim::cli::reload(&socket).await
+            }),
+            Err(code) => code,
+        },
+        Command::Profile {
+            target,
+            image,
+            seconds,
+            json,
+        } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::profile(&socket, &image, seconds, json).await
             }),
             Err(code) => code,
         },
