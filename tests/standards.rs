@@ -1353,9 +1353,11 @@ fn a_create_smuggled_behind_a_plain_request_still_meets_the_standards() {
     names.cleanup();
 }
 
-/// The embedded default, unchanged: a `docker run` that the standards
-/// change prints one warning line naming every rule; the log has each
-/// change; a create the standards leave alone prints none.
+/// The embedded default, with the hardening rules `always` (the test
+/// harness's default; tests/fitted.rs runs the embedded `fitted`): a
+/// `docker run` that the standards change prints one warning line naming
+/// every rule; the log has each change; a create the standards leave alone
+/// prints none.
 #[test]
 fn the_default_warning_is_one_line() {
     require_dockerd();
