@@ -34,6 +34,8 @@ fn default_config(mode: &str) -> Value {
     // one warning; `the_default_warning_is_one_line` tests that).
     root["standards"]["warnings"] = json!("each");
     root["auto_sleep"]["enabled"] = json!(false);
+    // What the rules do, from the first create (tests/fitted.rs: when).
+    root["standards"]["hardening"] = json!({"non_root": "always", "read_only_rootfs": "always", "cap_drop": "always"});
     config
 }
 
