@@ -40,7 +40,16 @@ pub async fn call(socket: &Path, method: Method, path: &str) -> anyhow::Result<V
 }
 
 pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
-    let rows = call(socket, Method::GET, "/_forge/v1/containers").await?;
+    let rows = match call(socket, Method::GET, "/_forge/v1/containers").await {
+        Ok(rows) => rows,
+        // Sleep and wake off: no table, but bypasses and hardening still.
+        Err(e) if !json && e.to_string().contains("auto_sleep.enabled: false") => {
+            println!("sleep and wake are off (auto_sleep.enabled: false): no containers tracked");
+            print_after_table(socket).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -79,11 +88,42 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             println!("  not deep-slept: {why}");
         }
     }
-    // A shim without bypass detection has no such endpoint: nothing to add.
+    print_after_table(socket).await;
+    Ok(())
+}
+
+/// Bypasses and hardening failures, after the table. A shim without one of
+/// them has no such endpoint: nothing to add.
+async fn print_after_table(socket: &Path) {
     if let Ok(bypasses) = call(socket, Method::GET, "/_forge/v1/bypasses").await {
         print_bypasses(&bypasses);
     }
-    Ok(())
+    if let Ok(failures) = call(socket, Method::GET, "/_forge/v1/hardening").await {
+        print_hardening_failures(&failures);
+    }
+}
+
+/// The hardened containers that failed because of a fitted rule.
+fn print_hardening_failures(failures: &Value) {
+    let list: Vec<&Value> = failures["failures"].as_array().into_iter().flatten().collect();
+    if list.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{} hardened container(s) failed because of a fitted rule (their images' next creates go without it):",
+        list.len()
+    );
+    for failure in list {
+        let text = |key: &str| failure[key].as_str().unwrap_or("-").to_string();
+        println!(
+            "  {} ({}): {}: {}",
+            text("name"),
+            text("image"),
+            text("rule"),
+            text("evidence")
+        );
+    }
 }
 
 /// The ORIGIN column: `BYPASS` stands out; the rest is quiet.

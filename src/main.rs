@@ -154,7 +154,7 @@ fn main() -> ExitCode {
                         None
                     }
                 };
-                let reports = forge_shim::audit::run(&loaded.config.upstream_path(), origins.as_ref()).await?;
+                let reports = forge_shim::run_audit(&loaded, origins.as_ref()).await?;
                 if json {
                     let compliant = reports.iter().filter(|r| r.compliant()).count();
                     let value =

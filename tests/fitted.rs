@@ -310,6 +310,15 @@ fn a_hardened_run_that_fails_with_a_rule_is_remembered() {
         "{failure}"
     );
     assert!(shim.log().contains("failed because of a fitted rule"));
+    let status = forge_cli(&shim, &["status"]);
+    status.assert_success("forge-shim status");
+    assert!(
+        status
+            .stdout_text()
+            .contains(&format!("  {failing} ({image}): defaults.read_only_rootfs: ")),
+        "{}",
+        status.stdout_text()
+    );
 
     // The next create goes without the read-only root, and says why; the
     // other rules still apply.
@@ -329,6 +338,39 @@ fn a_hardened_run_that_fails_with_a_rule_is_remembered() {
     // The never-case: the failed container was neither removed nor restarted.
     assert_eq!(inspect(&failing)["State"]["Status"], "exited");
     assert_eq!(inspect(&learner)["State"]["Running"], true);
+
+    // audit, from the shim's state_dir: the failure, the learning, and what
+    // the profile recommends.
+    let audit = std::process::Command::new(SHIM_BIN)
+        .args(["audit", "--json", "--config"])
+        .arg(shim.config_path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("forge-shim audit");
+    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
+    let audit: Value = serde_json::from_slice(&audit.stdout).expect("audit JSON");
+    let report = |name: &str| {
+        audit["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in the audit"))
+    };
+    let failed = report(&failing)["hardening"].clone();
+    assert!(
+        failed["rules"]["defaults.read_only_rootfs"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("failed: "),
+        "{failed}"
+    );
+    assert_eq!(failed["rules"]["defaults.cap_drop"], "applied", "{failed}");
+    assert_eq!(report(&learner)["hardening"]["rules"]["non_root"], "learning");
+    let recommends = failed["recommends"].to_string();
+    assert!(recommends.contains("user 65534:65534"), "{recommends}");
+    assert!(recommends.contains("memory limit"), "{recommends}");
 
     // A client cannot claim the shim's label.
     let claimed = names.name("claimed");

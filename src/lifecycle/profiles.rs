@@ -74,6 +74,19 @@ impl Profiles {
         }
     }
 
+    /// The profiles a shim kept under `state_dir`, for reading (`audit`):
+    /// `None` when there is no profiles folder.
+    pub fn existing(state_dir: &Path) -> Option<Profiles> {
+        let dir = state_dir.join(DIR_NAME);
+        dir.is_dir().then(|| Profiles {
+            inner: Arc::new(Inner {
+                dir: Some(dir),
+                cache: Mutex::new(HashMap::new()),
+                write: Mutex::new(()),
+            }),
+        })
+    }
+
     /// A store that keeps nothing on disk (tests).
     #[cfg(test)]
     pub fn in_memory() -> Profiles {
