@@ -367,6 +367,10 @@ fn a_hardened_run_that_fails_with_a_rule_is_remembered() {
         "{failed}"
     );
     assert_eq!(failed["rules"]["defaults.cap_drop"], "applied", "{failed}");
+    assert_eq!(
+        inspect(&failing)["Config"]["Labels"]["forge-shim.hardening"],
+        "non_root,defaults.memory,defaults.read_only_rootfs,defaults.cap_drop"
+    );
     assert_eq!(report(&learner)["hardening"]["rules"]["non_root"], "learning");
     let recommends = failed["recommends"].to_string();
     assert!(recommends.contains("user 65534:65534"), "{recommends}");
@@ -420,4 +424,66 @@ fn forge_shim_profile_hardens_an_image_from_its_first_create() {
     let out = forge_cli(&shim, &["profile", "forge-test/no-such-image:latest", "--seconds", "1"]);
     assert!(!out.status.success());
     assert!(out.stderr_text().contains("no such image"), "{}", out.stderr_text());
+}
+
+/// An image OOM-killed under the memory default the shim set gets twice
+/// that default on its next create.
+#[test]
+fn an_oom_kill_under_the_shims_memory_default_is_remembered() {
+    require_dockerd();
+    let shim = Shim::start(
+        "auto_sleep: { enabled: false }\nclasses: { normal: { resources: { memory: 16M } } }\n\
+         standards:\n  defaults: { memory: 16M, memory_reservation: 8M }\n  hardening: { learn_for: 1s }\n",
+    );
+    let names = Names::new("fitted-oom");
+    let image = names.image("eater");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {BUSYBOX}\nCMD [\"sh\", \"-c\", \"if [ -n \\\"$EAT\\\" ]; then head -c 200m /dev/zero | tail; exit 1; fi; exec sleep 300\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut build = direct_docker_command(&["build", "-q", "-t", &image, dir.path().to_str().unwrap()]);
+    build.env("DOCKER_BUILDKIT", "0");
+    run_with_timeout(build, Duration::from_secs(120)).assert_success("docker build");
+    names.track_image(&image);
+
+    let learner = names.name("learner");
+    shim.docker(&["run", "-d", "--name", &learner, &image])
+        .assert_success("learning run");
+    wait_until("the profile is ready", Duration::from_secs(30), || {
+        api_get(&shim, "/_forge/v1/profiles")["profiles"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|p| p["image"] == image.as_str() && p["ready"] == true))
+    });
+    let eater = names.name("eater");
+    shim.docker(&["run", "-d", "--name", &eater, "-e", "EAT=1", &image])
+        .assert_success("hardened run");
+    assert_eq!(inspect(&eater)["HostConfig"]["Memory"], 16 << 20);
+    wait_until("the OOM kill is noticed", Duration::from_secs(60), || {
+        api_get(&shim, "/_forge/v1/hardening")["failures"]
+            .as_array()
+            .is_some_and(|list| {
+                list.iter()
+                    .any(|f| f["name"] == eater.as_str() && f["rule"] == "defaults.memory")
+            })
+    });
+    assert_eq!(inspect(&eater)["State"]["OOMKilled"], true);
+
+    let next = names.name("next");
+    let out = shim.docker(&["create", "--name", &next, &image]);
+    out.assert_success("next create");
+    assert_eq!(
+        inspect(&next)["HostConfig"]["Memory"],
+        32 << 20,
+        "{}",
+        out.stderr_text()
+    );
+    // The never-case: an explicit limit is the client's, kept as asked.
+    let explicit = names.name("explicit");
+    shim.docker(&["create", "--name", &explicit, "--memory", "24m", &image])
+        .assert_success("explicit create");
+    assert_eq!(inspect(&explicit)["HostConfig"]["Memory"], 24 << 20);
 }

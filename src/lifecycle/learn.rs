@@ -35,6 +35,7 @@ use crate::config::SharedConfig;
 use crate::docker::{DockerApi, EventKind, LABEL_PROBE};
 use crate::metrics::Metrics;
 use crate::standards::fitted::{self, ChangeKind, Failure, FsChange, Observation, Profile};
+use crate::standards::rule;
 use crate::standards::user::{self, Resolved};
 
 use super::{HostPaths, Profiles};
@@ -272,15 +273,25 @@ impl Learner {
             .and_then(|i| i["Config"]["Image"].as_str())
             .map(str::to_string)
             .unwrap_or_default();
-        let log = self.inner.docker.logs_tail(id, LOG_LINES).await.unwrap_or_default();
-        let sign = fitted::failure_sign(&log, &applied).map(|(rule, line)| (rule, line.to_string()));
+        let limit = inspect
+            .as_ref()
+            .and_then(|i| i["HostConfig"]["Memory"].as_u64())
+            .filter(|m| *m > 0);
+        let sign = if oom && applied.contains(&rule::DEFAULTS_MEMORY) {
+            Some((
+                rule::DEFAULTS_MEMORY,
+                format!(
+                    "OOM-killed under the {}M memory limit the shim set",
+                    limit.unwrap_or(0) >> 20
+                ),
+            ))
+        } else {
+            let log = self.inner.docker.logs_tail(id, LOG_LINES).await.unwrap_or_default();
+            fitted::failure_sign(&log, &applied).map(|(rule, line)| (rule, line.to_string()))
+        };
         let Some((rule, evidence)) = sign else {
             if oom {
-                tracing::warn!(
-                    container = id,
-                    name,
-                    "a hardened container was OOM-killed soon after start"
-                );
+                tracing::warn!(container = id, name, "a container was OOM-killed soon after start");
             }
             return;
         };
@@ -297,6 +308,9 @@ impl Learner {
         let at = unix_now();
         if let Some(image_id) = &image_id {
             self.inner.profiles.update(image_id, &image, |p| {
+                if rule == rule::DEFAULTS_MEMORY {
+                    p.oom_limit = limit.max(p.oom_limit);
+                }
                 p.fail(Failure {
                     rule: rule.to_string(),
                     container: id.to_string(),

@@ -82,13 +82,13 @@ pub(super) fn run_create<'c>(
     deny_create(&mut e, &host)?;
     non_root_create(&mut e, root, ctx, &mut fit)?;
     let maxima = Maxima::for_engine(&e);
-    memory_create(&mut e, &mut host, &targets, &maxima)?;
+    memory_create(&mut e, &mut host, &targets, &maxima, &mut fit)?;
     cpus_create(&mut e, &mut host, &targets, &maxima)?;
     pids_create(&mut e, &mut host, &targets, &maxima)?;
     read_only_create(&mut e, root, &mut host, &mut fit)?;
     cap_drop_create(&mut e, &mut host, &mut fit)?;
     no_new_privileges_create(&mut e, &mut host)?;
-    fit.label(root)?;
+    fit.label(&e, root)?;
 
     if had_host_config || !host.is_empty() {
         root.insert("HostConfig".to_string(), Value::Object(host));
@@ -258,9 +258,7 @@ pub(super) fn non_root_create(
             }
             Held::Apply(_) => {
                 if let Some(user) = e.standards.defaults.user.clone() {
-                    if fit.fitted(e, NON_ROOT) {
-                        fit.applied.push(NON_ROOT);
-                    }
+                    fit.applied.push(NON_ROOT);
                     root.insert("User".to_string(), Value::String(user.clone()));
                     e.change(NON_ROOT, format!("set user {user} ({why})"));
                 }
@@ -290,6 +288,8 @@ pub(super) struct Fitting {
     learning: bool,
     /// Take `fitted` as `always` (swarm services: no profile to fit).
     as_always: bool,
+    /// [`fitted::Profile::oom_limit`].
+    profile_oom: Option<u64>,
 }
 
 impl Fitting {
@@ -307,6 +307,7 @@ impl Fitting {
             applied: Vec::new(),
             learning: false,
             as_always: false,
+            profile_oom: ctx.profile.as_ref().and_then(|p| p.oom_limit),
         }
     }
 
@@ -318,6 +319,7 @@ impl Fitting {
             applied: Vec::new(),
             learning: false,
             as_always: true,
+            profile_oom: None,
         }
     }
 
@@ -370,26 +372,39 @@ impl Fitting {
         }
     }
 
+    /// The limit a run of the image was OOM-killed under, when the shim
+    /// had set it.
+    fn oom_limit(&self) -> Option<i64> {
+        self.profile_oom.map(|limit| limit.min(i64::MAX as u64) as i64)
+    }
+
     fn user(&mut self, e: &Engine<'_>) -> Held<Option<UserFit>> {
         let fit = self.plan.user.clone();
         self.hold(e, NON_ROOT, &fit, "non-root user", "runs as")
     }
 
-    /// Marks the create with the fitted rules applied to it (or that it
-    /// is a learning run), overwriting any value the client gave: the
-    /// lifecycle learns from and judges failures by it.
-    fn label(&self, root: &mut Map<String, Value>) -> Result<(), BadRequest> {
-        let value = if self.learning {
+    /// Marks the create with the hardening rules and the memory default
+    /// applied to it (or that it is a learning run), overwriting any value
+    /// the client gave: the lifecycle learns from and judges failures by
+    /// it. Only when some hardening rule is `fitted`.
+    fn label(&self, e: &Engine<'_>, root: &mut Map<String, Value>) -> Result<(), BadRequest> {
+        let any_fitted = [NON_ROOT, DEFAULTS_READ_ONLY_ROOTFS, DEFAULTS_CAP_DROP]
+            .iter()
+            .any(|rule| self.fitted(e, rule));
+        let value = if !any_fitted {
+            String::new()
+        } else if self.learning {
             fitted::LEARNING.to_string()
-        } else if !self.applied.is_empty() {
-            self.applied.join(",")
         } else {
+            self.applied.join(",")
+        };
+        if value.is_empty() {
             // Nothing fitted: no label, and none the client may claim.
             if let Some(Value::Object(labels)) = root.get_mut("Labels") {
                 labels.remove(fitted::LABEL_HARDENING);
             }
             return Ok(());
-        };
+        }
         object_mut(root, "Labels", "")?.insert(fitted::LABEL_HARDENING.to_string(), Value::String(value));
         Ok(())
     }
@@ -410,6 +425,7 @@ fn memory_create(
     host: &mut Map<String, Value>,
     targets: &Targets,
     maxima: &Maxima,
+    fit: &mut Fitting,
 ) -> Result<(), BadRequest> {
     let at = "HostConfig.";
     let nonzero = |v: Option<i64>| v.filter(|v| *v != 0);
@@ -465,8 +481,22 @@ fn memory_create(
                 value = reservation;
                 why.push_str(", raised to MemoryReservation");
             }
+            // A run of the image was OOM-killed under a limit the shim
+            // set: twice that, within the maximum.
+            if let Some(oom) = fit.oom_limit() {
+                let raised = oom.saturating_mul(2).min(maxima.memory.unwrap_or(i64::MAX));
+                if raised > value {
+                    value = raised;
+                    why.push_str(&format!(
+                        ", raised to twice the {} a run of {} was OOM-killed under",
+                        show_bytes(oom),
+                        fit.image
+                    ));
+                }
+            }
             host.insert("Memory".to_string(), value.into());
             memory = Some(value);
+            fit.applied.push(DEFAULTS_MEMORY);
             e.change(rule, format!("set memory limit {}{why}", show_bytes(value)));
         }
     }
@@ -689,9 +719,7 @@ fn read_only_create(
         .into_iter()
         .filter(|path| !is_covered(path) && !added.iter().any(|d| fitted::is_under(path, d)))
         .collect();
-    if fit.fitted(e, DEFAULTS_READ_ONLY_ROOTFS) {
-        fit.applied.push(DEFAULTS_READ_ONLY_ROOTFS);
-    }
+    fit.applied.push(DEFAULTS_READ_ONLY_ROOTFS);
     host.insert("ReadonlyRootfs".to_string(), Value::Bool(true));
     if added.is_empty() && learned.is_empty() {
         e.change(DEFAULTS_READ_ONLY_ROOTFS, "made the root filesystem read-only");
@@ -731,9 +759,7 @@ fn cap_drop_create(e: &mut Engine<'_>, host: &mut Map<String, Value>, fit: &mut 
         }
         Held::Never => return Ok(()),
     };
-    if fit.fitted(e, DEFAULTS_CAP_DROP) {
-        fit.applied.push(DEFAULTS_CAP_DROP);
-    }
+    fit.applied.push(DEFAULTS_CAP_DROP);
     append_strings(host, "CapDrop", &missing);
     let present: Vec<String> = strings(host, "CapAdd", "HostConfig.")?
         .iter()

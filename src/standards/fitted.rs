@@ -181,6 +181,10 @@ pub struct Profile {
     /// Seconds since the epoch.
     #[serde(default)]
     pub updated: u64,
+    /// The memory limit (bytes) a run of the image was OOM-killed under,
+    /// when the shim had set it: its next creates get twice that.
+    #[serde(default)]
+    pub oom_limit: Option<u64>,
     /// Learned on purpose (`forge-shim profile`): ready however short the
     /// watch was.
     #[serde(default)]

@@ -334,7 +334,7 @@ fn a_create_with_a_profile_gets_what_it_survives() {
     assert_eq!(host.get("CapAdd"), None);
     assert_eq!(
         outcome.body["Labels"][LABEL_HARDENING],
-        json!("non_root,defaults.read_only_rootfs,defaults.cap_drop")
+        json!("non_root,defaults.memory,defaults.read_only_rootfs,defaults.cap_drop")
     );
     assert!(outcome.notes.is_empty(), "{:?}", outcome.notes);
 
@@ -392,4 +392,27 @@ fn modes_always_and_never_ignore_the_profile() {
     assert!(outcome.notes.is_empty());
     // A client cannot claim the label either.
     assert_eq!(outcome.body["Labels"].get(LABEL_HARDENING), None);
+}
+
+#[test]
+fn an_image_oom_killed_under_the_default_gets_twice_that() {
+    let cfg = load(FITTED);
+    let mut profile = ready(RunUser::Root, &[]);
+    profile.oom_limit = Some(512 << 20);
+    let outcome = apply_create(&cfg, &root_image(Some(profile.clone())), json!({"Image": "app"})).unwrap();
+    assert_eq!(outcome.body["HostConfig"]["Memory"], json!(1024i64 << 20));
+    let memory = outcome
+        .changes
+        .iter()
+        .find(|c| c.rule == rule::DEFAULTS_MEMORY)
+        .unwrap();
+    assert!(memory.message.contains("OOM-killed under"), "{memory:?}");
+    // Within the maximum.
+    let capped = load(&format!("{FITTED}  limits: {{ memory: 768M, on_exceed: clamp }}\n"));
+    let outcome = apply_create(&capped, &root_image(Some(profile.clone())), json!({"Image": "app"})).unwrap();
+    assert_eq!(outcome.body["HostConfig"]["Memory"], json!(768i64 << 20));
+    // An explicit limit is the client's: kept.
+    let body = json!({"Image": "app", "HostConfig": {"Memory": 64i64 << 20}});
+    let outcome = apply_create(&cfg, &root_image(Some(profile)), body).unwrap();
+    assert_eq!(outcome.body["HostConfig"]["Memory"], json!(64i64 << 20));
 }
