@@ -26,21 +26,39 @@ use std::time::Duration;
 use common::*;
 
 /// Debian's docker.io units, as far as install reads them.
-const DEBIAN_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nAfter=network-online.target docker.socket firewalld.service containerd.service\nWants=network-online.target containerd.service\nRequires=docker.socket\n\n[Service]\nType=notify\nEnvironmentFile=-/etc/default/docker\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\nExecReload=/bin/kill -s HUP $MAINPID\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n";
+/// (`systemd-analyze verify` wants ExecStart's program to exist: the
+/// fixtures name the dockerd on PATH, see [`dockerd_path`].)
+const DEBIAN_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nAfter=network-online.target docker.socket firewalld.service containerd.service\nWants=network-online.target containerd.service\nRequires=docker.socket\n\n[Service]\nType=notify\nEnvironmentFile=-/etc/default/docker\nExecStart=DOCKERD -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\nExecReload=/bin/kill -s HUP $MAINPID\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n";
 const DEBIAN_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 /// A dockerd started with no -H (its sockets come from daemon.json).
-const PLAIN_SERVICE: &str = "[Unit]\nDescription=Docker\n\n[Service]\nType=notify\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock\n\n[Install]\nWantedBy=multi-user.target\n";
+const PLAIN_SERVICE: &str = "[Unit]\nDescription=Docker\n\n[Service]\nType=notify\nExecStart=DOCKERD --containerd=/run/containerd/containerd.sock\n\n[Install]\nWantedBy=multi-user.target\n";
 /// A daemon.json with its own spacing, to be restored byte for byte.
 const DAEMON_JSON: &[u8] = b"{\n    \"log-level\" : \"warn\",\n\n    \"live-restore\": true\n}\n  \n";
 
 const PRIVATE_SOCKET: &str = "/run/forge-shim/dockerd/docker.sock";
 
+/// The dockerd on PATH (Debian's docker.io: /usr/sbin/dockerd).
+fn dockerd_path() -> String {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "command -v dockerd"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(10));
+    let path = out.stdout_text().trim().to_string();
+    if path.is_empty() {
+        "/usr/sbin/dockerd".into()
+    } else {
+        path
+    }
+}
+
+/// A made-up root holding `files`; `DOCKERD` in them names [`dockerd_path`].
 fn root_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    let dockerd = dockerd_path();
     for (path, content) in files {
         let p = dir.path().join(path);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
+        let text = String::from_utf8_lossy(content).replace("DOCKERD", &dockerd);
+        fs::write(p, text).unwrap();
     }
     dir
 }

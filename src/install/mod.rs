@@ -130,6 +130,8 @@ pub struct Plan {
     pub manifest: Manifest,
     pub originals: Vec<(PathBuf, Vec<u8>)>,
     pub activate: Vec<String>,
+    /// Things the operator should know that do not stop the install.
+    pub notes: Vec<String>,
 }
 
 struct Builder<'a> {
@@ -267,6 +269,16 @@ pub fn plan(opts: &InstallOptions) -> Result<Plan, Refusal> {
     } else {
         Layout::Plain
     };
+    let mut notes = Vec::new();
+    if let Some(why) = writable_by_others(&opts.bin) {
+        notes.push(format!(
+            "{} {why}: the service runs it as root, so whoever can change it can become root; copy it to /usr/local/bin and pass --bin",
+            opts.bin.display()
+        ));
+    }
+    if opts.takeover {
+        private_dir_is_roots(&root)?;
+    }
 
     let listen = if opts.takeover {
         PathBuf::from(HOST_SOCKET)
@@ -346,7 +358,46 @@ pub fn plan(opts: &InstallOptions) -> Result<Plan, Refusal> {
         },
         originals: b.originals,
         activate,
+        notes,
     })
+}
+
+/// Why `path` (or a folder above it) may be changed by someone but root.
+fn writable_by_others(path: &Path) -> Option<String> {
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        let meta = fs::metadata(p).ok()?;
+        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 {
+            return Some(format!("is owned by uid {} ({})", meta.uid(), p.display()));
+        }
+        if meta.mode() & 0o022 != 0 && !sticky_dir {
+            return Some(format!(
+                "is writable by others ({}, mode {:04o})",
+                p.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+        cur = p.parent();
+    }
+    None
+}
+
+/// A private folder that is already there must be root's alone: through a
+/// wider one, dockerd's socket (group `docker` under daemon.json) would be
+/// reachable around the shim.
+fn private_dir_is_roots(root: &Path) -> Result<(), Refusal> {
+    let dir = rooted(root, Path::new(PRIVATE_DIR));
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o077 == 0 => Ok(()),
+        Ok(meta) => refuse(format!(
+            "{} exists (uid {}, mode {:04o}) but must be a folder of root's with mode 0700, or dockerd's socket would be reachable around the shim",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Which takeover `docker.service` under `root` allows, or why none.
@@ -614,6 +665,9 @@ impl Plan {
                     let _ = writeln!(out, "link {} -> {}", at(path), target.display());
                 }
             }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
         }
         let _ = writeln!(out, "then, to switch over:");
         for command in &self.activate {

@@ -178,6 +178,16 @@ fn refusals() {
             &[
                 ("lib/systemd/system/docker.service", SERVICE_PLAIN),
                 (
+                    "run/forge-shim/dockerd/stray",
+                    "a folder install did not make, mode 0755",
+                ),
+            ],
+            "must be a folder of root's with mode 0700",
+        ),
+        (
+            &[
+                ("lib/systemd/system/docker.service", SERVICE_PLAIN),
+                (
                     "etc/systemd/system/forge-shim.service",
                     "[Service]\nExecStart=/bin/true\n",
                 ),
