@@ -554,12 +554,16 @@ fn takeover_layout_with_the_plain_docker_cli() {
         "536870912 65534:65534",
         "the create did not get the standards"
     );
-    // What answers on /var/run/docker.sock there is the shim (its own API).
-    let out = run_with_timeout(
-        shim.command(SHIM_BIN, &["reload", "--socket", "/var/run/docker.sock"]),
-        Duration::from_secs(60),
-    );
-    out.assert_success("forge-shim reload on /var/run/docker.sock in the namespace");
+    // What answers on /var/run/docker.sock there is the shim (its own
+    // API), and the operator's CLI finds it there with nothing set.
+    let mut cmd = shim.command(SHIM_BIN, &["reload"]);
+    for var in ["DOCKER_HOST", "DOCKER_CONTEXT", "FORGE_SHIM_SOCKET"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("DOCKER_CONFIG", &docker_config);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    out.assert_success("forge-shim reload in the namespace, no --socket");
+    assert!(out.stdout_text().contains("reloaded"), "{}", out.stdout_text());
 
     // Never: outside the namespace /var/run/docker.sock is dockerd's, the
     // same file as before, and a create there gets no standards.
