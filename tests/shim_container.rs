@@ -129,6 +129,13 @@ fn shim_image_in_compose_serves_the_host_and_other_containers() {
     let from_container = names.name("from-container");
     let client = names.name("client");
     let socket_mount = format!("{}:/run/forge-shim", sockets.display());
+    let mut which = Command::new("sh");
+    which.args(["-c", "command -v docker"]);
+    let docker_cli = run_with_timeout(which, Duration::from_secs(10))
+        .stdout_text()
+        .trim()
+        .to_string();
+    let cli_mount = format!("{docker_cli}:/usr/local/bin/docker:ro");
     let out = direct_docker(&[
         "run",
         "--rm",
@@ -141,7 +148,7 @@ fn shim_image_in_compose_serves_the_host_and_other_containers() {
         "-v",
         &socket_mount,
         "-v",
-        "/usr/bin/docker:/usr/local/bin/docker:ro",
+        &cli_mount,
         "-v",
         "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro",
         "-v",

@@ -276,6 +276,11 @@ pub fn plan(opts: &InstallOptions) -> Result<Plan, Refusal> {
             opts.bin.display()
         ));
     }
+    if let Some(why) = opts.config.as_deref().and_then(writable_by_others) {
+        notes.push(format!(
+            "the config {why}: whoever can change it can turn the standards off"
+        ));
+    }
     if opts.takeover {
         private_dir_is_roots(&root)?;
     }
