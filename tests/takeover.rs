@@ -274,6 +274,26 @@ fn daemon_json_layout_and_uninstall_restores_it_byte_for_byte() {
 }
 
 #[test]
+fn daemon_json_made_when_missing_and_removed_with_its_folder() {
+    let root = root_with(&[("lib/systemd/system/docker.service", PLAIN_SERVICE.as_bytes())]);
+    let r = root_arg(root.path());
+    let before = snapshot(root.path());
+    forge(&["install", "--takeover", "--root", &r]).assert_success("install --takeover");
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.path().join("etc/docker/daemon.json")).unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({ "hosts": [format!("unix://{PRIVATE_SOCKET}")] })
+    );
+    forge(&["uninstall", "--root", &r]).assert_success("uninstall");
+    assert!(
+        !root.path().join("etc/docker").exists(),
+        "the folder install made is left"
+    );
+    assert_eq!(snapshot(root.path()), before);
+}
+
+#[test]
 fn uninstall_refuses_when_a_file_changed_since_install() {
     let root = debian_root();
     let r = root_arg(root.path());

@@ -282,3 +282,23 @@ pub(super) fn listing(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+#[test]
+fn every_spelling_of_host_and_config_file() {
+    let words: Vec<String> = [
+        "-H",
+        "fd://",
+        "--host=tcp://a",
+        "-Hunix:///x",
+        "-H=unix:///y",
+        "--config-file",
+        "/c.json",
+        "--debug",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (hosts, config) = dockerd_flags(&words);
+    assert_eq!(hosts, ["fd://", "tcp://a", "unix:///x", "unix:///y"]);
+    assert_eq!(config.as_deref(), Some("/c.json"));
+}
