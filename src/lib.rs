@@ -108,6 +108,7 @@ pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> 
     shim.proxy.start_image_watcher();
     shim.start_root_check();
     shim.start_bypass_watch();
+    shim.start_learner();
     let serving = tokio::spawn({
         let shim = shim.clone();
         async move { shim.serve(listener).await }

@@ -107,6 +107,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Learn an image now: the running shim runs a throwaway container of
+    /// it (its own command, no published ports, removed afterwards) and
+    /// prints what it learned and what the image's next create gets.
+    Profile {
+        #[command(flatten)]
+        target: Target,
+        image: String,
+        /// How long to watch it.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which running shim a client command talks to.
@@ -222,6 +236,18 @@ fn main() -> ExitCode {
             config,
         } => install(takeover, dry_run, root, bin, config),
         Command::Uninstall { dry_run, root, force } => uninstall(dry_run, root.as_deref(), force),
+        Command::Profile {
+            target,
+            image,
+            seconds,
+            json,
+        } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::profile(&socket, &image, seconds, json).await
+            }),
+            Err(code) => code,
+        },
         Command::Serve {
             config,
             listen,
