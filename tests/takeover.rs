@@ -293,6 +293,23 @@ fn daemon_json_made_when_missing_and_removed_with_its_folder() {
     assert_eq!(snapshot(root.path()), before);
 }
 
+/// Uninstall never removes what it did not write: a file dockerd (or
+/// anyone) put in a folder install made keeps that folder, and is named.
+#[test]
+fn uninstall_leaves_what_others_put_in_its_folders() {
+    let root = debian_root();
+    let r = root_arg(root.path());
+    forge(&["install", "--takeover", "--root", &r]).assert_success("install --takeover");
+    let stray = root.path().join("run/forge-shim/dockerd/docker.sock");
+    fs::write(&stray, b"dockerd's socket stands in here").unwrap();
+    let out = forge(&["uninstall", "--root", &r]);
+    out.assert_success("uninstall");
+    assert!(out.stdout_text().contains("left in place"), "{}", out.stdout_text());
+    assert_eq!(fs::read(&stray).unwrap(), b"dockerd's socket stands in here");
+    assert!(!root.path().join("etc/systemd/system/forge-shim.service").exists());
+    assert!(!root.path().join("var/lib/forge-shim/install").exists());
+}
+
 #[test]
 fn uninstall_refuses_when_a_file_changed_since_install() {
     let root = debian_root();
