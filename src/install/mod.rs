@@ -283,6 +283,11 @@ pub fn plan(opts: &InstallOptions) -> Result<Plan, Refusal> {
     }
     if opts.takeover {
         private_dir_is_roots(&root)?;
+    } else if DEFAULT_SOCKETS.iter().any(|p| opts.listen == Path::new(p)) {
+        return refuse(format!(
+            "the config's listen is {}, dockerd's own socket: that is what --takeover is for (it moves dockerd first)",
+            opts.listen.display()
+        ));
     }
 
     let listen = if opts.takeover {

@@ -302,3 +302,13 @@ fn every_spelling_of_host_and_config_file() {
     assert_eq!(hosts, ["fd://", "tcp://a", "unix:///x", "unix:///y"]);
     assert_eq!(config.as_deref(), Some("/c.json"));
 }
+
+#[test]
+fn a_plain_install_on_dockerds_socket_is_refused() {
+    let root = root_with(&[("lib/systemd/system/docker.service", SERVICE_FD)]);
+    let mut o = opts(root.path(), false);
+    o.listen = PathBuf::from("/var/run/docker.sock");
+    assert!(plan(&o).unwrap_err().0.contains("what --takeover is for"));
+    o.listen = PathBuf::from("/run/forge-shim/docker.sock");
+    assert_eq!(plan(&o).unwrap().manifest.layout, Layout::Plain);
+}
