@@ -36,6 +36,7 @@ test-unit:
 setup:
 	bash scripts/setup-docker.sh
 	bash scripts/test-images.sh
+	bash scripts/service-images.sh
 	bash scripts/setup-prometheus.sh
 
 # The real binary in front of the real dockerd, driven by the docker CLI,

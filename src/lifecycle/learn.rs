@@ -6,7 +6,7 @@
 //! profile, else the fitted rules it applied. The [`Learner`] follows
 //! dockerd's container events:
 //! - a **learning** container is looked at once it has run
-//!   `hardening.learn_for` (and again when it dies): what it wrote
+//!   `hardening.learn_for` (or when it dies, if that is sooner): what it wrote
 //!   (`GET /containers/{id}/changes`), its processes' users (the host's
 //!   `/proc`, by its cgroup), the TCP ports it listens on and its peak
 //!   memory. Each look is added to the image's profile;
@@ -154,8 +154,14 @@ impl Learner {
                     "start" => {
                         self.inner.started.lock().insert(id, Instant::now());
                     }
+                    // A learning container that dies before its first look is
+                    // looked at now (its layer is still there until removed);
+                    // one already looked at has told what it will.
                     "die" if label == fitted::LEARNING => {
-                        self.inner.tasks.spawn(async move { this.look(&id).await });
+                        let unlooked = self.inner.watched.lock().get(&id).is_some_and(|w| w.looked.is_none());
+                        if unlooked {
+                            self.inner.tasks.spawn(async move { this.look(&id).await });
+                        }
                     }
                     "die" => {
                         let exit = event.attributes.get("exitCode").cloned().unwrap_or_default();
@@ -223,9 +229,16 @@ impl Learner {
                     .profiles
                     .update(&image_id, &image, |p| p.learn(&obs, new_run, unix_now()));
                 if let Some(profile) = updated {
+                    let judged: Vec<String> = fitted::judge_paths(&obs)
+                        .into_iter()
+                        .map(|(path, learned)| format!("{path} ({:?}: {})", learned.kind, learned.why))
+                        .collect();
                     tracing::info!(
                         container = id,
                         image = %profile.image,
+                        changes = obs.changes.len(),
+                        judged = %judged.join("; "),
+                        user = ?profile.user,
                         observed_seconds = profile.observed_seconds,
                         ready = profile.ready(&config.config.standards.hardening),
                         "learned from a container of the image"
@@ -346,6 +359,13 @@ pub async fn observe(
         .ok()
         .map(|v| parse_changes(&v))
         .unwrap_or_default();
+    // A container being removed has its layer taken apart: dockerd's diff
+    // of it then lists the whole image. Only a look at a container that is
+    // still there afterwards counts.
+    let after = docker.inspect_container_json(id).await.ok()?;
+    if matches!(after["State"]["Status"].as_str(), Some("removing" | "dead")) {
+        return None;
+    }
     let (processes, listening, memory_peak) = match pid.filter(|_| running) {
         Some(pid) => {
             let host = host.clone();
@@ -446,7 +466,10 @@ pub async fn probe(
             ));
         }
         profiles
-            .update(&image_id, image, |p| p.learn(&obs, true, unix_now()))
+            .update(&image_id, image, |p| {
+                p.learn(&obs, true, unix_now());
+                p.probed = true;
+            })
             .ok_or_else(|| format!("image {image} has no content id"))
     }
     .await;

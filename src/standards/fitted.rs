@@ -181,6 +181,10 @@ pub struct Profile {
     /// Seconds since the epoch.
     #[serde(default)]
     pub updated: u64,
+    /// Learned on purpose (`forge-shim profile`): ready however short the
+    /// watch was.
+    #[serde(default)]
+    pub probed: bool,
 }
 
 impl Profile {
@@ -194,7 +198,7 @@ impl Profile {
 
     /// Whether it has been watched long enough to be used.
     pub fn ready(&self, hardening: &Hardening) -> bool {
-        self.runs > 0 && self.observed_seconds >= hardening.learn_for.as_duration().as_secs()
+        self.runs > 0 && (self.probed || self.observed_seconds >= hardening.learn_for.as_duration().as_secs())
     }
 
     /// Adds one look at a container. `new_run`: the first look at this
