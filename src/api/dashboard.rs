@@ -126,12 +126,7 @@ async fn snapshot(api: &Api) -> Value {
     };
     let text = api.metrics.render(&samples, &host);
     let series = parse_exposition(&text);
-    let mut rows = api.lifecycle.as_ref().map(|l| l.status()).unwrap_or_default();
-    if let Some((origins, _)) = &api.origins {
-        for row in &mut rows {
-            row.origin = origins.get(&row.id);
-        }
-    }
+    let rows = api.lifecycle.as_ref().map(|l| l.status()).unwrap_or_default();
     let dockerd = match tokio::time::timeout(PING_TIMEOUT, api.docker.ping()).await {
         Ok(Ok(())) => json!({ "reachable": true }),
         Ok(Err(e)) => json!({ "reachable": false, "error": e.to_string() }),
@@ -171,8 +166,6 @@ fn build_snapshot(
             let sample = samples.iter().find(|s| s.name == row.name);
             json!({
                 "name": row.name,
-                "project": row.project,
-                "service": row.service,
                 "class": row.class,
                 "state": row.state,
                 "counted_as": sample.map(|s| state_name(s.state)),
@@ -189,7 +182,6 @@ fn build_snapshot(
                 "memory_saved_bytes": sample.and_then(|s| s.memory_saved_bytes),
                 "cpu_seconds": sample.and_then(|s| s.cpu_seconds),
                 "cpu_limit_cores": sample.and_then(|s| s.cpu_limit_cores),
-                "origin": row.origin,
             })
         })
         .collect();
@@ -394,6 +386,51 @@ mod tests {
         assert!(series
             .iter()
             .any(|s| s["name"] == "forge_shim_wake_seconds_bucket" && s["labels"]["le"] == "+Inf"));
+    }
+
+    /// A dashboard poll and a scrape at once (`worker_threads: 0`) each
+    /// see whole gauges, never the other's half-filled families.
+    #[test]
+    fn renders_at_once_each_see_every_container_once() {
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let samples: Vec<ContainerSample> = (0..3)
+            .map(|i| ContainerSample {
+                name: format!("c{i}"),
+                class: "normal".into(),
+                state: StateLabel::Running,
+                memory_bytes: Some(10),
+                memory_limit_bytes: None,
+                cpu_seconds: None,
+                cpu_limit_cores: None,
+                memory_saved_bytes: None,
+            })
+            .collect();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (metrics, samples) = (metrics.clone(), samples.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..300 {
+                        let parsed = parse_exposition(&metrics.render(&samples, &HostSample::default()));
+                        let running = parsed
+                            .iter()
+                            .find(|s| {
+                                s.name == "forge_shim_containers"
+                                    && s.labels.get("state").map(String::as_str) == Some("running")
+                            })
+                            .map(|s| s.value);
+                        assert_eq!(running, Some(3.0));
+                        let memory = parsed
+                            .iter()
+                            .filter(|s| s.name == "forge_shim_container_memory_bytes")
+                            .count();
+                        assert_eq!(memory, 3);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a render saw another's half-filled gauges");
+        }
     }
 
     #[test]

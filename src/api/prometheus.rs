@@ -5,11 +5,13 @@
 //!
 //! Read-only by construction: it serves a fixed list of paths and never
 //! forwards anything, so the Docker API is not reachable through it (any
-//! other path is 404, any method but `GET` and `HEAD` on a known path 405). A TCP port is open to every
-//! local user, unlike the socket's mode and group; that is why it is off by
-//! default and shows only what the metrics show. It holds at most
-//! [`MAX_CONNECTIONS`] connections, each for one request and a bounded time,
-//! so it cannot use up the descriptors the Docker socket's clients need.
+//! other path is 404, any method but `GET` and `HEAD` on a known path 405).
+//! A TCP port is open to every local user, unlike the socket's mode and
+//! group; that is why it is off by default and shows only what the metrics
+//! (and, on the dashboard, the status rows' idle times and wakes) show. It
+//! holds at most [`MAX_CONNECTIONS`] connections, each for one request and a
+//! bounded time, so it cannot use up the descriptors the Docker socket's
+//! clients need.
 
 use std::convert::Infallible;
 use std::sync::Arc;
