@@ -185,7 +185,7 @@
     charts.cpu = lineChart('chart-cpu', STATES.slice(0, 4).map(function (s, i) {
       return { label: STATE_LABELS[s], data: trend.cpu[s], borderColor: STATE_COLORS[i],
                backgroundColor: STATE_COLORS[i] };
-    }), 'cores');
+    }), 'millicores');
     charts.wake = new Chart(document.getElementById('chart-wake'), {
       type: 'bar',
       data: { labels: [], datasets: [] },
@@ -284,7 +284,8 @@
   function showResources(snapshot, cores) {
     STATES.forEach(function (s) {
       push(trend.memory[s], mib(first(snapshot, 'forge_shim_memory_bytes', { state: s })));
-      push(trend.cpu[s], cores ? cores[s] : null);
+      /* Millicores: idle containers use a few thousandths of a core. */
+      push(trend.cpu[s], cores ? 1000 * cores[s] : null);
     });
   }
 
