@@ -387,14 +387,15 @@ return out;
 /// in headless Chromium shows two sleeping, counts that agree with its own
 /// table row by row, each of this test's containers in its state, the
 /// wake, and eight charts drawn by Chart.js with data in them. Watching
-/// the page wakes nobody. The Grafana dashboard is checked against this
+/// the page wakes nobody; when the shim goes, the page says it is not
+/// updating. The Grafana dashboard is checked against this
 /// shim's `/metrics` at the end ([`check_grafana_dashboard`]).
 #[test]
 fn the_dashboard_shows_sleepers_in_headless_chromium() {
     require_dockerd();
     let names = Names::new("dashboard-page");
     let metrics = free_addr();
-    let shim = Shim::start(&shim_config(&names, metrics, "enforce"));
+    let mut shim = Shim::start(&shim_config(&names, metrics, "enforce"));
 
     let (woken, sleeper, awake, stopped) = (
         names.name("woken"),
@@ -559,6 +560,18 @@ fn the_dashboard_shows_sleepers_in_headless_chromium() {
     assert_eq!(status, 200);
     check_grafana_dashboard(&String::from_utf8(text).unwrap());
     shim.assert_no_panic();
+
+    // The shim gone, the page says its figures are stale (and keeps trying).
+    shim.terminate();
+    wait_until("the page to say it is not updating", PAGE_WITHIN, || {
+        page = browser.run(READ_PAGE);
+        page["status"] == "error"
+    });
+    assert!(
+        page["error"].as_str().unwrap_or_default().starts_with("not updating: "),
+        "{page:#}"
+    );
+    browser.screenshot(&shots.join("dashboard-shim-gone.png"));
 }
 
 /// The listener takes `GET` and `HEAD` on its known paths only: every other

@@ -215,6 +215,8 @@
       },
       options: {
         indexAxis: 'y',
+        /* Room for a label measured before the page's font was ready. */
+        layout: { padding: { left: 8 } },
         scales: {
           x: { beginAtZero: true, title: { display: true, text: 'MiB' } },
           y: { ticks: { callback: function (value) { return shorten(this.getLabelForValue(value)); } } }
