@@ -37,6 +37,7 @@ test-unit:
 setup:
 	bash scripts/setup-docker.sh
 	bash scripts/test-images.sh
+	bash scripts/service-images.sh
 	bash scripts/setup-prometheus.sh
 	bash scripts/setup-chromium.sh
 

@@ -40,7 +40,16 @@ pub async fn call(socket: &Path, method: Method, path: &str) -> anyhow::Result<V
 }
 
 pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
-    let rows = call(socket, Method::GET, "/_forge/v1/containers").await?;
+    let rows = match call(socket, Method::GET, "/_forge/v1/containers").await {
+        Ok(rows) => rows,
+        // Sleep and wake off: no table, but bypasses and hardening still.
+        Err(e) if !json && e.to_string().contains("auto_sleep.enabled: false") => {
+            println!("sleep and wake are off (auto_sleep.enabled: false): no containers tracked");
+            print_after_table(socket).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -79,11 +88,42 @@ pub async fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             println!("  not deep-slept: {why}");
         }
     }
-    // A shim without bypass detection has no such endpoint: nothing to add.
+    print_after_table(socket).await;
+    Ok(())
+}
+
+/// Bypasses and hardening failures, after the table. A shim without one of
+/// them has no such endpoint: nothing to add.
+async fn print_after_table(socket: &Path) {
     if let Ok(bypasses) = call(socket, Method::GET, "/_forge/v1/bypasses").await {
         print_bypasses(&bypasses);
     }
-    Ok(())
+    if let Ok(failures) = call(socket, Method::GET, "/_forge/v1/hardening").await {
+        print_hardening_failures(&failures);
+    }
+}
+
+/// The hardened containers that failed because of a fitted rule.
+fn print_hardening_failures(failures: &Value) {
+    let list: Vec<&Value> = failures["failures"].as_array().into_iter().flatten().collect();
+    if list.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{} hardened container(s) failed because of a fitted rule (their images' next creates go without it):",
+        list.len()
+    );
+    for failure in list {
+        let text = |key: &str| failure[key].as_str().unwrap_or("-").to_string();
+        println!(
+            "  {} ({}): {}: {}",
+            text("name"),
+            text("image"),
+            text("rule"),
+            text("evidence")
+        );
+    }
 }
 
 /// The ORIGIN column: `BYPASS` stands out; the rest is quiet.
@@ -293,6 +333,71 @@ pub async fn reload(socket: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `forge-shim profile IMAGE [--seconds N]`: the running shim learns
+/// `image` from a throwaway container and prints what it learned and what
+/// the image's next create gets.
+pub async fn profile(socket: &Path, image: &str, seconds: u64, json: bool) -> anyhow::Result<()> {
+    let image_query: String =
+        percent_encoding::utf8_percent_encode(image, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let path = format!("/_forge/v1/profile?image={image_query}&seconds={seconds}");
+    let value = call(socket, Method::POST, &path).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_profile(&value);
+    }
+    Ok(())
+}
+
+/// A profile (as `/_forge/v1/profile` answers) as text.
+pub fn print_profile(value: &Value) {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    println!(
+        "{} ({}): watched {}s over {} run(s){}",
+        text(&value["image"]),
+        text(&value["image_id"]).chars().take(19).collect::<String>(),
+        value["observed_seconds"],
+        value["runs"],
+        if value["ready"].as_bool() == Some(true) {
+            ""
+        } else {
+            ", still learning"
+        }
+    );
+    if let Some(paths) = value["paths"].as_object() {
+        for (path, learned) in paths {
+            println!(
+                "  writes {path}: {} ({})",
+                text(&learned["kind"]),
+                text(&learned["why"])
+            );
+        }
+    }
+    println!("  runs as: {}", value["user"]);
+    println!("  listens on: {}", value["ports"]);
+    if let Some(peak) = value["memory_peak"].as_u64() {
+        let recommended = value["recommended_memory"].as_u64().unwrap_or(0);
+        println!(
+            "  peak memory: {} MiB (recommended limit {} MiB)",
+            peak >> 20,
+            recommended >> 20
+        );
+    }
+    println!("next create of the image:");
+    for rule in ["read_only_rootfs", "non_root", "cap_drop"] {
+        let fit = &value["next_create"][rule];
+        println!(
+            "  {rule}: {} {}",
+            text(&fit["state"]),
+            if fit["detail"].is_null() {
+                String::new()
+            } else {
+                text(&fit["detail"])
+            }
+        );
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,33 @@ pub fn recorded_origins(
     lifecycle::origins::recorded_origins(state_dir)
 }
 
+/// `forge-shim audit` on `loaded`'s dockerd: `origins` (as
+/// [`recorded_origins`] gives them) marks bypasses; the image profiles kept
+/// under `state_dir` say how each container's hardening stands.
+pub async fn run_audit(
+    loaded: &config::LoadedConfig,
+    origins: Option<&std::collections::HashMap<String, String>>,
+) -> anyhow::Result<Vec<audit::ContainerReport>> {
+    let profiles = recorded_profiles(&loaded.config.state_dir);
+    audit::run(
+        &loaded.config.upstream_path(),
+        origins,
+        &profiles,
+        &loaded.config.standards,
+    )
+    .await
+}
+
+/// The image profiles fitted hardening kept under `state_dir`, by image id;
+/// empty when there are none.
+fn recorded_profiles(
+    state_dir: &std::path::Path,
+) -> std::collections::HashMap<String, std::sync::Arc<standards::fitted::Profile>> {
+    lifecycle::Profiles::existing(state_dir)
+        .map(|profiles| profiles.list().into_iter().map(|p| (p.image_id.clone(), p)).collect())
+        .unwrap_or_default()
+}
+
 /// What `POST /_forge/v1/reload` answers (`forge-shim reload` prints it).
 pub use api::ReloadReport;
 
@@ -107,6 +134,7 @@ pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> 
     shim.proxy.start_image_watcher();
     shim.start_root_check();
     shim.start_bypass_watch();
+    shim.start_learner();
     let serving = tokio::spawn({
         let shim = shim.clone();
         async move { shim.serve(listener).await }

@@ -74,6 +74,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Learn an image now: the running shim runs a throwaway container of
+    /// it (its own command, no published ports, removed afterwards) and
+    /// prints what it learned and what the image's next create gets.
+    Profile {
+        #[command(flatten)]
+        target: Target,
+        image: String,
+        /// How long to watch it.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which running shim a client command talks to.
@@ -140,7 +154,7 @@ fn main() -> ExitCode {
                         None
                     }
                 };
-                let reports = forge_shim::audit::run(&loaded.config.upstream_path(), origins.as_ref()).await?;
+                let reports = forge_shim::run_audit(&loaded, origins.as_ref()).await?;
                 if json {
                     let compliant = reports.iter().filter(|r| r.compliant()).count();
                     let value =
@@ -178,6 +192,18 @@ fn main() -> ExitCode {
             Ok(hints) => client(|| async move {
                 let socket = forge_shim::cli::find_socket(&hints).await;
                 forge_shim::cli::reload(&socket).await
+            }),
+            Err(code) => code,
+        },
+        Command::Profile {
+            target,
+            image,
+            seconds,
+            json,
+        } => match target.hints() {
+            Ok(hints) => client(|| async move {
+                let socket = forge_shim::cli::find_socket(&hints).await;
+                forge_shim::cli::profile(&socket, &image, seconds, json).await
             }),
             Err(code) => code,
         },

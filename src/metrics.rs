@@ -189,6 +189,8 @@ pub struct Metrics {
     pub asleep_seconds: HistogramFamily<PolicyLabels>,
     pub standards_changes: Family<RuleLabels, Counter>,
     pub standards_denials: Family<RuleLabels, Counter>,
+    /// Hardened containers that failed because of a fitted rule.
+    pub hardening_failures: Family<RuleLabels, Counter>,
     containers: Family<StateLabels, Gauge>,
     memory_bytes: Family<StateLabels, Gauge>,
     container_memory: Family<ContainerLabels, Gauge>,
@@ -264,6 +266,12 @@ impl Metrics {
             "standards_denials",
             "Requests denied by the standards",
             standards_denials.clone(),
+        );
+        let hardening_failures = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "hardening_failures",
+            "Hardened containers that exited soon after start with a sign of a fitted rule in their log",
+            hardening_failures.clone(),
         );
         let containers = Family::<StateLabels, Gauge>::default();
         registry.register("containers", "Tracked containers by state", containers.clone());
@@ -360,6 +368,7 @@ impl Metrics {
             asleep_seconds,
             standards_changes,
             standards_denials,
+            hardening_failures,
             containers,
             memory_bytes,
             container_memory,
@@ -388,6 +397,10 @@ impl Metrics {
                 result: if ok { "ok" } else { "error" }.to_string(),
             })
             .inc();
+    }
+
+    pub fn hardening_failure(&self, rule: &str) {
+        Metrics::rule(&self.hardening_failures, rule);
     }
 
     pub fn rule(family: &Family<RuleLabels, Counter>, rule: &str) {

@@ -29,7 +29,7 @@ use crate::body::ProxyBody;
 use crate::config::{ConfigSource, LoadedConfig, SharedConfig};
 use crate::docker::{Docker, DockerApi};
 use crate::error::ShimError;
-use crate::lifecycle::{Lifecycle, Origins};
+use crate::lifecycle::{Learner, Lifecycle, Origins, Profiles};
 use crate::metrics::Metrics;
 use crate::proxy::admission::{Admission, Admit, IdleGuard, Slot};
 use crate::proxy::{forward, passthrough, ConnState, Proxy, ProxyParts};
@@ -44,6 +44,8 @@ pub struct Shim {
     pub proxy: Proxy,
     pub api: Api,
     pub lifecycle: Option<Lifecycle>,
+    /// Fitted hardening's learner (profiles, failures).
+    pub learner: Learner,
     pub metrics: Arc<Metrics>,
     /// Every task the shim spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
@@ -78,6 +80,7 @@ impl Shim {
         let admission = Admission::new(config.max_connections);
         let reloader = Reloader::new(shared.clone(), source, lifecycle.clone());
         let origins = Origins::open(&config.state_dir);
+        let profiles = Profiles::open(&config.state_dir);
         let api = Api::new(
             upstream_path,
             docker.clone(),
@@ -86,8 +89,21 @@ impl Shim {
             reloader,
         )
         .with_origins(origins.clone(), config.bypass.action);
+        let learner = Learner::new(
+            docker.clone(),
+            shared.clone(),
+            profiles.clone(),
+            metrics.clone(),
+            tasks.clone(),
+            token.clone(),
+        );
+        let api = api.with_hardening(crate::api::HardeningApi {
+            learner: learner.clone(),
+            config: shared.clone(),
+        });
         let proxy = Proxy::new(ProxyParts {
             origins,
+            profiles: profiles.clone(),
             config: shared.clone(),
             docker,
             lifecycle: lifecycle.clone(),
@@ -96,6 +112,7 @@ impl Shim {
             token: token.clone(),
         });
         Shim {
+            learner,
             config: shared,
             proxy,
             api,
@@ -120,6 +137,12 @@ impl Shim {
             self.lifecycle.clone(),
         );
         self.tasks.spawn(check.run());
+    }
+
+    /// Starts fitted hardening's learner ([`Learner`]): profiles from
+    /// learning containers, failures of hardened ones.
+    pub fn start_learner(&self) {
+        self.tasks.spawn(self.learner.clone().run());
     }
 
     /// Starts bypass detection ([`crate::lifecycle::BypassWatch`]): every

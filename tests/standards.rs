@@ -34,6 +34,8 @@ fn default_config(mode: &str) -> Value {
     // one warning; `the_default_warning_is_one_line` tests that).
     root["standards"]["warnings"] = json!("each");
     root["auto_sleep"]["enabled"] = json!(false);
+    // What the rules do, from the first create (tests/fitted.rs: when).
+    root["standards"]["hardening"] = json!({"non_root": "always", "read_only_rootfs": "always", "cap_drop": "always"});
     config
 }
 
@@ -1353,9 +1355,11 @@ fn a_create_smuggled_behind_a_plain_request_still_meets_the_standards() {
     names.cleanup();
 }
 
-/// The embedded default, unchanged: a `docker run` that the standards
-/// change prints one warning line naming every rule; the log has each
-/// change; a create the standards leave alone prints none.
+/// The embedded default, with the hardening rules `always` (the test
+/// harness's default; tests/fitted.rs runs the embedded `fitted`): a
+/// `docker run` that the standards change prints one warning line naming
+/// every rule; the log has each change; a create the standards leave alone
+/// prints none.
 #[test]
 fn the_default_warning_is_one_line() {
     require_dockerd();

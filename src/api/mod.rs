@@ -4,9 +4,12 @@
 //! (`metrics.listen`).
 
 pub mod dashboard;
+mod hardening;
 pub mod prometheus;
 
 mod reload;
+
+pub use hardening::HardeningApi;
 
 pub use reload::{ReloadReport, Reloader};
 
@@ -38,6 +41,9 @@ pub struct Api {
     reloader: Reloader,
     /// Which containers the shim created; `None` until [`Api::with_origins`].
     origins: Option<(Origins, BypassAction)>,
+    /// Fitted hardening's profiles and failures; `None` until
+    /// [`Api::with_hardening`].
+    hardening: Option<HardeningApi>,
 }
 
 impl Api {
@@ -55,6 +61,7 @@ impl Api {
             metrics,
             reloader,
             origins: None,
+            hardening: None,
         }
     }
 
@@ -63,6 +70,17 @@ impl Api {
     pub fn with_origins(mut self, origins: Origins, action: BypassAction) -> Api {
         self.origins = Some((origins, action));
         self
+    }
+
+    pub fn with_hardening(mut self, hardening: HardeningApi) -> Api {
+        self.hardening = Some(hardening);
+        self
+    }
+
+    fn hardening(&self) -> Result<&HardeningApi, ShimError> {
+        self.hardening
+            .as_ref()
+            .ok_or_else(|| ShimError::NotFound("fitted hardening is not running".into()))
     }
 
     /// Serves `/_forge/v1/<rest>`.
@@ -77,7 +95,14 @@ impl Api {
             (&Method::POST, ["containers", reference, "wake"]) => self.wake(reference).await,
             (&Method::GET, ["bypasses"]) => self.bypasses(),
             (&Method::POST, ["reload"]) => self.reload().await,
-            (_, ["health" | "containers" | "events" | "metrics" | "reload" | "bypasses"])
+            (&Method::GET, ["profiles"]) => Ok(self.hardening()?.profiles()),
+            (&Method::GET, ["hardening"]) => Ok(self.hardening()?.failures()),
+            (&Method::POST, ["profile"]) => self.hardening()?.probe(request.uri().query()).await,
+            (
+                _,
+                ["health" | "containers" | "events" | "metrics" | "reload" | "bypasses" | "profiles" | "hardening"
+                | "profile"],
+            )
             | (_, ["containers", _, "sleep" | "wake"]) => {
                 Err(ShimError::MethodNotAllowed(request.method().to_string()))
             }

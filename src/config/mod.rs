@@ -30,8 +30,9 @@ pub use policy::{
 };
 pub use rule_names::{rule, RULE_NAMES};
 pub use schema::{
-    AutoSleep, BypassAction, BypassConfig, Config, DenyRules, Exemption, Limits, LogFormat, MetricsConfig, NonRoot,
-    OnExceed, OnShutdown, RootImage, StandardsConfig, StandardsDefaults, StandardsMode, Timeouts, WarningStyle,
+    AutoSleep, BypassAction, BypassConfig, Config, DenyRules, Exemption, Hardening, HardeningMode, Limits, LogFormat,
+    MetricsConfig, NonRoot, OnExceed, OnShutdown, RootImage, StandardsConfig, StandardsDefaults, StandardsMode,
+    Timeouts, WarningStyle,
 };
 pub use shared::{reload_plan, ConfigSource, SharedConfig};
 pub use units::{ByteSize, Cpus, HumanDuration};

@@ -171,6 +171,68 @@ pub struct StandardsConfig {
     pub max_body: Option<ByteSize>,
     /// One summing-up warning per create, or one per change.
     pub warnings: WarningStyle,
+    /// When the hardening rules (non-root user, read-only root, dropped
+    /// capabilities) apply: always, fitted to what the image survives, or
+    /// never.
+    pub hardening: Hardening,
+}
+
+/// When one hardening rule applies.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HardeningMode {
+    /// From the first create, whatever the image does.
+    Always,
+    /// Once the image's profile says it survives the rule, and as that
+    /// profile says (tmpfs paths, user, capabilities).
+    #[default]
+    Fitted,
+    /// Not at all.
+    Never,
+}
+
+/// `standards.hardening:`: a mode per hardening rule, and how profiles are
+/// learned.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hardening {
+    pub non_root: HardeningMode,
+    pub read_only_rootfs: HardeningMode,
+    pub cap_drop: HardeningMode,
+    /// How long an image's containers are watched, in all, before its
+    /// profile is used.
+    pub learn_for: HumanDuration,
+    /// A hardened container that exits within this of its start, with a
+    /// sign of the rule in its last log lines, is taken to have failed
+    /// because of the rule.
+    pub failure_window: HumanDuration,
+    /// The size bound of each learned tmpfs.
+    pub tmpfs_size: ByteSize,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening {
+            non_root: HardeningMode::Fitted,
+            read_only_rootfs: HardeningMode::Fitted,
+            cap_drop: HardeningMode::Fitted,
+            learn_for: HumanDuration::from_secs(60),
+            failure_window: HumanDuration::from_secs(60),
+            tmpfs_size: ByteSize(64 * 1024 * 1024),
+        }
+    }
+}
+
+impl Hardening {
+    /// Every rule `always`: today's standards, whatever the image.
+    pub fn always() -> Hardening {
+        Hardening {
+            non_root: HardeningMode::Always,
+            read_only_rootfs: HardeningMode::Always,
+            cap_drop: HardeningMode::Always,
+            ..Hardening::default()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -353,6 +353,35 @@ impl DockerApi for Docker {
         })
     }
 
+    fn logs_tail<'a>(&'a self, id: &'a str, lines: usize) -> BoxFuture<'a, Result<String, DockerError>> {
+        Box::pin(async move {
+            let path = format!("/containers/{}/logs?stdout=1&stderr=1&tail={lines}", segment(id));
+            let (status, answer) = self.request(http::Method::GET, &path, None, 64 * 1024).await?;
+            if status != StatusCode::OK {
+                return Err(from_status(status.as_u16(), answer_message(&answer)));
+            }
+            Ok(super::demux_log(&answer))
+        })
+    }
+
+    fn create_container<'a>(&'a self, body: &'a Value) -> BoxFuture<'a, Result<String, DockerError>> {
+        Box::pin(async move {
+            let bytes = serde_json::to_vec(body).map_err(|e| DockerError::Malformed(e.to_string()))?;
+            let (status, answer) = self
+                .request(http::Method::POST, "/containers/create", Some(bytes), 64 * 1024)
+                .await?;
+            if status != StatusCode::CREATED {
+                return Err(from_status(status.as_u16(), answer_message(&answer)));
+            }
+            let created: Value =
+                serde_json::from_slice(&answer).map_err(|e| DockerError::Malformed(format!("create answer: {e}")))?;
+            created["Id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| DockerError::Malformed("create answer has no Id".into()))
+        })
+    }
+
     fn events(&self, kind: EventKind, since: Option<SystemTime>) -> BoxStream<'static, Result<Event, DockerError>> {
         let path = self.path.clone();
         let slot = self.client.clone();

@@ -133,6 +133,20 @@ pub trait DockerApi: Send + Sync {
     /// Stops with the container's own stop timeout (or dockerd's default).
     fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
 
+    /// The last `lines` lines of a container's log, stdout and stderr
+    /// (demultiplexed when it has no TTY), at most 64 KiB.
+    fn logs_tail<'a>(&'a self, id: &'a str, lines: usize) -> BoxFuture<'a, Result<String, DockerError>> {
+        let _ = (id, lines);
+        Box::pin(async { Err(DockerError::Malformed("logs are not available here".into())) })
+    }
+
+    /// `POST /containers/create` straight on dockerd (the shim's own
+    /// containers: probes); the new id.
+    fn create_container<'a>(&'a self, body: &'a Value) -> BoxFuture<'a, Result<String, DockerError>> {
+        let _ = body;
+        Box::pin(async { Err(DockerError::Malformed("create is not available here".into())) })
+    }
+
     /// dockerd's events of one kind, replayed from `since` when given. The
     /// request is made when the stream is first polled; the stream ends
     /// (after an error item, or without one) when dockerd goes away.
@@ -289,6 +303,29 @@ fn published_ports(ports: &Value) -> Vec<PublishedPort> {
 
 /// A read of `/etc/passwd` (from [`DockerApi::container_file`] or
 /// [`DockerApi::image_file`]) as the user rules take it.
+/// A log answer as text: the frames of a multiplexed stream (8-byte
+/// headers: stream, three zeros, a big-endian length) joined, or the bytes
+/// as they are when they are not framed (a TTY's log).
+pub fn demux_log(bytes: &[u8]) -> String {
+    let framed = |mut rest: &[u8]| -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(rest.len());
+        while !rest.is_empty() {
+            if rest.len() < 8 || rest[0] > 2 || rest[1..4] != [0, 0, 0] {
+                return None;
+            }
+            let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+            let frame = rest.get(8..8 + len)?;
+            out.extend_from_slice(frame);
+            rest = &rest[8 + len..];
+        }
+        Some(out)
+    };
+    match framed(bytes) {
+        Some(text) => String::from_utf8_lossy(&text).into_owned(),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 pub fn passwd_from(read: Result<Option<Bytes>, DockerError>) -> crate::standards::user::Passwd {
     use crate::standards::user::Passwd;
     match read {

@@ -401,6 +401,7 @@ fn judge_record(
         passwd: None,
         image_id: info.image_id.clone(),
         repo_digests: image.map(|i| i.repo_digests.clone()).unwrap_or_default(),
+        profile: None,
     };
     let forwarded = json!({ "User": record["Config"]["User"].clone() });
     standards::check_recorded_create(loaded, &context, &forwarded, record)

@@ -362,6 +362,18 @@ impl ContainerCgroup {
         read_u64(&self.memory_dir.join(name))
     }
 
+    /// The most memory charged at once since the container started (v1
+    /// `memory.max_usage_in_bytes`, v2 `memory.peak`, which kernels before
+    /// 5.19 lack: then the current use, the best lower bound).
+    pub fn memory_peak(&self) -> io::Result<u64> {
+        match self.version {
+            CgroupVersion::V1 => read_u64(&self.memory_dir.join("memory.max_usage_in_bytes")),
+            CgroupVersion::V2 => {
+                read_u64(&self.memory_dir.join("memory.peak")).or_else(|_| read_u64(&self.memory_dir.join(V2_CURRENT)))
+            }
+        }
+    }
+
     /// The memory limit (v1 `memory.limit_in_bytes`, v2 `memory.max`);
     /// `None` when unlimited. A squeeze lowers it for a moment while the
     /// container is frozen.

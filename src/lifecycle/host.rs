@@ -74,6 +74,23 @@ impl HostPaths {
             .collect())
     }
 
+    /// The TCP ports process `pid`'s network namespace listens on (its
+    /// `net/tcp` and `net/tcp6`); `None` when neither can be read.
+    pub(super) fn listening_ports(&self, pid: u32) -> Option<Vec<u16>> {
+        let net = self.proc.join(pid.to_string()).join("net");
+        let mut any = false;
+        let mut ports = Vec::new();
+        for table in ["tcp", "tcp6"] {
+            if let Ok(text) = std::fs::read_to_string(net.join(table)) {
+                any = true;
+                ports.extend(parse_listening(&text));
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        any.then_some(ports)
+    }
+
     /// Which of `paths` (tmpfs mount points in process `pid`'s mount
     /// namespace) hold any entry, read through `<proc>/<pid>/root`.
     pub(super) fn tmpfs_holding_files(&self, pid: u32, paths: &[String]) -> Result<Vec<String>, String> {
@@ -190,6 +207,26 @@ pub(super) fn sum_peers(table: &HashMap<String, u64>, peers: &[String]) -> Optio
 
 /// `MemTotal`, `MemAvailable`, `SwapTotal` and `SwapFree` of a
 /// `/proc/meminfo` (kB there, bytes here).
+/// The local ports of the sockets in state LISTEN (`0A`) in a `net/tcp`
+/// or `net/tcp6` table.
+pub(super) fn parse_listening(text: &str) -> Vec<u16> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            let (address, port) = local.rsplit_once(':')?;
+            // Docker's embedded DNS (127.0.0.11) listens in every user
+            // network's namespace: not the container's own.
+            if state != "0A" || address == "0B00007F" {
+                return None;
+            }
+            u16::from_str_radix(port, 16).ok()
+        })
+        .collect()
+}
+
 fn parse_meminfo(text: &str) -> HostSample {
     let field = |name: &str| {
         text.lines().find_map(|line| {
@@ -221,6 +258,20 @@ fn count_cpus(text: &str) -> u64 {
 #[cfg(test)]
 mod host_sample_tests {
     use super::*;
+
+    #[test]
+    fn listening_ports_are_the_listen_state_only() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n\
+   2: 00000000:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000    33        0 3 1 0 100 0 0 10 0\n\
+   3: 0B00007F:A2BF 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0\n";
+        assert_eq!(parse_listening(tcp), vec![80, 8000]);
+        let tcp6 = "  sl  local_address                         remote_address                        st\n\
+   0: 00000000000000000000000000000000:18EB 00000000000000000000000000000000:0000 0A 0\n";
+        assert_eq!(parse_listening(tcp6), vec![6379]);
+        assert!(parse_listening("header only\n").is_empty());
+    }
 
     #[test]
     fn meminfo_and_cpus() {

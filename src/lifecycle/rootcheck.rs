@@ -39,6 +39,8 @@ pub(super) struct ProcStatus {
     pub ppid: u32,
     /// Real, effective, saved and filesystem uid, as the host sees them.
     pub uids: [u32; 4],
+    /// The effective gid (0 when the file gives none).
+    pub egid: u32,
     /// The pid in the innermost pid namespace (`NSpid`'s last field).
     pub ns_pid: Option<u32>,
 }
@@ -55,10 +57,12 @@ impl ProcStatus {
         let uids: Vec<u32> = field("Uid")?.map(str::parse).collect::<Result<_, _>>().ok()?;
         let uids: [u32; 4] = uids.try_into().ok()?;
         let ns_pid = field("NSpid").and_then(|pids| pids.last()?.parse().ok());
+        let egid = field("Gid").and_then(|mut gids| gids.nth(1)?.parse().ok()).unwrap_or(0);
         Some(ProcStatus {
             pid,
             ppid,
             uids,
+            egid,
             ns_pid,
         })
     }
@@ -273,6 +277,7 @@ mod tests {
         ProcStatus {
             pid,
             ppid,
+            egid: 0,
             uids: [uid; 4],
             ns_pid: Some(ns_pid),
         }

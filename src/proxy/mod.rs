@@ -32,7 +32,7 @@ use crate::body::ProxyBody;
 use crate::config::{LoadedConfig, SharedConfig};
 use crate::docker::DockerApi;
 use crate::error::ShimError;
-use crate::lifecycle::{Lifecycle, Origins};
+use crate::lifecycle::{Lifecycle, Origins, Profiles};
 use crate::metrics::Metrics;
 use crate::route::Route;
 pub use forward::ConnState;
@@ -65,6 +65,8 @@ pub struct ProxyInner {
     pub metrics: Arc<Metrics>,
     /// The containers the shim created; every create through it records one.
     pub origins: Origins,
+    /// What fitted hardening learned of each image.
+    pub profiles: Profiles,
 }
 
 #[derive(Clone)]
@@ -83,6 +85,7 @@ pub struct ProxyParts {
     pub tasks: TaskTracker,
     pub token: CancellationToken,
     pub origins: Origins,
+    pub profiles: Profiles,
 }
 
 impl Proxy {
@@ -110,6 +113,7 @@ impl Proxy {
                 host_paths: hostpath::HostPathState::default(),
                 metrics: parts.metrics,
                 origins: parts.origins,
+                profiles: parts.profiles,
                 config,
             }),
         }

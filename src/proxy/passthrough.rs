@@ -664,6 +664,7 @@ mod tests {
             tasks: tokio_util::task::TaskTracker::new(),
             token: tokio_util::sync::CancellationToken::new(),
             origins: crate::lifecycle::Origins::in_memory(),
+            profiles: crate::lifecycle::Profiles::in_memory(),
         })
     }
 

@@ -273,6 +273,7 @@ pub(crate) mod tests_support {
             tasks: tokio_util::task::TaskTracker::new(),
             token: tokio_util::sync::CancellationToken::new(),
             origins: crate::lifecycle::Origins::in_memory(),
+            profiles: crate::lifecycle::Profiles::in_memory(),
         })
     }
 }

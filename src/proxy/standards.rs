@@ -216,10 +216,13 @@ pub async fn handle(
     if let Some(context) = backstop {
         check_record(proxy, loaded, &context, &outcome.body, &bytes).await?;
     }
-    let warnings: Vec<String> = match loaded.config.standards.warnings {
+    let mut warnings: Vec<String> = match loaded.config.standards.warnings {
         WarningStyle::Each => outcome.changes.iter().map(Change::warning).collect(),
         WarningStyle::Summary => standards::summary_warning(&outcome.changes).into_iter().collect(),
     };
+    // A hardening rule held back is a line of its own: it says what the
+    // container does not have, and why.
+    warnings.extend(outcome.notes.iter().map(Change::warning));
     drop(ticket);
     Ok(with_warnings(parts, bytes, &warnings))
 }
@@ -394,6 +397,7 @@ impl Proxy {
             (Some(_), Some(info)) => Some(self.image_passwd(&info.id).await),
             _ => None,
         };
+        let profile = info.as_ref().and_then(|info| self.inner.profiles.get(&info.id));
         let (image_id, image_user, repo_digests) = match info {
             Some(info) => (Some(info.id), Some(info.user), info.repo_digests),
             None => (None, None, Vec::new()),
@@ -404,6 +408,7 @@ impl Proxy {
             passwd,
             image_id,
             repo_digests,
+            profile,
         }
     }
 

@@ -4,10 +4,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{ContainerIdentity, Cpus, LoadedConfig, RootImage, StandardsMode};
+use crate::config::{ContainerIdentity, Cpus, HardeningMode, LoadedConfig, RootImage, StandardsMode};
 
 use super::canon;
 use super::engine::{keep_original, unchanged, Engine};
+use super::fitted::{self, Fit, FitPlan, UserFit};
 use super::json::{append_strings, array, boolean, int, object, object_mut, string, strings};
 use super::limits::{
     bytes_i64, fill, nano_to_quota, quota_to_nano, show_bytes, show_cpus, Maxima, Targets, DEFAULT_CPU_PERIOD,
@@ -77,15 +78,17 @@ pub(super) fn run_create<'c>(
         _ => Map::new(),
     };
 
+    let mut fit = Fitting::new(&e, ctx, image.as_deref());
     deny_create(&mut e, &host)?;
-    non_root_create(&mut e, root, ctx)?;
+    non_root_create(&mut e, root, ctx, &mut fit)?;
     let maxima = Maxima::for_engine(&e);
     memory_create(&mut e, &mut host, &targets, &maxima)?;
     cpus_create(&mut e, &mut host, &targets, &maxima)?;
     pids_create(&mut e, &mut host, &targets, &maxima)?;
-    read_only_create(&mut e, root, &mut host)?;
-    cap_drop_create(&mut e, &mut host)?;
+    read_only_create(&mut e, root, &mut host, &mut fit)?;
+    cap_drop_create(&mut e, &mut host, &mut fit)?;
     no_new_privileges_create(&mut e, &mut host)?;
+    fit.label(root)?;
 
     if had_host_config || !host.is_empty() {
         root.insert("HostConfig".to_string(), Value::Object(host));
@@ -190,6 +193,7 @@ pub(super) fn non_root_create(
     e: &mut Engine<'_>,
     root: &mut Map<String, Value>,
     ctx: &CreateContext,
+    fit: &mut Fitting,
 ) -> Result<(), BadRequest> {
     if !e.applies(NON_ROOT) {
         return Ok(());
@@ -240,14 +244,155 @@ pub(super) fn non_root_create(
             let advice = advice();
             e.deny(NON_ROOT, format!("running as root (no User given and {why})"), advice);
         }
-        RootImage::SetUser => {
-            if let Some(user) = e.standards.defaults.user.clone() {
-                root.insert("User".to_string(), Value::String(user.clone()));
-                e.change(NON_ROOT, format!("set user {user} ({why})"));
+        RootImage::SetUser => match fit.user(e) {
+            Held::Apply(Some(UserFit::StartAsRoot { uid, gid })) => {
+                fit.applied.push(NON_ROOT);
+                e.change(
+                    NON_ROOT,
+                    format!(
+                        "kept root at start: {} drops to {uid}:{gid} itself (seen running as it); \
+                         its capabilities are only what that needs",
+                        fit.image
+                    ),
+                );
             }
-        }
+            Held::Apply(_) => {
+                if let Some(user) = e.standards.defaults.user.clone() {
+                    if fit.fitted(e, NON_ROOT) {
+                        fit.applied.push(NON_ROOT);
+                    }
+                    root.insert("User".to_string(), Value::String(user.clone()));
+                    e.change(NON_ROOT, format!("set user {user} ({why})"));
+                }
+            }
+            Held::Back(note) => e.note(NON_ROOT, note),
+            Held::Never => {}
+        },
     }
     Ok(())
+}
+
+/// A hardening rule's answer for one create.
+enum Held<T> {
+    Apply(T),
+    /// Not applied: the note to give.
+    Back(String),
+    /// `never`: nothing to say.
+    Never,
+}
+
+/// The fitted hardening of one create: the plan the image's profile gives,
+/// and the fitted rules applied so far (for the label).
+pub(super) struct Fitting {
+    plan: FitPlan,
+    image: String,
+    applied: Vec<&'static str>,
+    learning: bool,
+    /// Take `fitted` as `always` (swarm services: no profile to fit).
+    as_always: bool,
+}
+
+impl Fitting {
+    fn new(e: &Engine<'_>, ctx: &CreateContext, image: Option<&str>) -> Fitting {
+        let standards = e.standards;
+        let default_user = standards.defaults.user.as_deref().and_then(fitted::numeric_user);
+        Fitting {
+            plan: fitted::plan(
+                ctx.profile.as_deref(),
+                &standards.hardening,
+                &standards.cap_add_allowed,
+                default_user,
+            ),
+            image: image.unwrap_or("the image").to_string(),
+            applied: Vec::new(),
+            learning: false,
+            as_always: false,
+        }
+    }
+
+    /// For a spec the shim will not see created: `fitted` rules as `always`.
+    pub(super) fn always(ctx: &CreateContext) -> Fitting {
+        Fitting {
+            plan: fitted::plan(None, &Default::default(), &[], None),
+            image: ctx.image_id.clone().unwrap_or_default(),
+            applied: Vec::new(),
+            learning: false,
+            as_always: true,
+        }
+    }
+
+    fn mode(&self, e: &Engine<'_>, rule: &str) -> HardeningMode {
+        let hardening = &e.standards.hardening;
+        let mode = match rule {
+            NON_ROOT => hardening.non_root,
+            DEFAULTS_READ_ONLY_ROOTFS => hardening.read_only_rootfs,
+            _ => hardening.cap_drop,
+        };
+        match mode {
+            HardeningMode::Fitted if self.as_always => HardeningMode::Always,
+            mode => mode,
+        }
+    }
+
+    fn fitted(&self, e: &Engine<'_>, rule: &str) -> bool {
+        self.mode(e, rule) == HardeningMode::Fitted
+    }
+
+    /// The answer for `rule` from `fit` (its part of the plan), with the
+    /// note for a rule held back. `what` names the rule for people.
+    fn hold<T: Clone>(
+        &mut self,
+        e: &Engine<'_>,
+        rule: &str,
+        fit: &Fit<T>,
+        what: &str,
+        learning: &str,
+    ) -> Held<Option<T>> {
+        match self.mode(e, rule) {
+            HardeningMode::Never => Held::Never,
+            HardeningMode::Always => Held::Apply(None),
+            HardeningMode::Fitted => match fit {
+                Fit::Apply(value) => Held::Apply(Some(value.clone())),
+                Fit::Learning => {
+                    self.learning = true;
+                    Held::Back(format!(
+                        "{what} not applied yet: learning what {} {learning} \
+                         (`forge-shim profile {}` learns it now)",
+                        self.image, self.image
+                    ))
+                }
+                Fit::Failed(evidence) => Held::Back(format!(
+                    "{what} not applied: a hardened run of {} failed with it ({evidence})",
+                    self.image
+                )),
+                Fit::Unfit(why) => Held::Back(format!("{what} not applied: {} {why}", self.image)),
+            },
+        }
+    }
+
+    fn user(&mut self, e: &Engine<'_>) -> Held<Option<UserFit>> {
+        let fit = self.plan.user.clone();
+        self.hold(e, NON_ROOT, &fit, "non-root user", "runs as")
+    }
+
+    /// Marks the create with the fitted rules applied to it (or that it
+    /// is a learning run), overwriting any value the client gave: the
+    /// lifecycle learns from and judges failures by it.
+    fn label(&self, root: &mut Map<String, Value>) -> Result<(), BadRequest> {
+        let value = if self.learning {
+            fitted::LEARNING.to_string()
+        } else if !self.applied.is_empty() {
+            self.applied.join(",")
+        } else {
+            // Nothing fitted: no label, and none the client may claim.
+            if let Some(Value::Object(labels)) = root.get_mut("Labels") {
+                labels.remove(fitted::LABEL_HARDENING);
+            }
+            return Ok(());
+        };
+        object_mut(root, "Labels", "")?.insert(fitted::LABEL_HARDENING.to_string(), Value::String(value));
+        Ok(())
+    }
 }
 
 /// Forwards a user name as the uid the shim judged, so that a later edit of
@@ -511,6 +656,7 @@ fn read_only_create(
     e: &mut Engine<'_>,
     root: &Map<String, Value>,
     host: &mut Map<String, Value>,
+    fit: &mut Fitting,
 ) -> Result<(), BadRequest> {
     let defaults = &e.standards.defaults;
     if defaults.read_only_rootfs != Some(true) || !e.applies(DEFAULTS_READ_ONLY_ROOTFS) {
@@ -519,23 +665,48 @@ fn read_only_create(
     if boolean(host, "ReadonlyRootfs", "HostConfig.")? == Some(true) {
         return Ok(());
     }
+    let plan = fit.plan.read_only.clone();
+    let learned = match fit.hold(e, DEFAULTS_READ_ONLY_ROOTFS, &plan, "read-only root", "writes") {
+        Held::Apply(learned) => learned.unwrap_or_default(),
+        Held::Back(note) => {
+            e.note(DEFAULTS_READ_ONLY_ROOTFS, note);
+            return Ok(());
+        }
+        Held::Never => return Ok(()),
+    };
+    let defaults = &e.standards.defaults;
     let covered = mount_targets(root, host)?;
+    let is_covered = |path: &str| covered.iter().any(|c| fitted::is_under(path, c));
     let added: Vec<String> = defaults
         .tmpfs
         .iter()
         .filter(|path| normalize_path(path).is_some_and(|p| !covered.contains(&p)))
         .cloned()
         .collect();
+    // Learned paths the defaults' tmpfs or the request's mounts hold
+    // already need nothing.
+    let learned: Vec<String> = learned
+        .into_iter()
+        .filter(|path| !is_covered(path) && !added.iter().any(|d| fitted::is_under(path, d)))
+        .collect();
+    if fit.fitted(e, DEFAULTS_READ_ONLY_ROOTFS) {
+        fit.applied.push(DEFAULTS_READ_ONLY_ROOTFS);
+    }
     host.insert("ReadonlyRootfs".to_string(), Value::Bool(true));
-    if added.is_empty() {
+    if added.is_empty() && learned.is_empty() {
         e.change(DEFAULTS_READ_ONLY_ROOTFS, "made the root filesystem read-only");
         return Ok(());
     }
+    let options = fitted::tmpfs_options(fit.plan.tmpfs_owner, e.standards.hardening.tmpfs_size.0);
     let tmpfs = object_mut(host, "Tmpfs", "HostConfig.")?;
     for path in &added {
         // Docker's own tmpfs options (noexec, nosuid, nodev), as `--tmpfs PATH`.
         tmpfs.insert(path.clone(), Value::String(String::new()));
     }
+    for path in &learned {
+        tmpfs.insert(path.clone(), Value::String(options.clone()));
+    }
+    let added: Vec<String> = added.into_iter().chain(learned).collect();
     e.change(
         DEFAULTS_READ_ONLY_ROOTFS,
         format!("made the root filesystem read-only, with tmpfs at {}", added.join(", ")),
@@ -543,7 +714,7 @@ fn read_only_create(
     Ok(())
 }
 
-fn cap_drop_create(e: &mut Engine<'_>, host: &mut Map<String, Value>) -> Result<(), BadRequest> {
+fn cap_drop_create(e: &mut Engine<'_>, host: &mut Map<String, Value>, fit: &mut Fitting) -> Result<(), BadRequest> {
     if !e.applies(DEFAULTS_CAP_DROP) {
         return Ok(());
     }
@@ -551,10 +722,40 @@ fn cap_drop_create(e: &mut Engine<'_>, host: &mut Map<String, Value>) -> Result<
     if missing.is_empty() {
         return Ok(());
     }
+    let plan = fit.plan.caps.clone();
+    let keep = match fit.hold(e, DEFAULTS_CAP_DROP, &plan, "dropped capabilities", "needs") {
+        Held::Apply(keep) => keep.unwrap_or_default(),
+        Held::Back(note) => {
+            e.note(DEFAULTS_CAP_DROP, note);
+            return Ok(());
+        }
+        Held::Never => return Ok(()),
+    };
+    if fit.fitted(e, DEFAULTS_CAP_DROP) {
+        fit.applied.push(DEFAULTS_CAP_DROP);
+    }
     append_strings(host, "CapDrop", &missing);
+    let present: Vec<String> = strings(host, "CapAdd", "HostConfig.")?
+        .iter()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_uppercase())
+        .collect();
+    let add: Vec<String> = keep.into_iter().filter(|c| !present.contains(c)).collect();
+    if add.is_empty() {
+        e.change(
+            DEFAULTS_CAP_DROP,
+            format!("dropped capabilities {}", missing.join(", ")),
+        );
+        return Ok(());
+    }
+    append_strings(host, "CapAdd", &add);
     e.change(
         DEFAULTS_CAP_DROP,
-        format!("dropped capabilities {}", missing.join(", ")),
+        format!(
+            "dropped capabilities {}, kept {} (what {} was seen to need)",
+            missing.join(", "),
+            add.join(", "),
+            fit.image
+        ),
     );
     Ok(())
 }

@@ -55,6 +55,8 @@ pub(super) struct Engine<'c> {
     pub(super) standards: &'c StandardsConfig,
     exemptions: Exemptions,
     changes: Vec<Change>,
+    /// Decisions that changed nothing: a fitted rule not applied, and why.
+    notes: Vec<Change>,
     /// Each denial with its rule as a `&'static str`, for audit findings.
     denials: Vec<(&'static str, Denial)>,
 }
@@ -66,6 +68,7 @@ impl<'c> Engine<'c> {
             standards: &cfg.config.standards,
             exemptions: Exemptions::for_container(cfg, who),
             changes: Vec::new(),
+            notes: Vec::new(),
             denials: Vec::new(),
         }
     }
@@ -77,6 +80,14 @@ impl<'c> Engine<'c> {
 
     pub(super) fn change(&mut self, rule: &'static str, message: impl Into<String>) {
         self.changes.push(Change {
+            rule,
+            message: message.into(),
+        });
+    }
+
+    /// Records a decision that changes nothing (a fitted rule held back).
+    pub(super) fn note(&mut self, rule: &'static str, message: impl Into<String>) {
+        self.notes.push(Change {
             rule,
             message: message.into(),
         });
@@ -137,6 +148,7 @@ impl<'c> Engine<'c> {
                 None => Ok(Outcome {
                     body,
                     changes: self.changes,
+                    notes: self.notes,
                 }),
             },
             Some(original) => {
@@ -151,6 +163,7 @@ impl<'c> Engine<'c> {
                 Ok(Outcome {
                     body: original,
                     changes: denials.chain(changes).collect(),
+                    notes: self.notes,
                 })
             }
         }
@@ -166,5 +179,6 @@ pub(super) fn unchanged(body: Value) -> Outcome {
     Outcome {
         body,
         changes: Vec::new(),
+        notes: Vec::new(),
     }
 }

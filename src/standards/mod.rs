@@ -100,6 +100,7 @@ mod canon;
 mod create;
 mod engine;
 mod exec;
+pub mod fitted;
 mod hostpath;
 mod inherit;
 mod json;
@@ -156,6 +157,9 @@ pub struct CreateContext {
     /// for the `image_id` and `pulled_from` selectors of `exempt:` entries.
     pub image_id: Option<String>,
     pub repo_digests: Vec<String>,
+    /// What the shim learned of the image (by its id), for the fitted
+    /// hardening rules; `None`: nothing yet.
+    pub profile: Option<std::sync::Arc<fitted::Profile>>,
 }
 
 /// The body to forward and what was changed (or, in audit mode, what would
@@ -164,6 +168,9 @@ pub struct CreateContext {
 pub struct Outcome {
     pub body: Value,
     pub changes: Vec<Change>,
+    /// Decisions that changed nothing, each a warning of its own: a fitted
+    /// hardening rule held back (learning, failed, or unfit), and why.
+    pub notes: Vec<Change>,
 }
 
 /// One thing the standards did (or would do) to a request. The caller adds

@@ -164,8 +164,10 @@ fn harden_container_spec(
     container: &mut Map<String, Value>,
     ctx: &CreateContext,
 ) -> Result<(), BadRequest> {
-    // Non-root, as for containers.
-    super::create::non_root_create(e, container, ctx)?;
+    // Non-root, as for containers. Swarm makes a service's containers, not
+    // the shim: there is no profile to fit, so `fitted` acts as `always`.
+    let mut fit = super::create::Fitting::always(ctx);
+    super::create::non_root_create(e, container, ctx, &mut fit)?;
 
     // Read-only root filesystem, with tmpfs mounts for the writable paths.
     let defaults = e.standards.defaults.clone();

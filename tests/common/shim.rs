@@ -78,7 +78,7 @@ impl ShimBuilder {
             .tempdir()
             .expect("create a temporary folder for the shim");
         let config_path = dir.path().join("shim.yml");
-        let mut config = self.config_yaml.clone();
+        let mut config = with_hardening_always(&self.config_yaml);
         // Parallel shims must not share the default /var/lib/forge-shim.
         if !config.lines().any(|line| line.starts_with("state_dir:")) {
             if !config.is_empty() && !config.ends_with('\n') {
@@ -128,6 +128,9 @@ pub struct Shim {
 impl Shim {
     /// Starts the shim with `config_yaml` and waits until it answers
     /// `GET /_forge/v1/health` (at most [`READY_TIMEOUT`]).
+    /// A shim on `config_yaml` layered over the embedded default. Its
+    /// hardening rules are `always` unless the config names `hardening`:
+    /// most tests check what the rules do (tests/fitted.rs checks when).
     pub fn start(config_yaml: &str) -> Shim {
         Shim::builder(config_yaml).start()
     }
@@ -376,4 +379,29 @@ impl Drop for Shim {
             panic!("forge-shim panicked; its log:\n{log}");
         }
     }
+}
+
+/// `yaml` with `standards.hardening` set to `always` for every rule, unless
+/// it names `hardening` itself.
+pub fn with_hardening_always(yaml: &str) -> String {
+    if yaml.contains("hardening") {
+        return yaml.to_string();
+    }
+    let mut value: serde_norway::Value = if yaml.trim().is_empty() {
+        serde_norway::Value::Mapping(Default::default())
+    } else {
+        serde_norway::from_str(yaml).expect("a test config parses as YAML")
+    };
+    let always: serde_norway::Value =
+        serde_norway::from_str("{non_root: always, read_only_rootfs: always, cap_drop: always}").unwrap();
+    let Some(root) = value.as_mapping_mut() else {
+        return yaml.to_string();
+    };
+    let standards = root
+        .entry("standards".into())
+        .or_insert_with(|| serde_norway::Value::Mapping(Default::default()));
+    if let Some(standards) = standards.as_mapping_mut() {
+        standards.insert("hardening".into(), always);
+    }
+    serde_norway::to_string(&value).expect("a test config to YAML")
 }

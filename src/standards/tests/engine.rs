@@ -131,7 +131,9 @@ fn denial_message_names_the_rule_and_the_way_out() {
 
 #[test]
 fn embedded_config_on_a_compose_style_body() {
-    let cfg = Config::load(None).expect("embedded shim.yml");
+    // With the hardening rules `always`: every standard at once.
+    let mut cfg = Config::load(None).expect("embedded shim.yml");
+    cfg.config.standards.hardening = crate::config::Hardening::always();
     let body = json!({
         "Image": "ghcr.io/acme/api:1.2",
         "Labels": {"com.docker.compose.project": "shop", "com.docker.compose.service": "api"},
@@ -150,18 +152,25 @@ fn embedded_config_on_a_compose_style_body() {
     assert_eq!(host["SecurityOpt"], json!(["no-new-privileges=true"]));
     assert_eq!(outcome.changes.len(), 8, "{:#?}", outcome.changes);
 
-    // The official postgres image (pulled from docker.io/library/postgres)
-    // is exempt from non_root, read-only and cap_drop, and is in class high.
-    let pulled = CreateContext {
-        repo_digests: vec![format!("postgres@sha256:{}", "0".repeat(64))],
-        ..ctx(Some(""))
-    };
-    let outcome = apply_create(&cfg, &pulled, json!({"Image": "postgres:16"})).expect("allowed");
+    // As embedded (`fitted`), an image with no profile yet gets the
+    // always-rules, and the hardening rules are reported, not applied.
+    let fitted = Config::load(None).expect("embedded shim.yml");
+    let body = json!({"Image": "ghcr.io/acme/api:1.2", "HostConfig": {"Binds": ["/srv/shop/uploads:/app/uploads:rw"]}});
+    let outcome = apply_create(&fitted, &ctx(Some("")), body).expect("allowed");
+    let host = &outcome.body["HostConfig"];
     assert_eq!(outcome.body.get("User"), None);
-    assert_eq!(outcome.body["HostConfig"]["Memory"], json!(1 << 30));
-    assert_eq!(outcome.body["HostConfig"].get("ReadonlyRootfs"), None);
-    // A local tag `postgres:16` of anything is still in class high (a class
-    // is not a privilege) but gets every standard.
+    assert_eq!(host.get("ReadonlyRootfs"), None);
+    assert_eq!(host.get("CapDrop"), None);
+    assert_eq!(host["Memory"], json!(512 << 20));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges=true"]));
+    assert_eq!(outcome.notes.len(), 3, "{:#?}", outcome.notes);
+    assert!(outcome
+        .notes
+        .iter()
+        .all(|n| n.message.contains("not applied yet: learning")));
+
+    // A local tag `postgres:16` of anything is in class high (a class is
+    // not a privilege) and gets every standard.
     let outcome = apply_create(&cfg, &ctx(Some("")), json!({"Image": "postgres:16"})).expect("allowed");
     assert_eq!(outcome.body["User"], json!("65534:65534"));
     assert_eq!(outcome.body["HostConfig"]["Memory"], json!(1 << 30));

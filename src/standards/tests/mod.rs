@@ -9,6 +9,7 @@ mod create_deny;
 mod create_limits;
 mod engine;
 mod exec;
+mod fitted;
 mod service;
 mod update;
 mod volume;
@@ -46,8 +47,14 @@ const LIMITS: &str = "standards: { limits: { memory: 4G, cpus: 2, pids_limit: 40
 const CLAMP: &str = "standards: { limits: { memory: 4G, cpus: 2, pids_limit: 4096, on_exceed: clamp } }";
 const READ_ONLY: &str = "standards: { defaults: { read_only_rootfs: true, tmpfs: [/tmp, /run] } }";
 
+/// The config; the hardening rules are `always` unless `yaml` says
+/// otherwise (these tables test what the rules do, `fitted` tests when).
 fn load(yaml: &str) -> LoadedConfig {
-    Config::from_yaml(yaml, "test.yml").unwrap_or_else(|e| panic!("test config: {e}"))
+    let mut loaded = Config::from_yaml(yaml, "test.yml").unwrap_or_else(|e| panic!("test config: {e}"));
+    if !yaml.contains("hardening") {
+        loaded.config.standards.hardening = crate::config::Hardening::always();
+    }
+    loaded
 }
 
 /// What a request must come to.
