@@ -32,12 +32,14 @@ test-unit:
 	$(CARGO) test --lib --bins
 
 # What the real tests need, installed and started when missing (idempotent):
-# dockerd, the compose plugin, the local test images, Prometheus and promtool.
+# dockerd, the compose plugin, the local test images, Prometheus and promtool,
+# headless Chromium and chromedriver (tests/dashboard.rs).
 setup:
 	bash scripts/setup-docker.sh
 	bash scripts/test-images.sh
 	bash scripts/service-images.sh
 	bash scripts/setup-prometheus.sh
+	bash scripts/setup-chromium.sh
 
 # The real binary in front of the real dockerd, driven by the docker CLI,
 # docker compose and bollard. Fails (never skips) when dockerd is not there.

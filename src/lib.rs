@@ -121,7 +121,7 @@ pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> 
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
-            tracing::info!(%addr, "metrics listening: GET /metrics");
+            tracing::info!(%addr, "metrics listening: GET /metrics, the dashboard at /");
             Some(listener)
         }
         None => None,

@@ -174,6 +174,10 @@ fn request_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
+    /// Held while [`Metrics::render`] clears, fills and encodes the
+    /// gauges, so two renders at once (a scrape and a dashboard poll, on
+    /// `worker_threads: 0`) never see each other's half-filled families.
+    render_lock: parking_lot::Mutex<()>,
     pub transitions: Family<TransitionLabels, Counter>,
     /// Time to wake, by class, priority and what it woke from.
     pub wake_seconds: HistogramFamily<WakeLabels>,
@@ -355,6 +359,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            render_lock: parking_lot::Mutex::new(()),
             unmanaged_creates,
             transitions,
             wake_seconds,
@@ -416,6 +421,7 @@ impl Metrics {
     /// The exposition, with the gauges refreshed from `containers` and
     /// `host`.
     pub fn render(&self, containers: &[ContainerSample], host: &HostSample) -> String {
+        let _rendering = self.render_lock.lock();
         self.containers.clear();
         self.memory_bytes.clear();
         self.container_memory.clear();

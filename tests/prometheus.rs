@@ -336,7 +336,8 @@ fn prometheus_scrapes_the_shim() {
     shim.assert_no_panic();
 }
 
-/// The listener serves `GET /metrics` and nothing else: no Docker API path
+/// The listener serves `GET /metrics` (and the dashboard's fixed paths,
+/// tests/dashboard.rs) and nothing else: no Docker API path
 /// (the answer is the shim's 404, and dockerd never sees the request), no
 /// other method; and a port that cannot be bound stops the shim at start,
 /// socket removed, instead of running without it.
@@ -362,7 +363,7 @@ fn the_metrics_listener_never_serves_the_docker_api() {
         "/_ping",
         "/version",
         "/_forge/v1/health",
-        "/",
+        "/index.html",
     ] {
         let (status, _, body) = get(metrics, path);
         assert_eq!(status, 404, "GET {path}: {body}");

@@ -1,7 +1,9 @@
 //! The shim's own API under `/_forge/v1/`, on the same socket as the Docker
 //! API. One routing table; each endpoint is one function. [`prometheus`]
-//! serves the metrics endpoint alone over TCP (`metrics.listen`).
+//! serves the metrics endpoint and the [`dashboard`] over TCP
+//! (`metrics.listen`).
 
+pub mod dashboard;
 mod hardening;
 pub mod prometheus;
 

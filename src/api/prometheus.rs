@@ -1,13 +1,17 @@
 //! The Prometheus listener (`metrics.listen`): `GET /metrics` over plain
-//! TCP, the same text as `/_forge/v1/metrics` on the shim's socket.
+//! TCP, the same text as `/_forge/v1/metrics` on the shim's socket, and the
+//! dashboard ([`super::dashboard`]: the page at `/`, its files, and
+//! `/dashboard.json`).
 //!
-//! Read-only by construction: it serves one path and never forwards
-//! anything, so the Docker API is not reachable through it (any other path
-//! is 404, any other method on `/metrics` 405). A TCP port is open to every
-//! local user, unlike the socket's mode and group; that is why it is off by
-//! default and shows only what the metrics show. It holds at most
-//! [`MAX_CONNECTIONS`] connections, each for one request and a bounded time,
-//! so it cannot use up the descriptors the Docker socket's clients need.
+//! Read-only by construction: it serves a fixed list of paths and never
+//! forwards anything, so the Docker API is not reachable through it (any
+//! other path is 404, any method but `GET` and `HEAD` on a known path 405).
+//! A TCP port is open to every local user, unlike the socket's mode and
+//! group; that is why it is off by default and shows only what the metrics
+//! (and, on the dashboard, the status rows' idle times and wakes) show. It
+//! holds at most [`MAX_CONNECTIONS`] connections, each for one request and a
+//! bounded time, so it cannot use up the descriptors the Docker socket's
+//! clients need.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::dashboard::{self, Page};
 use super::Api;
 use crate::body::ProxyBody;
 use crate::error::ShimError;
@@ -97,19 +102,28 @@ pub async fn serve(listener: TcpListener, api: Api, token: CancellationToken, ta
     tracing::info!("metrics listener stopped");
 }
 
-/// The one routing decision: `/metrics` or nothing. The request body, if
-/// any, is never read.
+/// The one routing decision: `/metrics`, a dashboard page
+/// ([`super::dashboard::Page`]), or nothing. The request body, if any, is
+/// never read.
 async fn answer(api: &Api, request: &Request<Incoming>) -> Response<ProxyBody> {
-    if request.uri().path() != "/metrics" {
-        return ShimError::NotFound(format!(
-            "{} (this listener serves only GET /metrics; the Docker API is on the shim's socket)",
-            request.uri().path()
-        ))
-        .into_response();
-    }
-    match *request.method() {
-        Method::GET | Method::HEAD => api.metrics().await,
-        ref other => {
+    let path = request.uri().path();
+    let page = match path {
+        "/metrics" => None,
+        _ => match Page::at(path) {
+            Some(page) => Some(page),
+            None => {
+                return ShimError::NotFound(format!(
+                    "{path} (this listener serves only GET /metrics and the dashboard's {}; the Docker API is on the shim's socket)",
+                    Page::PATHS.join(" ")
+                ))
+                .into_response()
+            }
+        },
+    };
+    match (request.method(), page) {
+        (&Method::GET | &Method::HEAD, None) => api.metrics().await,
+        (&Method::GET | &Method::HEAD, Some(page)) => dashboard::serve(api, page).await,
+        (other, _) => {
             let mut response = ShimError::MethodNotAllowed(other.to_string()).into_response();
             response
                 .headers_mut()
