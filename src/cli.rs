@@ -396,6 +396,9 @@ pub fn print_profile(value: &Value) {
             recommended >> 20
         );
     }
+    if let Some(millicores) = value["cpu_millicores"].as_u64() {
+        println!("  CPU: {millicores} millicores on average");
+    }
     println!("next create of the image:");
     for rule in ["read_only_rootfs", "non_root", "cap_drop"] {
         let fit = &value["next_create"][rule];

@@ -203,7 +203,7 @@ fn an_unchanged_app_works_on_its_first_up_and_its_next_up_is_hardened() {
             .unwrap_or_default()
             .to_string();
         assert_eq!(
-            label, "non_root,defaults.read_only_rootfs,defaults.cap_drop",
+            label, "non_root,defaults.memory,defaults.read_only_rootfs,defaults.cap_drop",
             "{service}"
         );
     }

@@ -113,6 +113,7 @@ pub fn profile_json(profile: &Profile, standards: &StandardsConfig) -> Value {
         "ports": profile.ports,
         "memory_peak": profile.memory_peak,
         "recommended_memory": profile.recommended_memory(),
+        "cpu_millicores": profile.cpu_millicores,
         "failures": profile.failures,
         "next_create": {
             "read_only_rootfs": describe(&map(&plan.read_only)),

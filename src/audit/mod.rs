@@ -117,6 +117,11 @@ pub fn hardening_report(
                 format!("cap_drop ALL, cap_add {}", caps.join(", "))
             });
         }
+        if let Some(millicores) = profile.cpu_millicores {
+            report
+                .recommends
+                .push(format!("CPU: it used {millicores} millicores on average while watched"));
+        }
         if let Some(memory) = profile.recommended_memory() {
             report.recommends.push(format!(
                 "memory limit {}M (1.5 x the peak seen, {}M)",

@@ -380,7 +380,7 @@ pub async fn observe(
     if matches!(after["State"]["Status"].as_str(), Some("removing" | "dead")) {
         return None;
     }
-    let (processes, listening, memory_peak) = match pid.filter(|_| running) {
+    let (processes, listening, memory_peak, cpu_nanos) = match pid.filter(|_| running) {
         Some(pid) => {
             let host = host.clone();
             let id = id.to_string();
@@ -390,13 +390,15 @@ pub async fn observe(
                     .ok()
                     .map(|procs| procs.iter().map(|p| (p.uids[1], p.egid)).collect::<Vec<_>>());
                 let listening = host.listening_ports(pid);
-                let peak = host.cgroup(&id, Some(pid)).ok().and_then(|c| c.memory_peak().ok());
-                (processes, listening, peak)
+                let cgroup = host.cgroup(&id, Some(pid)).ok();
+                let peak = cgroup.as_ref().and_then(|c| c.memory_peak().ok());
+                let cpu = cgroup.as_ref().and_then(|c| c.cpu_usage_nanos().ok());
+                (processes, listening, peak, cpu)
             })
             .await
-            .unwrap_or((None, None, None))
+            .unwrap_or((None, None, None, None))
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     Some((
         image_id,
@@ -409,6 +411,7 @@ pub async fn observe(
             started_as_root,
             listening,
             memory_peak,
+            cpu_nanos,
             seconds: 0,
         },
     ))

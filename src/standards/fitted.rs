@@ -112,6 +112,8 @@ pub struct Observation {
     pub listening: Option<Vec<u16>>,
     /// Its peak memory use in bytes, when known.
     pub memory_peak: Option<u64>,
+    /// CPU time it had used when looked at, in nanoseconds, when known.
+    pub cpu_nanos: Option<u64>,
     /// How long it had run when looked at.
     pub seconds: u64,
 }
@@ -176,6 +178,10 @@ pub struct Profile {
     pub ports: BTreeSet<u16>,
     #[serde(default)]
     pub memory_peak: Option<u64>,
+    /// The highest average CPU use of a look, in millicores (CPU time over
+    /// the time it ran).
+    #[serde(default)]
+    pub cpu_millicores: Option<u64>,
     #[serde(default)]
     pub failures: Vec<Failure>,
     /// Seconds since the epoch.
@@ -239,6 +245,10 @@ impl Profile {
         }
         if let Some(peak) = obs.memory_peak {
             self.memory_peak = Some(self.memory_peak.map_or(peak, |p| p.max(peak)));
+        }
+        if let (Some(nanos), true, true) = (obs.cpu_nanos, new_run, obs.seconds > 0) {
+            let millicores = nanos / 1_000_000 / obs.seconds;
+            self.cpu_millicores = Some(self.cpu_millicores.map_or(millicores, |m| m.max(millicores)));
         }
         self.updated = now;
     }

@@ -111,6 +111,24 @@ fn a_learned_data_path_stays_data_and_nested_tmpfs_fold() {
 }
 
 #[test]
+fn cpu_is_the_highest_average_of_a_first_look() {
+    let look = |nanos: u64, seconds: u64| Observation {
+        cpu_nanos: Some(nanos),
+        seconds,
+        ..Observation::default()
+    };
+    let mut profile = Profile::new("sha256:x", "app");
+    profile.learn(&look(2_000_000_000, 10), true, 1);
+    assert_eq!(profile.cpu_millicores, Some(200));
+    profile.learn(&look(1_000_000_000, 10), true, 2);
+    assert_eq!(profile.cpu_millicores, Some(200));
+    // A later look at the same container: its CPU time is since its start,
+    // not since the last look, so it is not averaged again.
+    profile.learn(&look(90_000_000_000, 10), false, 3);
+    assert_eq!(profile.cpu_millicores, Some(200));
+}
+
+#[test]
 fn users_are_judged_from_processes() {
     let obs = |processes: &[(u32, u32)], started_as_root: bool| Observation {
         processes: Some(processes.to_vec()),
