@@ -83,6 +83,20 @@ SHIM_HOST="unix://$work/docker.sock"
 printf '\n== 1. raw API (examples/bench_create.rs), %s creates per side ==\n\n' "$COUNT"
 "$bench_bin" --shim "$work/docker.sock" --count "$COUNT"
 
+# Fitted hardening with a profile in use: the image is learned first
+# (`forge-shim profile`), so every create reads its profile and gets the
+# fitted rules. Busybox's `sh` exits at once, so a real service image.
+PROFILED=forge-test/python-api:latest
+if DOCKER_HOST=$DIRECT_HOST docker image inspect "$PROFILED" >/dev/null 2>&1; then
+    printf '\n== 1b. raw API with a profile in use (%s), %s creates per side ==\n\n' "$PROFILED" "$COUNT"
+    "$shim_bin" profile "$PROFILED" --seconds 3 --socket "$work/docker.sock" >"$work/profile.txt" \
+        || { cat "$work/profile.txt" >&2; die "forge-shim profile failed"; }
+    grep -q 'read_only_rootfs: apply' "$work/profile.txt" || { cat "$work/profile.txt" >&2; die "no ready profile"; }
+    "$bench_bin" --shim "$work/docker.sock" --count "$COUNT" --image "$PROFILED"
+else
+    log "$PROFILED missing (scripts/service-images.sh): skipping the profiled run"
+fi
+
 printf '\n== 2. docker CLI end to end, %s creates per side ==\n\n' "$COUNT"
 # The CLI through the shim prints the standards' warnings: they are on.
 DOCKER_HOST=$SHIM_HOST docker create --name "$prefix-check" "$IMAGE" true >/dev/null 2>"$work/cli-stderr.txt"

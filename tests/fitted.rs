@@ -151,9 +151,8 @@ fn an_unchanged_app_works_on_its_first_up_and_its_next_up_is_hardened() {
             .unwrap_or(false)
     });
 
-    compose(&["down", "-t", "5"]).assert_success("compose down");
-    let up = compose(&["up", "-d"]);
-    up.assert_success("compose up -d, second time");
+    let up = compose(&["up", "-d", "--force-recreate"]);
+    up.assert_success("compose up -d --force-recreate");
     let said = up.stderr_text();
     assert!(
         !said.contains("not applied yet"),
@@ -419,6 +418,35 @@ fn forge_shim_profile_hardens_an_image_from_its_first_create() {
         "forge-test-api-ok",
     );
     assert!(running(&api));
+
+    // `docker tag` cannot claim the profile: a name moved to another image
+    // is that image, with no profile of its own.
+    let alias = names.image("alias");
+    direct_docker(&["tag", API, &alias]).assert_success("docker tag");
+    names.track_image(&alias);
+    let first = names.name("first");
+    let out = shim.docker(&["create", "--name", &first, &alias]);
+    out.assert_success("create by an alias of the profiled image");
+    assert_eq!(
+        inspect(&first)["HostConfig"]["ReadonlyRootfs"],
+        true,
+        "same content, same profile"
+    );
+    direct_docker(&["tag", BUSYBOX, &alias]).assert_success("docker tag the alias to busybox");
+    let claimed = names.name("claimed");
+    let out = shim.docker(&["create", "--name", &claimed, &alias]);
+    out.assert_success("create by the moved alias");
+    assert!(
+        out.stderr_text().contains("not applied yet: learning"),
+        "{}",
+        out.stderr_text()
+    );
+    let c = inspect(&claimed);
+    assert_ne!(
+        c["HostConfig"]["ReadonlyRootfs"], true,
+        "busybox claimed the api's profile by its name"
+    );
+    assert_eq!(c["Config"]["Labels"]["forge-shim.hardening"], "learning");
 
     // Bad input: a clear error, nothing created.
     let out = forge_cli(&shim, &["profile", "forge-test/no-such-image:latest", "--seconds", "1"]);
