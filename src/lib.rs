@@ -159,6 +159,8 @@ pub async fn run(source: config::ConfigSource, loaded: config::LoadedConfig) -> 
     if cut > 0 {
         tracing::warn!(cut, "grace period over; cutting connections and streams still open");
     }
+    // Origins recorded since their last save (saves run in the background).
+    shim.proxy.inner.origins.save().await;
     drop(socket_guard);
     tracing::info!("stopped");
     Ok(())

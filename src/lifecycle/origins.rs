@@ -367,14 +367,20 @@ impl Origins {
         }
     }
 
-    /// The shim created `id` (dockerd's create answer named it); saved
-    /// before this returns, so a shim killed right after still knows it.
-    pub async fn record_created(&self, id: &str) {
+    /// The shim created `id` (dockerd's create answer named it): known in
+    /// memory at once (judgements read that), and saved in the background,
+    /// so the create's answer does not wait on two fsyncs. Saves coalesce:
+    /// creates that land while one is written share the next. Shutdown
+    /// saves what is pending. A shim killed in between forgets the newest
+    /// ones, as one killed between dockerd's create and its answer always
+    /// could: they read as bypasses on the next start.
+    pub fn record_created(&self, id: &str) {
         let before = self.inner.registry.lock().created(id);
         if let Some(origin) = before.filter(|o| *o != Origin::Shim) {
             tracing::warn!(container = %id, was = origin.label(), "a container judged before its create answer was read is the shim's own");
         }
-        self.save().await;
+        let origins = self.clone();
+        tokio::spawn(async move { origins.save().await });
     }
 
     pub fn get(&self, id: &str) -> Option<Origin> {
@@ -568,7 +574,7 @@ mod tests {
         origins
             .registry()
             .judged(OriginRecord::new("before", Origin::PreExisting));
-        origins.record_created("mine").await;
+        origins.record_created("mine");
         let mut bypass = OriginRecord::new("around", Origin::Bypass);
         bypass.name = Some("sneaky".into());
         origins.registry().judged(bypass);

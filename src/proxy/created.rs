@@ -48,7 +48,7 @@ pub async fn record(proxy: &Proxy, answer: &Bytes) {
         .ok()
         .and_then(|answer| answer["Id"].as_str().map(str::to_string));
     match id {
-        Some(id) => proxy.inner.origins.record_created(&id).await,
+        Some(id) => proxy.inner.origins.record_created(&id),
         None => tracing::warn!("dockerd's create answer names no container Id; it is not recorded as the shim's"),
     }
 }

@@ -156,7 +156,7 @@ async fn a_create_event_before_the_create_answer_is_never_a_bypass() {
     assert_eq!(w.origins.get(&sneaky), None);
     assert_eq!(w.counted(), 0);
     // ...and the answer names the shim's container, then the create ends.
-    w.origins.record_created(&id).await;
+    w.origins.record_created(&id);
     drop(ticket);
     w.until("the other is judged", || w.origins.get(&sneaky).is_some())
         .await;
@@ -185,7 +185,7 @@ async fn a_restarted_shim_knows_its_own_and_finds_what_was_created_while_it_was_
     {
         let _ticket = w.origins.begin_create();
         docker.put(mine.clone());
-        w.origins.record_created(&mine.id).await;
+        w.origins.record_created(&mine.id);
     }
     let dir = w.stop().await;
     let while_down = FakeContainer::running(3, "while-down");
