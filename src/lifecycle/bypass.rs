@@ -153,8 +153,7 @@ impl BypassWatch {
                 });
             }
             "destroy" if self.inner.origins.registry().forget(&event.id) => {
-                let origins = self.inner.origins.clone();
-                self.inner.tasks.spawn(async move { origins.save().await });
+                self.inner.origins.save_soon();
             }
             _ => {}
         }

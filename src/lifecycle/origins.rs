@@ -49,6 +49,10 @@ const FORMAT_VERSION: u64 = 1;
 const TEMP_PREFIX: &str = ".origins.json.tmp-";
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How long a background save waits, so that the changes of a burst share
+/// one write (and its two fsyncs).
+pub const SAVE_DELAY: Duration = Duration::from_millis(200);
+
 /// The longest a judgement waits for creates in flight through the shim; a
 /// create that takes longer (dockerd stuck) no longer holds judgements up.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(120);
@@ -379,8 +383,17 @@ impl Origins {
         if let Some(origin) = before.filter(|o| *o != Origin::Shim) {
             tracing::warn!(container = %id, was = origin.label(), "a container judged before its create answer was read is the shim's own");
         }
+        self.save_soon();
+    }
+
+    /// Saves within [`SAVE_DELAY`]: the changes of a burst (a compose
+    /// project coming up or down) share one write.
+    pub fn save_soon(&self) {
         let origins = self.clone();
-        tokio::spawn(async move { origins.save().await });
+        tokio::spawn(async move {
+            tokio::time::sleep(SAVE_DELAY).await;
+            origins.save().await
+        });
     }
 
     pub fn get(&self, id: &str) -> Option<Origin> {

@@ -81,9 +81,11 @@ impl Watch {
         self.metrics.unmanaged_creates.get()
     }
 
+    /// Stops as the shim does: the watch ends, and what is pending is saved.
     async fn stop(self) -> tempfile::TempDir {
         self.token.cancel();
         tokio::time::sleep(Duration::from_millis(100)).await;
+        self.origins.save().await;
         self.dir
     }
 }
