@@ -394,9 +394,11 @@ fn http_from_another_container_on_the_network_wakes_a_sleeper() {
 /// interface came up (IPv6 duplicate address detection, router
 /// solicitations, MLD reports, sent for seconds after the start), and other
 /// containers coming and going on the same bridge. Sleepers put to sleep
-/// about two seconds after they started stay asleep with no client.
+/// about two seconds after they started stay asleep with no client. A new
+/// neighbour's multicast (router solicitation, MLD, DAD), which the bridge
+/// floods to every port, adds bytes to each sleeper's veth but no unicast
+/// IP bytes in its namespace, and only those wake it (#11).
 #[test]
-#[ignore = "known bug, #11: multicast a new bridge neighbour sends (IPv6 DAD, MLD, router solicitation) is counted as traffic towards every sleeper on that bridge and can wake them all at once; seen 2026-12-03 under parallel tests (3 sleepers woken in 20 ms, trigger network). Fix: count only unicast to the sleeper's address"]
 fn no_wake_without_a_client() {
     let names = Names::new("no-client");
     let shim = start_shim(&names);

@@ -279,6 +279,74 @@ pub fn net_bytes_received(proc_root: &Path, pid: u32) -> Result<u64, ActivityErr
     )
 }
 
+/// Unicast IP bytes received in the network namespace of process `pid`:
+/// what a client sends to the container, without the multicast and
+/// broadcast a bridge floods to every port (IPv6 neighbour discovery,
+/// router solicitations and MLD reports of a new neighbour, mDNS, DHCP).
+/// Read from the namespace's own IP counters (`net/netstat` `IpExt`, and
+/// `net/snmp6` when the kernel has IPv6). ARP is not IP and is never counted.
+pub fn unicast_bytes_received(proc_root: &Path, pid: u32) -> Result<u64, ActivityError> {
+    let net = proc_root.join(pid.to_string()).join("net");
+    let read = |name: &str| {
+        let path = net.join(name);
+        std::fs::read_to_string(&path).map_err(|source| ActivityError::Read { path, source })
+    };
+    let netstat = read("netstat")?;
+    // No `snmp6` when the kernel has no IPv6.
+    let snmp6 = read("snmp6").ok();
+    unicast_in_octets(&netstat, snmp6.as_deref()).ok_or_else(|| ActivityError::Parse {
+        path: net.join("netstat"),
+        line: 0,
+        text: "no IpExt InOctets, InMcastOctets and InBcastOctets".to_string(),
+    })
+}
+
+/// Unicast IP bytes received, from a namespace's `net/netstat` and
+/// `net/snmp6` texts: IPv4 `InOctets - InMcastOctets - InBcastOctets`, plus
+/// IPv6 `Ip6InOctets - Ip6InMcastOctets` unless the namespace discards every
+/// IPv6 packet it receives (`disable_ipv6`: the kernel counts their bytes in
+/// `Ip6InOctets` before it drops them, multicast included, and no client
+/// can reach it over IPv6 then). `None` when the IPv4 counters are missing.
+pub fn unicast_in_octets(netstat: &str, snmp6: Option<&str>) -> Option<u64> {
+    let ip_ext = netstat_section(netstat, "IpExt")?;
+    let v4 = ip_ext
+        .get("InOctets")?
+        .saturating_sub(*ip_ext.get("InMcastOctets")?)
+        .saturating_sub(*ip_ext.get("InBcastOctets")?);
+    let v6 = snmp6.map_or(0, |text| {
+        let value = |key: &str| {
+            text.lines().find_map(|line| {
+                let (name, number) = line.split_once(char::is_whitespace)?;
+                (name == key).then(|| number.trim().parse::<u64>().ok()).flatten()
+            })
+        };
+        let all_discarded = value("Ip6InReceives").unwrap_or(0) <= value("Ip6InDiscards").unwrap_or(0);
+        if all_discarded {
+            0
+        } else {
+            value("Ip6InOctets")
+                .unwrap_or(0)
+                .saturating_sub(value("Ip6InMcastOctets").unwrap_or(0))
+        }
+    });
+    Some(v4.saturating_add(v6))
+}
+
+/// One section of a `net/netstat` or `net/snmp` text (a line of names, then
+/// a line of numbers, both starting `Section:`), as name → value.
+fn netstat_section(text: &str, section: &str) -> Option<HashMap<String, u64>> {
+    let prefix = format!("{section}:");
+    let mut lines = text.lines().filter(|line| line.starts_with(&prefix));
+    let names = lines.next()?[prefix.len()..].split_whitespace();
+    let values = lines.next()?[prefix.len()..].split_whitespace();
+    Some(
+        names
+            .zip(values)
+            .filter_map(|(name, value)| Some((name.to_string(), value.parse().ok()?)))
+            .collect(),
+    )
+}
+
 /// [`read_net_dev`] with the two directions apart.
 fn read_directions(path: &Path) -> Result<Vec<Directions>, ActivityError> {
     let text = std::fs::read_to_string(path).map_err(|source| ActivityError::Read {

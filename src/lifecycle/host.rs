@@ -134,19 +134,26 @@ impl HostPaths {
         })
     }
 
-    /// Where a container falling asleep has its traffic counted, and the
-    /// count now: the host ends of its veth pairs when they can be found,
-    /// else its own namespace's table.
-    pub(super) fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
+    /// A sleeper's unicast IP bytes received, from its own namespace (see
+    /// [`activity::unicast_bytes_received`]).
+    pub(super) fn unicast_bytes(&self, pid: u32) -> Option<u64> {
+        activity::unicast_bytes_received(&self.proc, pid).ok()
+    }
+
+    /// Where a container falling asleep has its traffic counted, the count
+    /// now, and its unicast bytes now: the host ends of its veth pairs when
+    /// they can be found, else its own namespace's table.
+    pub(super) fn sleep_counters(&self, pid: u32) -> SleepCounters {
+        let unicast = self.unicast_bytes(pid);
         if let Some(peers) = activity::host_peers(&self.proc, &self.sys_class_net(), pid) {
             if let Some(bytes) = activity::host_net_dev(&self.proc)
                 .ok()
                 .and_then(|table| sum_peers(&table, &peers))
             {
-                return (Some(peers.into()), Some(bytes));
+                return (Some(peers.into()), Some(bytes), unicast);
             }
         }
-        (None, self.net_bytes(pid))
+        (None, self.net_bytes(pid), unicast)
     }
 
     /// Puts back the limits a squeeze saved; failures are logged.
@@ -191,12 +198,16 @@ impl Lifecycle {
     /// [`HostPaths::sleep_counters`] on the blocking pool: finding the veth
     /// peers reads two files per host interface, which with hundreds of
     /// containers must not stall the thread that serves requests.
-    pub(super) async fn sleep_counters(&self, pid: u32) -> (Option<Arc<[String]>>, Option<u64>) {
+    pub(super) async fn sleep_counters(&self, pid: u32) -> SleepCounters {
         self.on_host(move |host| host.sleep_counters(pid))
             .await
-            .unwrap_or((None, None))
+            .unwrap_or((None, None, None))
     }
 }
+
+/// A sleeper's counters: where its bytes are counted (veth peers, or
+/// `None`: its own table), those bytes, and its unicast IP bytes.
+pub(super) type SleepCounters = (Option<Arc<[String]>>, Option<u64>, Option<u64>);
 
 /// The bytes of `peers` in a host interface table; `None` when one is gone.
 pub(super) fn sum_peers(table: &HashMap<String, u64>, peers: &[String]) -> Option<u64> {

@@ -75,6 +75,7 @@ impl Lifecycle {
                         pid: e.pid?,
                         baseline: e.net_bytes_at_sleep?,
                         peers: e.net_peers.clone(),
+                        unicast: e.net_unicast_at_sleep,
                     })
                 })
                 .collect()
@@ -85,9 +86,9 @@ impl Lifecycle {
         let Some(counts) = self.on_host(move |host| count(host, sleepers)).await else {
             return;
         };
-        for (id, baseline, count) in counts {
-            let now = match count {
-                Count::Bytes(bytes) => bytes,
+        for (id, baseline, unicast_at_sleep, count) in counts {
+            let (now, unicast_now) = match count {
+                Count::Bytes { bytes, unicast } => (bytes, unicast),
                 Count::PeerGone { own } => {
                     // Its network changed under it: count its own table
                     // from here on.
@@ -99,13 +100,17 @@ impl Lifecycle {
                 }
                 Count::Unreadable => continue,
             };
-            if now >= baseline + COUNTER_WAKE_BYTES {
-                self.spawn_wake(id, "network");
-            } else if now != baseline {
-                // Chatter below the threshold: move the baseline so it never
-                // adds up to a wake.
-                if let Some(entry) = self.inner.table.lock().get_mut(&id) {
-                    entry.net_bytes_at_sleep = Some(now);
+            match counter_verdict(baseline, now, unicast_at_sleep, unicast_now) {
+                CounterVerdict::Quiet => {}
+                CounterVerdict::Wake => self.spawn_wake(id, "network"),
+                CounterVerdict::Chatter => {
+                    // Chatter: move the baselines so it never adds up to a wake.
+                    if let Some(entry) = self.inner.table.lock().get_mut(&id) {
+                        entry.net_bytes_at_sleep = Some(now);
+                        if unicast_now.is_some() {
+                            entry.net_unicast_at_sleep = unicast_now;
+                        }
+                    }
                 }
             }
         }
@@ -120,22 +125,54 @@ struct Sleeper {
     baseline: u64,
     /// The host ends of its veth pairs; `None`: its own namespace's table.
     peers: Option<Arc<[String]>>,
+    /// Its unicast IP bytes when it fell asleep (or at the last chatter).
+    unicast: Option<u64>,
+}
+
+/// What one counter interval says about a sleeper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CounterVerdict {
+    /// Nothing arrived.
+    Quiet,
+    /// Something arrived that no client sent, or too little to matter.
+    Chatter,
+    /// A client's traffic: wake it.
+    Wake,
+}
+
+/// The bytes towards a sleeper (its veth peers' or its own table's:
+/// everything the bridge delivered, multicast and broadcast included) wake
+/// it when [`COUNTER_WAKE_BYTES`] or more arrived since `baseline` **and**
+/// its unicast IP bytes grew: a bridge floods a new neighbour's neighbour
+/// discovery, router solicitations and MLD reports to every port, and those
+/// add bytes but no unicast. When the unicast count cannot be read, the
+/// bytes alone decide (waking is the safe side).
+fn counter_verdict(baseline: u64, now: u64, unicast_at_sleep: Option<u64>, unicast_now: Option<u64>) -> CounterVerdict {
+    if now == baseline {
+        return CounterVerdict::Quiet;
+    }
+    if now < baseline.saturating_add(COUNTER_WAKE_BYTES) {
+        return CounterVerdict::Chatter;
+    }
+    match (unicast_at_sleep, unicast_now) {
+        (Some(before), Some(after)) if after <= before => CounterVerdict::Chatter,
+        _ => CounterVerdict::Wake,
+    }
 }
 
 /// One sleeper's bytes now.
 enum Count {
-    Bytes(u64),
+    /// Its bytes, and its unicast IP bytes when the bytes moved.
+    Bytes { bytes: u64, unicast: Option<u64> },
     /// A veth peer is gone; `own` is its own table's count.
-    PeerGone {
-        own: Option<u64>,
-    },
+    PeerGone { own: Option<u64> },
     /// Nothing could be read this time.
     Unreadable,
 }
 
 /// Counts each sleeper's bytes, with one read of the host's table for every
 /// sleeper with veth peers (blocking).
-fn count(host: &HostPaths, sleepers: Vec<Sleeper>) -> Vec<(String, u64, Count)> {
+fn count(host: &HostPaths, sleepers: Vec<Sleeper>) -> Vec<(String, u64, Option<u64>, Count)> {
     let table = sleepers
         .iter()
         .any(|s| s.peers.is_some())
@@ -144,18 +181,69 @@ fn count(host: &HostPaths, sleepers: Vec<Sleeper>) -> Vec<(String, u64, Count)> 
     sleepers
         .into_iter()
         .map(|sleeper| {
+            // Its own unicast count is read only when its bytes moved: one
+            // more read per sleeper that saw anything at all.
+            let bytes = |bytes: u64| Count::Bytes {
+                bytes,
+                unicast: (bytes != sleeper.baseline)
+                    .then(|| host.unicast_bytes(sleeper.pid))
+                    .flatten(),
+            };
             let count = match (&sleeper.peers, &table) {
                 (Some(peers), Some(table)) => match sum_peers(table, peers) {
-                    Some(bytes) => Count::Bytes(bytes),
+                    Some(total) => bytes(total),
                     None => Count::PeerGone {
                         own: host.net_bytes(sleeper.pid),
                     },
                 },
                 // The host table could not be read this time.
                 (Some(_), None) => Count::Unreadable,
-                (None, _) => host.net_bytes(sleeper.pid).map_or(Count::Unreadable, Count::Bytes),
+                (None, _) => host.net_bytes(sleeper.pid).map_or(Count::Unreadable, bytes),
             };
-            (sleeper.id, sleeper.baseline, count)
+            (sleeper.id, sleeper.baseline, sleeper.unicast, count)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_new_is_quiet_and_a_little_is_chatter() {
+        assert_eq!(counter_verdict(1000, 1000, Some(5), Some(5)), CounterVerdict::Quiet);
+        assert_eq!(
+            counter_verdict(1000, 1000 + COUNTER_WAKE_BYTES - 1, Some(5), Some(90)),
+            CounterVerdict::Chatter
+        );
+        // A counter that went backwards (a new interface) is re-based, not a wake.
+        assert_eq!(counter_verdict(1000, 10, Some(5), Some(5)), CounterVerdict::Chatter);
+    }
+
+    #[test]
+    fn flooded_multicast_never_wakes() {
+        // A new neighbour's router solicitation and MLD reports: bytes on
+        // the veth, no unicast in the sleeper's namespace.
+        assert_eq!(counter_verdict(1000, 1400, Some(5), Some(5)), CounterVerdict::Chatter);
+        assert_eq!(
+            counter_verdict(1000, 1_000_000, Some(5), Some(5)),
+            CounterVerdict::Chatter
+        );
+    }
+
+    #[test]
+    fn unicast_towards_it_wakes() {
+        assert_eq!(
+            counter_verdict(1000, 1000 + COUNTER_WAKE_BYTES, Some(5), Some(6)),
+            CounterVerdict::Wake
+        );
+        assert_eq!(counter_verdict(1000, 4000, Some(5), Some(2900)), CounterVerdict::Wake);
+    }
+
+    #[test]
+    fn an_unreadable_unicast_count_leaves_the_bytes_to_decide() {
+        assert_eq!(counter_verdict(1000, 1400, None, Some(5)), CounterVerdict::Wake);
+        assert_eq!(counter_verdict(1000, 1400, Some(5), None), CounterVerdict::Wake);
+        assert_eq!(counter_verdict(1000, 1100, None, None), CounterVerdict::Chatter);
+    }
 }

@@ -41,7 +41,8 @@ impl Lifecycle {
                         entry.memory_running = record.memory_before;
                         entry.memory_asleep = record.memory_after;
                         if let Some(pid) = entry.pid.filter(|_| entry.own_network) {
-                            (entry.net_peers, entry.net_bytes_at_sleep) = self.sleep_counters(pid).await;
+                            (entry.net_peers, entry.net_bytes_at_sleep, entry.net_unicast_at_sleep) =
+                                self.sleep_counters(pid).await;
                         }
                     }
                     (store::SleptState::Stopped, false, false) => {

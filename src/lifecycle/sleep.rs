@@ -126,9 +126,9 @@ impl Lifecycle {
             });
         }
         // Counter wake needs counters of its own; conntrack still works.
-        let (net_peers, net_bytes) = match pid.filter(|_| own_network) {
+        let (net_peers, net_bytes, net_unicast) = match pid.filter(|_| own_network) {
             Some(pid) => self.sleep_counters(pid).await,
-            None => (None, None),
+            None => (None, None, None),
         };
         {
             let mut table = self.inner.table.lock();
@@ -137,6 +137,7 @@ impl Lifecycle {
                 entry.asleep_since = Some(Instant::now());
                 entry.net_bytes_at_sleep = net_bytes;
                 entry.net_peers = net_peers;
+                entry.net_unicast_at_sleep = net_unicast;
                 entry.memory_running = memory_before;
                 entry.memory_asleep = memory_before;
             }

@@ -91,6 +91,10 @@ pub struct Entry {
     /// veth pairs (one host table read serves every sleeper), or, when
     /// `None`, its own namespace's table.
     pub net_peers: Option<std::sync::Arc<[String]>>,
+    /// Unicast IP bytes its namespace had received when it fell asleep (or
+    /// at the last chatter): the bytes above only wake it when this grew
+    /// too. `None`: unreadable, the bytes alone decide.
+    pub net_unicast_at_sleep: Option<u64>,
     /// Limits saved before a squeeze, restored on wake.
     pub saved_limits: Option<super::cgroup::SavedLimits>,
     /// `State.Health` as dockerd told it right before the shim paused it
@@ -162,6 +166,7 @@ impl Entry {
             memory_asleep: None,
             net_bytes_at_sleep: None,
             net_peers: None,
+            net_unicast_at_sleep: None,
             saved_limits: None,
             health_at_sleep: None,
             short_naps: 0,

@@ -410,3 +410,61 @@ fn an_unreadable_reading_is_never_idle() {
     // The first reading has nothing to compare with.
     assert_eq!(verdict(None, Some(&idle), 1.0, 0.1, 1024), None);
 }
+
+const NETSTAT_NAMES: &str = "IpExt: InNoRoutes InTruncatedPkts InMcastPkts OutMcastPkts InBcastPkts OutBcastPkts \
+    InOctets OutOctets InMcastOctets OutMcastOctets InBcastOctets OutBcastOctets InCsumErrors";
+
+fn netstat(in_octets: u64, mcast: u64, bcast: u64) -> String {
+    format!(
+        "TcpExt: SyncookiesSent SyncookiesRecv\nTcpExt: 0 0\n{NETSTAT_NAMES}\n\
+         IpExt: 0 0 3 0 1 0 {in_octets} 999 {mcast} 0 {bcast} 0 0\n"
+    )
+}
+
+fn snmp6(receives: u64, discards: u64, octets: u64, mcast: u64) -> String {
+    format!(
+        "Ip6InReceives                   \t{receives}\nIp6InHdrErrors                  \t0\n\
+         Ip6InDiscards                   \t{discards}\nIp6InOctets                     \t{octets}\n\
+         Ip6InMcastOctets                \t{mcast}\nIcmp6InMsgs                     \t4\n"
+    )
+}
+
+#[test]
+fn unicast_is_ip_bytes_without_multicast_and_broadcast() {
+    assert_eq!(unicast_in_octets(&netstat(1000, 300, 200), None), Some(500));
+    assert_eq!(
+        unicast_in_octets(&netstat(1000, 300, 200), Some(&snmp6(10, 0, 800, 600))),
+        Some(500 + 200)
+    );
+}
+
+#[test]
+fn multicast_alone_adds_no_unicast() {
+    // A new neighbour's router solicitation and MLD reports: IPv6 multicast.
+    let before = unicast_in_octets(&netstat(0, 0, 0), Some(&snmp6(2, 0, 160, 160)));
+    let after = unicast_in_octets(&netstat(0, 0, 0), Some(&snmp6(5, 0, 390, 390)));
+    assert_eq!(before, after);
+    // Broadcast and multicast IPv4 (DHCP, mDNS) neither.
+    assert_eq!(
+        unicast_in_octets(&netstat(700, 400, 300), None),
+        unicast_in_octets(&netstat(0, 0, 0), None)
+    );
+}
+
+#[test]
+fn a_namespace_without_ipv6_counts_no_ipv6_bytes() {
+    // disable_ipv6: every packet is discarded, but its bytes were counted
+    // in Ip6InOctets first (and none in Ip6InMcastOctets).
+    assert_eq!(
+        unicast_in_octets(&netstat(100, 0, 0), Some(&snmp6(7, 7, 548, 0))),
+        Some(100)
+    );
+}
+
+#[test]
+fn missing_ipv4_counters_are_unknown() {
+    assert_eq!(unicast_in_octets("TcpExt: A\nTcpExt: 1\n", None), None);
+    let no_bcast = "IpExt: InOctets InMcastOctets\nIpExt: 10 2\n";
+    assert_eq!(unicast_in_octets(no_bcast, None), None);
+    assert_eq!(unicast_in_octets("", Some(&snmp6(1, 0, 10, 0))), None);
+}
