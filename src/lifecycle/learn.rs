@@ -435,7 +435,8 @@ pub fn parse_changes(answer: &Value) -> Vec<FsChange> {
 }
 
 /// `forge-shim profile IMAGE`: runs a throwaway container of `image` (its
-/// own command, no published ports, a memory bound), looks at it after
+/// own command, no published ports, no mounts, a memory and pids bound,
+/// no-new-privileges), looks at it after
 /// `seconds`, removes it, and adds what it showed to the image's profile.
 pub async fn probe(
     docker: &dyn DockerApi,
@@ -452,7 +453,13 @@ pub async fn probe(
     let body = json!({
         "Image": info.id,
         "Labels": { LABEL_PROBE: "profile" },
-        "HostConfig": { "Memory": 1024u64 * 1024 * 1024, "PidsLimit": 4096 },
+        // The always-rules a learning create gets: bounded, and no gain
+        // of privileges (a probe is no way around the standards).
+        "HostConfig": {
+            "Memory": 1024u64 * 1024 * 1024,
+            "PidsLimit": 4096,
+            "SecurityOpt": ["no-new-privileges=true"],
+        },
     });
     let id = docker
         .create_container(&body)
