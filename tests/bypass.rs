@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -135,24 +134,8 @@ fn a_create_straight_on_dockerd_is_reported_and_one_through_the_shim_never_is() 
     }
 
     // audit: the same, from the shim's state_dir.
-    let audit = Command::new(SHIM_BIN)
-        .args(["audit", "--json", "--config"])
-        .arg(shim.config_path())
-        .env("DOCKER_HOST", DOCKERD_HOST)
-        .stdin(Stdio::null())
-        .output()
-        .expect("forge-shim audit");
-    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
-    let audit: Value = serde_json::from_slice(&audit.stdout).expect("audit JSON");
-    let report = |name: &str| {
-        audit["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} not in the audit"))
-    };
+    let audit = forge_audit_json(&shim);
+    let report = |name: &str| audit_report(&audit, name);
     assert_eq!(report(&direct)["origin"], "bypass");
     assert!(report(&direct)["findings"]
         .as_array()

@@ -76,6 +76,34 @@ fn running(name: &str) -> bool {
     state["Running"].as_bool() == Some(true) && state["Restarting"].as_bool() != Some(true)
 }
 
+/// Builds, straight on dockerd, an image FROM busybox whose command is
+/// `sh -c SCRIPT`.
+fn busybox_image(names: &Names, what: &str, script: &str) -> String {
+    let image = names.image(what);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cmd = serde_json::json!(["sh", "-c", script]);
+    std::fs::write(dir.path().join("Dockerfile"), format!("FROM {BUSYBOX}\nCMD {cmd}\n")).unwrap();
+    let mut build = direct_docker_command(&["build", "-q", "-t", &image, dir.path().to_str().unwrap()]);
+    build.env("DOCKER_BUILDKIT", "0");
+    run_with_timeout(build, Duration::from_secs(120)).assert_success("docker build");
+    names.track_image(&image);
+    image
+}
+
+/// Runs a learning container of `image` through `shim` and waits until
+/// the image's profile is ready; the container's name.
+fn learn(shim: &Shim, names: &Names, image: &str) -> String {
+    let learner = names.name("learner");
+    shim.docker(&["run", "-d", "--name", &learner, image])
+        .assert_success("learning run");
+    wait_until("the profile is ready", Duration::from_secs(30), || {
+        api_get(shim, "/_forge/v1/profiles")["profiles"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|p| p["image"] == image && p["ready"] == true))
+    });
+    learner
+}
+
 fn compose_file(dir: &std::path::Path) -> String {
     let text = std::fs::read_to_string(repo_path("examples/fitted-app/compose.yml")).expect("the example compose file");
     // No published port: tests run side by side; they reach the app by
@@ -258,29 +286,13 @@ fn an_unchanged_app_works_on_its_first_up_and_its_next_up_is_hardened() {
 fn a_hardened_run_that_fails_with_a_rule_is_remembered() {
     let shim = shim("2s");
     let names = Names::new("fitted-failure");
-    let image = names.image("writer");
-    // Writes /srv/data only when asked to: the learning run does not.
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        format!(
-            "FROM {BUSYBOX}\nCMD [\"sh\", \"-c\", \"if [ -n \\\"$WRITE\\\" ]; then echo x > /etc/fitted-data || exit 3; fi; exec sleep 300\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut build = direct_docker_command(&["build", "-q", "-t", &image, dir.path().to_str().unwrap()]);
-    build.env("DOCKER_BUILDKIT", "0");
-    run_with_timeout(build, Duration::from_secs(120)).assert_success("docker build");
-    names.track_image(&image);
+    let image = busybox_image(
+        &names,
+        "writer",
+        "if [ -n \"$WRITE\" ]; then echo x > /etc/fitted-data || exit 3; fi; exec sleep 300",
+    );
 
-    let learner = names.name("learner");
-    shim.docker(&["run", "-d", "--name", &learner, &image])
-        .assert_success("learning run");
-    wait_until("the profile is ready", Duration::from_secs(30), || {
-        api_get(&shim, "/_forge/v1/profiles")["profiles"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|p| p["image"] == image.as_str() && p["ready"] == true))
-    });
+    let learner = learn(&shim, &names, &image);
 
     // Hardened, it fails at once with EROFS.
     let failing = names.name("failing");
@@ -340,23 +352,8 @@ fn a_hardened_run_that_fails_with_a_rule_is_remembered() {
 
     // audit, from the shim's state_dir: the failure, the learning, and what
     // the profile recommends.
-    let audit = std::process::Command::new(SHIM_BIN)
-        .args(["audit", "--json", "--config"])
-        .arg(shim.config_path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("forge-shim audit");
-    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
-    let audit: Value = serde_json::from_slice(&audit.stdout).expect("audit JSON");
-    let report = |name: &str| {
-        audit["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} not in the audit"))
-    };
+    let audit = forge_audit_json(&shim);
+    let report = |name: &str| audit_report(&audit, name);
     let failed = report(&failing)["hardening"].clone();
     assert!(
         failed["rules"]["defaults.read_only_rootfs"]
@@ -464,28 +461,13 @@ fn an_oom_kill_under_the_shims_memory_default_is_remembered() {
          standards:\n  defaults: { memory: 16M, memory_reservation: 8M }\n  hardening: { learn_for: 1s }\n",
     );
     let names = Names::new("fitted-oom");
-    let image = names.image("eater");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        format!(
-            "FROM {BUSYBOX}\nCMD [\"sh\", \"-c\", \"if [ -n \\\"$EAT\\\" ]; then head -c 200m /dev/zero | tail; exit 1; fi; exec sleep 300\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut build = direct_docker_command(&["build", "-q", "-t", &image, dir.path().to_str().unwrap()]);
-    build.env("DOCKER_BUILDKIT", "0");
-    run_with_timeout(build, Duration::from_secs(120)).assert_success("docker build");
-    names.track_image(&image);
+    let image = busybox_image(
+        &names,
+        "eater",
+        "if [ -n \"$EAT\" ]; then head -c 200m /dev/zero | tail; exit 1; fi; exec sleep 300",
+    );
 
-    let learner = names.name("learner");
-    shim.docker(&["run", "-d", "--name", &learner, &image])
-        .assert_success("learning run");
-    wait_until("the profile is ready", Duration::from_secs(30), || {
-        api_get(&shim, "/_forge/v1/profiles")["profiles"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|p| p["image"] == image.as_str() && p["ready"] == true))
-    });
+    learn(&shim, &names, &image);
     let eater = names.name("eater");
     shim.docker(&["run", "-d", "--name", &eater, "-e", "EAT=1", &image])
         .assert_success("hardened run");

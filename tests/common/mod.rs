@@ -95,6 +95,31 @@ pub fn forge_cli(shim: &Shim, args: &[&str]) -> std::process::Output {
     run_with_timeout(cmd, Duration::from_secs(60))
 }
 
+/// `forge-shim audit --json --config <shim's config>`: the audit of every
+/// container, from `shim`'s state_dir.
+pub fn forge_audit_json(shim: &Shim) -> serde_json::Value {
+    let audit = Command::new(SHIM_BIN)
+        .args(["audit", "--json", "--config"])
+        .arg(shim.config_path())
+        .env("DOCKER_HOST", DOCKERD_HOST)
+        .stdin(Stdio::null())
+        .output()
+        .expect("forge-shim audit");
+    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
+    serde_json::from_slice(&audit.stdout).expect("audit JSON")
+}
+
+/// Container `name`'s report in an audit.
+pub fn audit_report(audit: &serde_json::Value, name: &str) -> serde_json::Value {
+    audit["containers"]
+        .as_array()
+        .expect("the audit's containers")
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in the audit"))
+}
+
 /// Polls `check` every 50 ms until it returns true; panics with `what`
 /// after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
