@@ -115,6 +115,10 @@ pub struct Phases {
     /// lifecycle holds a sleeper, it is rewritten so that the shim's
     /// sleepers read as running (`proxy::disguise`).
     pub disguise: bool,
+    /// Could run a container or reach its mounts (start, restart, archive,
+    /// export, commit, exec, attach, and any route the shim does not know):
+    /// waits for the create checks begun before it (`proxy::checks`).
+    pub after_checks: bool,
 }
 
 /// What the standards judge of a request.
@@ -165,6 +169,7 @@ impl Phases {
         upgrade: false,
         shim_api: false,
         disguise: false,
+        after_checks: false,
     };
 
     /// Whether a phase reads the request body whole before forwarding.
@@ -223,38 +228,45 @@ impl Endpoint {
                 standards: Judge::Head,
                 ..plain
             },
-            Endpoint::ContainerUpdate { .. } | Endpoint::ExecCreate { .. } => judged(WakePhase::Use),
+            Endpoint::ContainerUpdate { .. } => judged(WakePhase::Use),
+            Endpoint::ExecCreate { .. } => Phases {
+                after_checks: true,
+                ..judged(WakePhase::Use)
+            },
             Endpoint::ExecStart { .. } | Endpoint::Attach { .. } => Phases {
                 upgrade: true,
+                after_checks: true,
                 ..wake(WakePhase::Use)
             },
             Endpoint::NetworkAttach => wake(WakePhase::FromBody),
             Endpoint::ContainerUse { action, .. } => match action {
                 // A start may carry a HostConfig body (API < 1.24).
-                A::Start => judged(WakePhase::Use),
+                A::Start => Phases {
+                    after_checks: true,
+                    ..judged(WakePhase::Use)
+                },
+                A::Restart | A::Archive | A::Export | A::Commit => Phases {
+                    after_checks: true,
+                    ..wake(WakePhase::Use)
+                },
                 A::Pause | A::Unpause => wake(WakePhase::MayAnswer),
                 A::Inspect => Phases {
                     disguise: true,
                     ..wake(WakePhase::Watch)
                 },
                 A::Stats | A::Changes | A::Wait => wake(WakePhase::Watch),
-                A::Stop
-                | A::Restart
-                | A::Kill
-                | A::Remove
-                | A::Archive
-                | A::Top
-                | A::Resize
-                | A::Commit
-                | A::Logs
-                | A::Export
-                | A::Rename => wake(WakePhase::Use),
+                A::Stop | A::Kill | A::Remove | A::Top | A::Resize | A::Logs | A::Rename => wake(WakePhase::Use),
             },
             Endpoint::ContainerList => Phases {
                 disguise: true,
                 ..plain
             },
-            Endpoint::Passthrough => plain,
+            // Unknown routes include container ones the shim has no name
+            // for (`/containers/{id}/checkpoints`, future API): held back.
+            Endpoint::Passthrough => Phases {
+                after_checks: true,
+                ..plain
+            },
         }
     }
 }

@@ -593,7 +593,8 @@ fn container_references_are_pinned_so_a_rename_cannot_swap_them() {
 /// creates. Here the two differ (a dockerd whose image inspect says
 /// `busybox-nonroot` for a name that is a root image, as a retag between
 /// the check and the create would): the record shows the other image and
-/// user, and the backstop removes the container and refuses the create.
+/// user, and the backstop removes the container: the start that would run
+/// it is refused with the reason.
 #[test]
 fn a_create_dockerd_records_differently_is_removed_and_refused() {
     require_dockerd();
@@ -613,21 +614,45 @@ fn a_create_dockerd_records_differently_is_removed_and_refused() {
         .upstream(format!("unix://{}", faulty.path.display()))
         .start();
 
+    // The create's answer does not wait for the check; the start does, and
+    // is refused with the reason, by name and by id.
     let name = names.name("c");
     let out = shim.docker(&["create", "--name", &name, &moved, "id", "-u"]);
+    let id = out.stdout_text().trim().to_string();
+    for reference in [name.as_str(), id.as_str()] {
+        if reference.is_empty() {
+            continue;
+        }
+        let out = shim.docker(&["start", reference]);
+        assert!(
+            !out.status.success(),
+            "started {reference}: {} {} {:?}",
+            out.stdout_text(),
+            out.stderr_text(),
+            inspect(&name).map(|r| (r["Config"]["User"].clone(), r["Image"].clone()))
+        );
+        let stderr = out.stderr_text();
+        assert!(
+            stderr.contains("backstop")
+                && stderr.contains("the image the standards judged")
+                && stderr.contains("removed"),
+            "{stderr}"
+        );
+    }
+    // `docker run -d` (create, then start) is refused the same way. (An
+    // attached run fails at its attach, whose refusal the CLI prints as
+    // "unable to upgrade to tcp, received 403" without the reason.)
+    let run = names.name("run");
+    let out = shim.docker(&["run", "-d", "--name", &run, &moved, "id", "-u"]);
     assert!(
         !out.status.success(),
-        "created: {} {} {:?}",
+        "ran: {} {}",
         out.stdout_text(),
-        out.stderr_text(),
-        inspect(&name).map(|r| (r["Config"]["User"].clone(), r["Image"].clone()))
+        out.stderr_text()
     );
-    let stderr = out.stderr_text();
-    assert!(
-        stderr.contains("backstop") && stderr.contains("the image the standards judged") && stderr.contains("removed"),
-        "{stderr}"
-    );
+    assert!(out.stderr_text().contains("backstop"), "{}", out.stderr_text());
     assert!(inspect(&name).is_none(), "the container is still on dockerd");
+    assert!(inspect(&run).is_none(), "the run's container is still on dockerd");
 
     // A create whose record matches is untouched (the must-not side).
     let name = names.name("faithful");

@@ -10,6 +10,7 @@
 //! [`Proxy::serve_passthrough`] and [`Proxy::proxy_request`].
 
 pub mod admission;
+pub mod checks;
 pub mod created;
 pub mod disguise;
 pub mod forward;
@@ -34,7 +35,7 @@ use crate::docker::DockerApi;
 use crate::error::ShimError;
 use crate::lifecycle::{Lifecycle, Origins, Profiles};
 use crate::metrics::Metrics;
-use crate::route::Route;
+use crate::route::{query_value, Route};
 pub use forward::ConnState;
 
 /// The proxy's state, shared by every connection.
@@ -67,6 +68,9 @@ pub struct ProxyInner {
     pub origins: Origins,
     /// What fitted hardening learned of each image.
     pub profiles: Profiles,
+    /// Create backstops in flight, and the gate on what could use their
+    /// containers.
+    pub checks: checks::CreateChecks,
 }
 
 #[derive(Clone)]
@@ -114,6 +118,7 @@ impl Proxy {
                 metrics: parts.metrics,
                 origins: parts.origins,
                 profiles: parts.profiles,
+                checks: checks::CreateChecks::default(),
                 config,
             }),
         }
@@ -132,6 +137,10 @@ impl Proxy {
         route: &Route,
         request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, ShimError> {
+        if route.endpoint.phases().after_checks {
+            let query = request.uri().query().map(str::to_string);
+            self.after_checks(route, query.as_deref()).await?;
+        }
         let request = match wake::before_forward(self, route, request).await? {
             wake::WakeOutcome::Answer(response) => return Ok(response),
             wake::WakeOutcome::Forward(mut request, guard) => {
@@ -151,6 +160,34 @@ impl Proxy {
             return created::forward_create(self, conn, request).await;
         }
         self.forward(conn, request).await
+    }
+}
+
+impl Proxy {
+    /// Holds a request that could use a container until the create checks
+    /// begun before it have ended ([`checks`]); refuses it when the
+    /// container it names is one a check removed.
+    async fn after_checks(&self, route: &Route, query: Option<&str>) -> Result<(), ShimError> {
+        use crate::route::{ContainerAction, Endpoint};
+        let named = match &route.endpoint {
+            Endpoint::ContainerUse {
+                action: ContainerAction::Commit,
+                ..
+            } => query_value(query, "container"),
+            Endpoint::ContainerUse { id, .. } | Endpoint::ExecCreate { id } | Endpoint::Attach { id } => {
+                Some(id.clone())
+            }
+            _ => None,
+        };
+        match self.inner.checks.settled(named.as_deref(), checks::GATE_WAIT).await {
+            Ok(()) => Ok(()),
+            Err(checks::Gate::Removed(message)) => Err(ShimError::Denied(message)),
+            Err(checks::Gate::TimedOut) => Err(ShimError::Unchecked {
+                what: "a container created just before this request".into(),
+                message: "dockerd's record of it was not read in time; this request was not forwarded, try again"
+                    .into(),
+            }),
+        }
     }
 }
 

@@ -170,7 +170,8 @@ impl Proxy {
     /// paths dockerd routes as sent.
     fn fast_route(&self, method: &str, target: &str) -> FastRoute {
         let lifecycle = self.inner.lifecycle.as_ref();
-        fast_route(method, target, lifecycle.is_some(), || {
+        let checks = self.inner.checks.any_pending();
+        fast_route(method, target, lifecycle.is_some(), checks, || {
             lifecycle.is_some_and(|l| l.has_sleepers())
         })
     }
@@ -180,8 +181,9 @@ impl Proxy {
 /// not; `sleepers` tells whether it holds a container asleep now, asked
 /// only of the routes whose answer is disguised (`ps`, inspect). Never: a
 /// path the shim would have to normalise (dockerd would not route it as
-/// sent), or a route whose phases say no.
-fn fast_route(method: &str, target: &str, sleeping: bool, sleepers: impl FnOnce() -> bool) -> FastRoute {
+/// sent), a route whose phases say no, or one that waits for create checks
+/// while `checks` are in flight (the full proxy waits for them).
+fn fast_route(method: &str, target: &str, sleeping: bool, checks: bool, sleepers: impl FnOnce() -> bool) -> FastRoute {
     let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
         return FastRoute::No;
     };
@@ -194,6 +196,9 @@ fn fast_route(method: &str, target: &str, sleeping: bool, sleepers: impl FnOnce(
         _ => return FastRoute::No,
     };
     let phases = route.endpoint.phases();
+    if phases.after_checks && checks {
+        return FastRoute::No;
+    }
     let sleepers = phases.disguise && sleepers();
     match phases.fast_path(sleeping, sleepers) {
         FastPath::No => FastRoute::No,
@@ -769,6 +774,38 @@ mod tests {
     }
 
     #[test]
+    fn routes_held_for_create_checks_leave_the_fast_path_while_one_runs() {
+        // Held back while a check runs: unknown routes, archive, export.
+        for (method, path) in [
+            ("GET", "/_ping"),
+            ("GET", "/containers/web/checkpoints"),
+            ("PUT", "/containers/web/archive?path=/"),
+            ("GET", "/containers/web/export"),
+            ("POST", "/containers/web/restart"),
+        ] {
+            assert!(
+                matches!(fast_route(method, path, false, true, || false), FastRoute::No),
+                "{path}"
+            );
+            assert!(
+                !matches!(fast_route(method, path, false, false, || false), FastRoute::No),
+                "{path}"
+            );
+        }
+        // Reads of a container are not held (compose inspects right after a create).
+        for (method, path) in [
+            ("GET", "/containers/web/json"),
+            ("GET", "/containers/json"),
+            ("GET", "/containers/web/logs"),
+        ] {
+            assert!(
+                !matches!(fast_route(method, path, false, true, || false), FastRoute::No),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
     fn the_fast_path_takes_no_judged_body_no_hijack_and_no_shim_api() {
         for (method, path) in crate::route::tests::SAMPLES {
             let phases = Route::classify(&method.parse().unwrap(), path)
@@ -776,7 +813,7 @@ mod tests {
                 .endpoint
                 .phases();
             for sleeping in [false, true] {
-                let fast = fast_route(method, path, sleeping, || false);
+                let fast = fast_route(method, path, sleeping, false, || false);
                 if phases.judged() || phases.reads_body() || phases.upgrade || phases.shim_api {
                     assert!(matches!(fast, FastRoute::No), "{method} {path} took the fast path");
                 }
@@ -789,30 +826,39 @@ mod tests {
             }
         }
         // What the fast path does take.
-        assert!(matches!(fast_route("GET", "/_ping", true, || true), FastRoute::Plain));
         assert!(matches!(
-            fast_route("GET", "/v1.41/containers/web/top?ps_args=aux", true, || true),
+            fast_route("GET", "/_ping", true, false, || true),
+            FastRoute::Plain
+        ));
+        assert!(matches!(
+            fast_route("GET", "/v1.41/containers/web/top?ps_args=aux", true, false, || true),
             FastRoute::Claim(_, Some(query)) if query == "ps_args=aux"
         ));
         // `ps` and inspect go as dockerd's bytes while nothing sleeps, and
         // to the disguise (hyper) while something does.
         assert!(matches!(
-            fast_route("GET", "/containers/json", true, || false),
+            fast_route("GET", "/containers/json", true, false, || false),
             FastRoute::Plain
         ));
         assert!(matches!(
-            fast_route("GET", "/containers/json?all=1", true, || true),
+            fast_route("GET", "/containers/json?all=1", true, false, || true),
             FastRoute::No
         ));
         assert!(matches!(
-            fast_route("GET", "/v1.41/containers/web/json", true, || true),
+            fast_route("GET", "/v1.41/containers/web/json", true, false, || true),
             FastRoute::No
         ));
-        assert!(matches!(fast_route("GET", "/_ping", true, || true), FastRoute::Plain));
+        assert!(matches!(
+            fast_route("GET", "/_ping", true, false, || true),
+            FastRoute::Plain
+        ));
         // A path dockerd would have to be sent cleaned goes to hyper.
-        assert!(matches!(fast_route("GET", "//_ping", true, || true), FastRoute::No));
         assert!(matches!(
-            fast_route("POST", "/containers/%63reate", false, || false),
+            fast_route("GET", "//_ping", true, false, || true),
+            FastRoute::No
+        ));
+        assert!(matches!(
+            fast_route("POST", "/containers/%63reate", false, false, || false),
             FastRoute::No
         ));
     }

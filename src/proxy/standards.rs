@@ -177,7 +177,7 @@ pub async fn handle(
         _ => return forward_bytes(proxy, conn, parts, bytes).await,
     };
 
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(outcome) => outcome,
         Err(Rejection::BadRequest(e)) => return Err(ShimError::BadRequest(e.to_string())),
         Err(Rejection::Denied(denial)) => {
@@ -194,8 +194,11 @@ pub async fn handle(
     // A container create is in flight from here until its id is recorded
     // as the shim's (`super::created`), before the backstop may remove it.
     let ticket = (route.endpoint == Endpoint::ContainerCreate).then(|| proxy.inner.origins.begin_create());
-    let response = forward_bytes(proxy, conn, parts, Bytes::from(body)).await?;
     let backstop = judged_create.filter(|_| loaded.config.standards.mode == StandardsMode::Enforce);
+    // The backstop's check begins before dockerd can make the container:
+    // from here, anything that could use it waits (`super::checks`).
+    let check = backstop.as_ref().map(|_| proxy.inner.checks.begin());
+    let response = forward_bytes(proxy, conn, parts, Bytes::from(body)).await?;
     let warns =
         !outcome.changes.is_empty() && matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate);
     if backstop.is_none() && !warns && ticket.is_none() {
@@ -213,8 +216,15 @@ pub async fn handle(
     if ticket.is_some() {
         super::created::record(proxy, &bytes).await;
     }
-    if let Some(context) = backstop {
-        check_record(proxy, loaded, &context, &outcome.body, &bytes).await?;
+    if let (Some(context), Some(check)) = (backstop, check) {
+        // Judged after the answer; the gate holds every use of the new
+        // container until it is done.
+        let (proxy, loaded, answer) = (proxy.clone(), snapshot.clone(), bytes.clone());
+        let forwarded = std::mem::take(&mut outcome.body);
+        proxy.inner.tasks.clone().spawn(async move {
+            check_record(&proxy, &loaded, &context, &forwarded, &answer).await;
+            drop(check);
+        });
     }
     let mut warnings: Vec<String> = match loaded.config.standards.warnings {
         WarningStyle::Each => outcome.changes.iter().map(Change::warning).collect(),
@@ -229,28 +239,25 @@ pub async fn handle(
 
 /// The backstop after a create: dockerd's inspect of the new container,
 /// judged again ([`standards::check_recorded_create`]). A breach, or a
-/// record that cannot be read, removes the container and refuses the create.
-async fn check_record(
-    proxy: &Proxy,
-    loaded: &LoadedConfig,
-    context: &CreateContext,
-    forwarded: &Value,
-    answer: &[u8],
-) -> Result<(), ShimError> {
+/// record that cannot be read, removes the container; the request that
+/// would use it is then refused with the reason (`super::checks`).
+async fn check_record(proxy: &Proxy, loaded: &LoadedConfig, context: &CreateContext, forwarded: &Value, answer: &[u8]) {
     let id = serde_json::from_slice::<Value>(answer)
         .ok()
         .and_then(|answer| answer["Id"].as_str().map(str::to_string));
     let Some(id) = id else {
-        return Err(ShimError::Unchecked {
-            what: "the created container".into(),
-            message: "dockerd's answer names no container Id".into(),
-        });
+        tracing::error!("dockerd's answer to a create names no container Id; its record cannot be checked");
+        return;
     };
+    let mut name = context.name.clone();
     let refusal = match proxy.inner.docker.inspect_container_json(&id).await {
         Ok(record) => {
+            if let Some(recorded) = record["Name"].as_str() {
+                name = Some(recorded.to_string());
+            }
             let breaches = standards::check_recorded_create(loaded, context, forwarded, &record);
             if breaches.is_empty() {
-                return Ok(());
+                return;
             }
             crate::metrics::Metrics::rule(&proxy.inner.metrics.standards_denials, "backstop");
             tracing::warn!(container = %id, breaches = ?breaches, "dockerd's record of a create breaks the standards; removing it");
@@ -264,10 +271,11 @@ async fn check_record(
             message: format!("{e}; it was removed"),
         },
     };
+    let message = refusal.to_string();
+    proxy.inner.checks.remember_removed(&id, name.as_deref(), &message);
     if let Err(e) = proxy.inner.docker.remove_container(&id).await {
         tracing::error!(container = %id, error = %e, "cannot remove a container that breaks the standards");
     }
-    Err(refusal)
 }
 
 /// The endpoints judged on their route and query alone (`build`, plugin

@@ -16,8 +16,9 @@
 //!    every known key to dockerd's spelling, so the rules look fields up by
 //!    their exact name. Unknown keys are kept as they were.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -92,18 +93,15 @@ const COPIED_WHEN_ZERO: &[&str] = &["Memory", "MemorySwap", "CpuShares", "Cpuset
 fn fold_top_level_host_config(root: &mut Map<String, Value>) -> Result<(), BadRequest> {
     let top_keys: Vec<String> = root
         .keys()
-        .filter(|key| HOST_CONFIG_KEYS.iter().any(|name| go_fold_eq(key, name)))
+        .filter(|key| HOST_CONFIG.keys.find(key).is_some())
         .cloned()
         .collect();
     let cpuset = root.remove("Cpuset");
     let mut top = Map::new();
     for key in top_keys {
         let value = root.remove(&key).expect("listed from the same map");
-        let name = HOST_CONFIG_KEYS
-            .iter()
-            .find(|name| go_fold_eq(&key, name))
-            .expect("matched above");
-        top.insert((*name).to_string(), value);
+        let name = HOST_CONFIG.keys.find(&key).expect("matched above");
+        top.insert(name.to_string(), value);
     }
     let inner = match root.remove("HostConfig") {
         None | Some(Value::Null) => None,
@@ -209,7 +207,46 @@ fn fold_char(c: char) -> char {
 }
 
 fn go_fold(key: &str) -> String {
+    if key.is_ascii() {
+        return key.to_ascii_lowercase();
+    }
     key.chars().map(fold_char).collect()
+}
+
+/// A struct's field names (ASCII), looked up as Go's decoder matches a key
+/// to them: equal under [`fold_char`], as [`go_fold_eq`] says. Indexed by
+/// folded name on first use, since every key of every create body is looked
+/// up (a scan of the names per key was most of a create's judging time).
+pub(super) struct FieldNames {
+    names: &'static [&'static str],
+    folded: OnceLock<HashMap<String, &'static str>>,
+}
+
+impl FieldNames {
+    pub(super) const fn new(names: &'static [&'static str]) -> FieldNames {
+        FieldNames {
+            names,
+            folded: OnceLock::new(),
+        }
+    }
+
+    /// The field `key` is read as, if any (the first, should two names fold
+    /// alike).
+    pub(super) fn find(&self, key: &str) -> Option<&'static str> {
+        self.find_folded(&go_fold(key))
+    }
+
+    /// As [`FieldNames::find`], for a key already folded ([`go_fold`]).
+    fn find_folded(&self, folded_key: &str) -> Option<&'static str> {
+        let folded = self.folded.get_or_init(|| {
+            let mut folded = HashMap::with_capacity(self.names.len());
+            for name in self.names {
+                folded.entry(go_fold(name)).or_insert(*name);
+            }
+            folded
+        });
+        folded.get(folded_key).copied()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -264,9 +301,7 @@ const USER_DATA_MAPS: &[&str] = &[
     "EndpointsConfig",
 ];
 
-fn is_user_data_map(key: &str) -> bool {
-    USER_DATA_MAPS.iter().any(|name| go_fold_eq(key, name))
-}
+static USER_DATA: FieldNames = FieldNames::new(USER_DATA_MAPS);
 
 /// Deserializes one JSON value into a [`Value`], checking object keys.
 struct ValueSeed<'a> {
@@ -341,7 +376,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         // Folded key → the key as written, for objects Go decodes into structs.
-        let mut folded: HashMap<String, String> = HashMap::new();
+        let mut folded: HashSet<String> = HashSet::new();
         while let Some(key) = access.next_key::<String>()? {
             if map.contains_key(&key) {
                 return Err(de::Error::custom(format!(
@@ -349,8 +384,16 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                     self.path.describe()
                 )));
             }
+            let mut user_data = false;
             if !self.user_data {
-                if let Some(previous) = folded.insert(go_fold(&key), key.clone()) {
+                let fold = go_fold(&key);
+                user_data = USER_DATA.find_folded(&fold).is_some();
+                if !folded.insert(fold) {
+                    let previous = map
+                        .keys()
+                        .find(|k| go_fold(k) == go_fold(&key))
+                        .cloned()
+                        .unwrap_or_default();
                     return Err(de::Error::custom(format!(
                         "keys {previous:?} and {key:?} {} differ only in case, and dockerd would \
                          silently use the last one",
@@ -361,7 +404,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             let seed = ValueSeed {
                 path: Path::Key(&self.path, &key),
                 // The values of a user-data map are structs or scalars again.
-                user_data: !self.user_data && is_user_data_map(&key),
+                user_data,
             };
             let value = access.next_value_seed(seed)?;
             map.insert(key, value);
@@ -387,7 +430,7 @@ pub(super) fn kind(value: &Value) -> &'static str {
 /// The known keys of one Go struct, and which of its fields are structs (or
 /// arrays of structs) to canonicalise in turn.
 pub(super) struct Schema {
-    pub(super) keys: &'static [&'static str],
+    pub(super) keys: FieldNames,
     pub(super) children: &'static [(&'static str, Child)],
 }
 
@@ -401,12 +444,12 @@ pub(super) enum Child {
 fn canonicalize_object(object: &mut Map<String, Value>, schema: &Schema, path: &str) -> Result<(), BadRequest> {
     let needs_renaming = object
         .keys()
-        .any(|key| schema.keys.iter().any(|name| key != name && go_fold_eq(key, name)));
+        .any(|key| schema.keys.find(key).is_some_and(|name| name != key));
     if needs_renaming {
         let old = std::mem::take(object);
         for (key, value) in old {
-            let key = match schema.keys.iter().find(|name| go_fold_eq(&key, name)) {
-                Some(name) => (*name).to_string(),
+            let key = match schema.keys.find(&key) {
+                Some(name) => name.to_string(),
                 None => key,
             };
             if object.contains_key(&key) {
@@ -572,7 +615,7 @@ pub(super) const HOST_CONFIG_KEYS: &[&str] = &[
 
 /// `mount.Mount`, shared by `HostConfig.Mounts` and Swarm's `ContainerSpec.Mounts`.
 pub(super) static MOUNT: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "Type",
         "Source",
         "Target",
@@ -581,32 +624,32 @@ pub(super) static MOUNT: Schema = Schema {
         "BindOptions",
         "VolumeOptions",
         "TmpfsOptions",
-    ],
+    ]),
     children: &[("VolumeOptions", Child::Object(&VOLUME_OPTIONS))],
 };
 
 static VOLUME_OPTIONS: Schema = Schema {
-    keys: &["NoCopy", "Labels", "Subpath", "DriverConfig"],
+    keys: FieldNames::new(&["NoCopy", "Labels", "Subpath", "DriverConfig"]),
     children: &[("DriverConfig", Child::Object(&DRIVER_CONFIG))],
 };
 
 static DRIVER_CONFIG: Schema = Schema {
-    keys: &["Name", "Options"],
+    keys: FieldNames::new(&["Name", "Options"]),
     children: &[],
 };
 
 static HOST_CONFIG: Schema = Schema {
-    keys: HOST_CONFIG_KEYS,
+    keys: FieldNames::new(HOST_CONFIG_KEYS),
     children: &[("Mounts", Child::ArrayOf(&MOUNT))],
 };
 
 static NETWORKING_CONFIG: Schema = Schema {
-    keys: &["EndpointsConfig"],
+    keys: FieldNames::new(&["EndpointsConfig"]),
     children: &[],
 };
 
 static CREATE: Schema = Schema {
-    keys: CONFIG_KEYS,
+    keys: FieldNames::new(CONFIG_KEYS),
     children: &[
         ("HostConfig", Child::Object(&HOST_CONFIG)),
         ("NetworkingConfig", Child::Object(&NETWORKING_CONFIG)),
@@ -615,7 +658,7 @@ static CREATE: Schema = Schema {
 
 /// `container.UpdateConfig`: `Resources` (embedded, so flat) and `RestartPolicy`.
 pub(super) static UPDATE: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "CpuShares",
         "Memory",
         "NanoCpus",
@@ -639,13 +682,13 @@ pub(super) static UPDATE: Schema = Schema {
         "PidsLimit",
         "Ulimits",
         "RestartPolicy",
-    ],
+    ]),
     children: &[],
 };
 
 /// `container.ExecOptions` (`types.ExecConfig` in 20.10).
 pub(super) static EXEC: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "User",
         "Privileged",
         "Tty",
@@ -658,19 +701,19 @@ pub(super) static EXEC: Schema = Schema {
         "Env",
         "WorkingDir",
         "Cmd",
-    ],
+    ]),
     children: &[],
 };
 
 /// `volume.CreateOptions`.
 pub(super) static VOLUME_CREATE: Schema = Schema {
-    keys: &["Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"],
+    keys: FieldNames::new(&["Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"]),
     children: &[],
 };
 
 /// `swarm.ServiceSpec`, down to what the rules read.
 pub(super) static SERVICE_SPEC: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "Name",
         "Labels",
         "TaskTemplate",
@@ -679,7 +722,7 @@ pub(super) static SERVICE_SPEC: Schema = Schema {
         "RollbackConfig",
         "Networks",
         "EndpointSpec",
-    ],
+    ]),
     children: &[
         ("TaskTemplate", Child::Object(&TASK_SPEC)),
         ("Networks", Child::ArrayOf(&NETWORK_ATTACHMENT)),
@@ -687,7 +730,7 @@ pub(super) static SERVICE_SPEC: Schema = Schema {
 };
 
 static TASK_SPEC: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "ContainerSpec",
         "PluginSpec",
         "NetworkAttachmentSpec",
@@ -698,7 +741,7 @@ static TASK_SPEC: Schema = Schema {
         "LogDriver",
         "ForceUpdate",
         "Runtime",
-    ],
+    ]),
     children: &[
         ("ContainerSpec", Child::Object(&CONTAINER_SPEC)),
         ("Resources", Child::Object(&RESOURCE_REQUIREMENTS)),
@@ -707,7 +750,7 @@ static TASK_SPEC: Schema = Schema {
 };
 
 static CONTAINER_SPEC: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "Image",
         "Labels",
         "Command",
@@ -736,7 +779,7 @@ static CONTAINER_SPEC: Schema = Schema {
         "CapabilityDrop",
         "Ulimits",
         "OomScoreAdj",
-    ],
+    ]),
     children: &[
         ("Privileges", Child::Object(&PRIVILEGES)),
         ("Mounts", Child::ArrayOf(&MOUNT)),
@@ -744,13 +787,13 @@ static CONTAINER_SPEC: Schema = Schema {
 };
 
 static PRIVILEGES: Schema = Schema {
-    keys: &[
+    keys: FieldNames::new(&[
         "CredentialSpec",
         "SELinuxContext",
         "Seccomp",
         "AppArmor",
         "NoNewPrivileges",
-    ],
+    ]),
     children: &[
         ("Seccomp", Child::Object(&SECCOMP_OPTS)),
         ("AppArmor", Child::Object(&APPARMOR_OPTS)),
@@ -758,17 +801,17 @@ static PRIVILEGES: Schema = Schema {
 };
 
 static SECCOMP_OPTS: Schema = Schema {
-    keys: &["Mode", "Profile"],
+    keys: FieldNames::new(&["Mode", "Profile"]),
     children: &[],
 };
 
 static APPARMOR_OPTS: Schema = Schema {
-    keys: &["Mode"],
+    keys: FieldNames::new(&["Mode"]),
     children: &[],
 };
 
 static RESOURCE_REQUIREMENTS: Schema = Schema {
-    keys: &["Limits", "Reservations", "SwapBytes", "MemorySwappiness"],
+    keys: FieldNames::new(&["Limits", "Reservations", "SwapBytes", "MemorySwappiness"]),
     children: &[
         ("Limits", Child::Object(&LIMIT)),
         ("Reservations", Child::Object(&RESOURCES)),
@@ -776,17 +819,17 @@ static RESOURCE_REQUIREMENTS: Schema = Schema {
 };
 
 static LIMIT: Schema = Schema {
-    keys: &["NanoCPUs", "MemoryBytes", "Pids"],
+    keys: FieldNames::new(&["NanoCPUs", "MemoryBytes", "Pids"]),
     children: &[],
 };
 
 static RESOURCES: Schema = Schema {
-    keys: &["NanoCPUs", "MemoryBytes", "GenericResources"],
+    keys: FieldNames::new(&["NanoCPUs", "MemoryBytes", "GenericResources"]),
     children: &[],
 };
 
 static NETWORK_ATTACHMENT: Schema = Schema {
-    keys: &["Target", "Aliases", "DriverOpts"],
+    keys: FieldNames::new(&["Target", "Aliases", "DriverOpts"]),
     children: &[],
 };
 
