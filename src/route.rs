@@ -790,6 +790,41 @@ pub(crate) mod tests {
         }
     }
 
+    /// What waits for the create checks before it: everything that could
+    /// run a container or reach its mounts, and every unknown route; reads
+    /// and the container's own create do not.
+    #[test]
+    fn the_routes_held_for_create_checks() {
+        let held: Vec<_> = SAMPLES
+            .iter()
+            .filter(|(method, path)| endpoint(method, path).phases().after_checks)
+            .map(|(method, path)| format!("{method} {path}"))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                "POST /containers/web/exec",
+                "POST /exec/e1/start",
+                "POST /containers/web/attach",
+                "GET /containers/web/attach/ws",
+                "GET /_ping",
+                "HEAD /_ping",
+                "POST /session",
+                "POST /containers/web/start",
+                "POST /containers/web/restart",
+                "PUT /containers/web/archive",
+                "HEAD /containers/web/archive",
+                "GET /containers/web/archive",
+                "POST /commit",
+                "GET /containers/web/export",
+                "POST /v1.23/containers/linker/alias/start",
+                "POST /containers/linker/alias/exec",
+                "POST /containers/linker/alias/attach",
+                "POST /exec/a/b/start",
+            ]
+        );
+    }
+
     #[test]
     fn the_judged_endpoints_are_the_standards_phase() {
         let judged: Vec<_> = SAMPLES
