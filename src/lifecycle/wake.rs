@@ -10,6 +10,24 @@ use super::{ports, unix_ms, Lifecycle, LifecycleError, State, WakeRecord};
 use crate::config::OnShutdown;
 use crate::docker::DockerError;
 
+/// How many times a wake asks dockerd before it fails, when dockerd's
+/// errors are transient ([`transient`]); all within `transition_timeout`.
+const WAKE_ATTEMPTS: u32 = 4;
+/// The wait before the second attempt; doubled before each later one
+/// (25, 50, 100 ms: 175 ms in all at most).
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Whether another try may succeed: dockerd did not answer, or answered
+/// 5xx (a runtime or containerd call that failed for a moment). A 4xx is
+/// dockerd's judgement of the container's state, and final.
+fn transient(error: &DockerError) -> bool {
+    match error {
+        DockerError::Unreachable { .. } => true,
+        DockerError::Api { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
 impl Lifecycle {
     /// Wakes a container the shim put to sleep: unpause (or start, from deep
     /// sleep), limits restored first. Concurrent callers share one wake.
@@ -45,10 +63,25 @@ impl Lifecycle {
             _ => Vec::new(),
         };
         let docker = &self.inner.docker;
-        let call = if from == State::DeepSleep {
-            docker.start(id)
-        } else {
-            docker.unpause(id)
+        let call = async {
+            let mut backoff = FIRST_BACKOFF;
+            let mut attempt = 1;
+            loop {
+                let answer = if from == State::DeepSleep {
+                    docker.start(id).await
+                } else {
+                    docker.unpause(id).await
+                };
+                match answer {
+                    Err(e) if transient(&e) && attempt < WAKE_ATTEMPTS => {
+                        tracing::warn!(container = %name, attempt, error = %e, "wake: dockerd failed for a moment; trying again");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                        attempt += 1;
+                    }
+                    answer => return answer,
+                }
+            }
         };
         let result = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(())) => Ok(()),

@@ -195,13 +195,16 @@ async fn a_failed_wake_leaves_it_asleep_for_the_next_request_to_wake() {
     let id = web().id;
     h.start().await;
     h.asleep(&id).await;
-    h.docker.fail_next(
-        Op::Unpause,
-        DockerError::Api {
-            status: 500,
-            message: "runc: freezer stuck".into(),
-        },
-    );
+    // A 500 every time: four attempts (the retry is bounded), then it fails.
+    for _ in 0..4 {
+        h.docker.fail_next(
+            Op::Unpause,
+            DockerError::Api {
+                status: 500,
+                message: "runc: freezer stuck".into(),
+            },
+        );
+    }
     let error = h
         .lifecycle
         .use_container("web", "exec", true)
@@ -224,10 +227,41 @@ async fn a_failed_wake_leaves_it_asleep_for_the_next_request_to_wake() {
     h.docker.delay(Op::Unpause, Duration::ZERO);
     let guard = h.lifecycle.use_container("web", "exec", true).await.unwrap();
     assert!(guard.is_some());
-    assert_eq!(h.count(Call::Unpause(id.clone())), 3);
+    assert_eq!(h.count(Call::Unpause(id.clone())), 6);
     assert_eq!(h.state(&id), State::Running);
     assert_eq!(h.row(&id).wakes, 1);
     drop(guard);
+    h.shut_down().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_dockerd_error_is_retried_and_a_final_one_is_not() {
+    let mut h = Harness::new([web()]);
+    let id = web().id;
+    h.start().await;
+    h.asleep(&id).await;
+    // A 503 once (the soak's "received 503"), then dockerd answers: the
+    // request that needed the container gets it, awake.
+    h.docker.fail_next(
+        Op::Unpause,
+        DockerError::Api {
+            status: 503,
+            message: "containerd: unavailable".into(),
+        },
+    );
+    let guard = h.lifecycle.use_container("web", "exec", true).await.unwrap();
+    assert!(guard.is_some());
+    assert_eq!(h.count(Call::Unpause(id.clone())), 2);
+    assert_eq!(h.state(&id), State::Running);
+    drop(guard);
+
+    // A 404 is dockerd's final word: asked once, not again.
+    h.asleep(&id).await;
+    h.docker
+        .fail_next(Op::Unpause, DockerError::NotFound("No such container: web".into()));
+    let error = h.lifecycle.wake(&id, "api").await.unwrap_err();
+    assert!(error.to_string().contains("No such container"), "{error}");
+    assert_eq!(h.count(Call::Unpause(id.clone())), 3);
     h.shut_down().await;
 }
 
