@@ -179,6 +179,8 @@ struct State {
     failures: HashMap<Op, VecDeque<DockerError>>,
     delays: HashMap<Op, Duration>,
     gates: HashMap<Op, Arc<Gate>>,
+    /// Actions whose events the API calls do not emit (late events).
+    withheld: std::collections::HashSet<String>,
     next_pid: u32,
 }
 
@@ -324,9 +326,18 @@ impl FakeDocker {
         if action == "start" {
             state.next_pid += 1;
         }
+        let withheld = state.withheld.contains(action);
         drop(state);
-        self.emit(EventKind::Container, id, action);
+        if !withheld {
+            self.emit(EventKind::Container, id, action);
+        }
         Ok(())
+    }
+
+    /// From now on, the calls that do `action` do not emit its event, as a
+    /// dockerd whose event comes late; the test [`FakeDocker::emit`]s it.
+    pub fn withhold_events(&self, action: &str) {
+        self.state.lock().withheld.insert(action.to_string());
     }
 
     fn find(&self, reference: &str) -> Result<FakeContainer, DockerError> {

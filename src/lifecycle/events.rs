@@ -82,6 +82,8 @@ impl Lifecycle {
                 }
             }
             "unpause" => {
+                *self.inner.unpauses_seen.lock().entry(id.to_string()).or_default() += 1;
+                self.inner.unpause_seen.notify_waiters();
                 let restore = {
                     let mut table = self.inner.table.lock();
                     let Some(entry) = table.get_mut(id) else { return };
@@ -123,6 +125,7 @@ impl Lifecycle {
                 }
                 self.inner.table.lock().remove(id);
                 self.inner.locks.lock().remove(id);
+                self.inner.unpauses_seen.lock().remove(id);
                 self.persist();
             }
             "rename" => {

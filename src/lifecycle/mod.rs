@@ -102,6 +102,10 @@ struct Inner {
     exec_owner: Mutex<HashMap<String, String>>,
     /// Set by a wake to cut short a squeeze in progress.
     squeeze_cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// dockerd's `unpause` events seen, per container, and their signal
+    /// (`Lifecycle::until_unpause_seen`).
+    unpauses_seen: Mutex<HashMap<String, u64>>,
+    unpause_seen: tokio::sync::Notify,
     /// Published ports held for deep sleepers.
     port_holds: Mutex<HashMap<String, ports::PortHold>>,
     store: store::Store,
@@ -167,6 +171,8 @@ impl Lifecycle {
                 locks: Mutex::new(HashMap::new()),
                 exec_owner: Mutex::new(HashMap::new()),
                 squeeze_cancel: Mutex::new(HashMap::new()),
+                unpauses_seen: Mutex::new(HashMap::new()),
+                unpause_seen: tokio::sync::Notify::new(),
                 port_holds: Mutex::new(HashMap::new()),
                 store,
                 records_write: Mutex::new(()),

@@ -17,6 +17,11 @@ const WAKE_ATTEMPTS: u32 = 4;
 /// (25, 50, 100 ms: 175 ms in all at most).
 const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(25);
 
+/// The longest a wake waits for dockerd's `unpause` event
+/// ([`Lifecycle::until_unpause_seen`]); it comes within a millisecond or
+/// two, so this is reached only when the event stream is down.
+const UNPAUSE_SEEN_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Whether another try may succeed: dockerd did not answer, or answered
 /// 5xx (a runtime or containerd call that failed for a moment). A 4xx is
 /// dockerd's judgement of the container's state, and final.
@@ -62,6 +67,7 @@ impl Lifecycle {
             Some(hold) if from == State::DeepSleep => hold.release(),
             _ => Vec::new(),
         };
+        let unpauses_before = self.unpauses_seen(id);
         let docker = &self.inner.docker;
         let call = async {
             let mut backoff = FIRST_BACKOFF;
@@ -83,13 +89,20 @@ impl Lifecycle {
                 }
             }
         };
+        let mut thawed = false;
         let result = match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                thawed = true;
+                Ok(())
+            }
             // Someone unpaused or started it behind our back: fine.
             Ok(Err(DockerError::NotModified | DockerError::Conflict(_))) if self.is_running_now(id).await => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
         };
+        if thawed && from == State::Sleeping {
+            self.until_unpause_seen(id, unpauses_before).await;
+        }
         let elapsed = started.elapsed();
         let now = Instant::now();
         let to = {
@@ -161,6 +174,33 @@ impl Lifecycle {
                 container: self.name_of(id),
                 message,
             }),
+        }
+    }
+
+    /// How many `unpause` events of `id` the event watcher has seen.
+    fn unpauses_seen(&self, id: &str) -> u64 {
+        self.inner.unpauses_seen.lock().get(id).copied().unwrap_or(0)
+    }
+
+    /// Waits, at most [`UNPAUSE_SEEN_WAIT`], for dockerd's `unpause` event
+    /// of `id` after `before` were seen. dockerd answers an unpause once the
+    /// runtime has thawed the container, but clears its own paused flag only
+    /// when containerd's resume event comes back, and emits `unpause` after
+    /// that. An exec sent in between is refused 409 "is paused" (the soak's
+    /// one failure in 1,000 cycles); once the event is seen it cannot be.
+    async fn until_unpause_seen(&self, id: &str, before: u64) {
+        let deadline = Instant::now() + UNPAUSE_SEEN_WAIT;
+        loop {
+            let seen = self.inner.unpause_seen.notified();
+            tokio::pin!(seen);
+            seen.as_mut().enable();
+            if self.unpauses_seen(id) > before {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, seen).await.is_err() {
+                tracing::debug!(container = %id, "no unpause event from dockerd yet; going on");
+                return;
+            }
         }
     }
 

@@ -288,3 +288,36 @@ async fn a_failed_pause_leaves_it_running_and_a_pause_by_someone_else_makes_it_t
     assert_eq!(h.count(Call::Unpause(id.clone())), 0);
     h.shut_down().await;
 }
+
+/// dockerd answers an unpause before it clears its paused flag (it clears
+/// it, then emits `unpause`, on containerd's resume event): a wake waits for
+/// that event, so the request it wakes for is not refused 409 "is paused".
+#[tokio::test(start_paused = true)]
+async fn a_wake_returns_after_dockerds_unpause_event_and_waits_a_bounded_time_for_it() {
+    let mut h = Harness::new([web()]);
+    let id = web().id;
+    h.start().await;
+    h.asleep(&id).await;
+    h.docker.withhold_events("unpause");
+    let wake = {
+        let (lifecycle, id) = (h.lifecycle.clone(), id.clone());
+        tokio::spawn(async move { lifecycle.wake(&id, "api").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!wake.is_finished(), "the wake returned before dockerd's unpause event");
+    h.docker.emit(crate::docker::EventKind::Container, &id, "unpause");
+    wake.await.unwrap().unwrap();
+    assert_eq!(h.state(&id), State::Running);
+
+    // No event at all (the stream is down): the wake goes on after 250 ms.
+    h.asleep(&id).await;
+    let started = Instant::now();
+    h.lifecycle.wake(&id, "api").await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(h.state(&id), State::Running);
+    h.shut_down().await;
+}
