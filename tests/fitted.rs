@@ -170,14 +170,35 @@ fn an_unchanged_app_works_on_its_first_up_and_its_next_up_is_hardened() {
     }
     let _ = db_ip;
 
-    // Learned: a ready profile for each of the four images.
-    wait_until("four ready profiles", Duration::from_secs(60), || {
+    // Learned: a ready profile for each of the four images, by image ID.
+    // The shim also profiles what other tests run beside this one, so a
+    // count of ready profiles would not say these four are ready.
+    let ids: Vec<String> = [NGINX, API, POSTGRES, REDIS]
+        .iter()
+        .map(|image| {
+            direct_docker(&["image", "inspect", "--format", "{{.Id}}", image])
+                .stdout_text()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
         let profiles = api_get(&shim, "/_forge/v1/profiles");
-        profiles["profiles"]
-            .as_array()
-            .map(|list| list.iter().filter(|p| p["ready"] == true).count() >= 4)
-            .unwrap_or(false)
-    });
+        let list = profiles["profiles"].as_array().cloned().unwrap_or_default();
+        let ready = |id: &String| {
+            list.iter()
+                .any(|p| p["image_id"].as_str() == Some(id.as_str()) && p["ready"] == true)
+        };
+        if ids.iter().all(ready) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ready profile for each of {ids:?} after 90 s; the profiles:\n{profiles:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let up = compose(&["up", "-d", "--force-recreate"]);
     up.assert_success("compose up -d --force-recreate");
