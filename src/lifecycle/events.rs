@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+use super::own::Own;
 use super::{Entry, Lifecycle, State};
 use crate::docker::EventKind;
 
@@ -18,7 +19,10 @@ impl Lifecycle {
             // reconcile below: ask dockerd to replay from before it, so
             // that nothing that happens while we list is missed.
             let mut events = self.inner.docker.events(EventKind::Container, Some(SystemTime::now()));
-            // Events missed while disconnected: resynchronise.
+            // Events missed while disconnected: resynchronise. The events
+            // the shim was owed are lost with them.
+            self.inner.owed.lock().clear();
+            self.inner.own_event_seen.notify_waiters();
             let _ = self.reconcile().await;
             loop {
                 let event = tokio::select! {
@@ -36,6 +40,16 @@ impl Lifecycle {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// Whether this event of `action` on `id` is one of the shim's own
+    /// ([`super::own`]); a wake waiting for it is told.
+    fn own_event(&self, id: &str, action: Own) -> bool {
+        let own = self.inner.owed.lock().take(id, action);
+        if own {
+            self.inner.own_event_seen.notify_waiters();
+        }
+        own
     }
 
     pub(super) async fn on_event(&self, id: &str, action: &str) {
@@ -75,6 +89,9 @@ impl Lifecycle {
                 }
             }
             "pause" => {
+                if self.own_event(id, Own::Pause) {
+                    return;
+                }
                 if let Some(entry) = self.inner.table.lock().get_mut(id) {
                     if entry.state == State::Running {
                         entry.set_state(State::UserPaused);
@@ -82,8 +99,9 @@ impl Lifecycle {
                 }
             }
             "unpause" => {
-                *self.inner.unpauses_seen.lock().entry(id.to_string()).or_default() += 1;
-                self.inner.unpause_seen.notify_waiters();
+                if self.own_event(id, Own::Unpause) {
+                    return;
+                }
                 let restore = {
                     let mut table = self.inner.table.lock();
                     let Some(entry) = table.get_mut(id) else { return };
@@ -125,7 +143,7 @@ impl Lifecycle {
                 }
                 self.inner.table.lock().remove(id);
                 self.inner.locks.lock().remove(id);
-                self.inner.unpauses_seen.lock().remove(id);
+                self.inner.owed.lock().forget(id);
                 self.persist();
             }
             "rename" => {

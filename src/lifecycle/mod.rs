@@ -31,6 +31,7 @@ mod events;
 mod host;
 pub mod learn;
 pub mod origins;
+mod own;
 mod persist;
 mod poller;
 pub mod ports;
@@ -102,10 +103,11 @@ struct Inner {
     exec_owner: Mutex<HashMap<String, String>>,
     /// Set by a wake to cut short a squeeze in progress.
     squeeze_cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
-    /// dockerd's `unpause` events seen, per container, and their signal
+    /// The shim's own pauses and unpauses whose events have not come yet
+    /// ([`own`]), and the signal that one came
     /// (`Lifecycle::until_unpause_seen`).
-    unpauses_seen: Mutex<HashMap<String, u64>>,
-    unpause_seen: tokio::sync::Notify,
+    owed: Mutex<own::Owed>,
+    own_event_seen: tokio::sync::Notify,
     /// Published ports held for deep sleepers.
     port_holds: Mutex<HashMap<String, ports::PortHold>>,
     store: store::Store,
@@ -171,8 +173,8 @@ impl Lifecycle {
                 locks: Mutex::new(HashMap::new()),
                 exec_owner: Mutex::new(HashMap::new()),
                 squeeze_cancel: Mutex::new(HashMap::new()),
-                unpauses_seen: Mutex::new(HashMap::new()),
-                unpause_seen: tokio::sync::Notify::new(),
+                owed: Mutex::new(own::Owed::default()),
+                own_event_seen: tokio::sync::Notify::new(),
                 port_holds: Mutex::new(HashMap::new()),
                 store,
                 records_write: Mutex::new(()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::own::Own;
 use super::{cgroup, Lifecycle, LifecycleError, State};
 use crate::docker::DockerError;
 
@@ -93,6 +94,7 @@ impl Lifecycle {
         // Someone else paused it (and the event has not reached us yet):
         // it is theirs, and trying again would fail the same way.
         let mut paused_by_someone_else = false;
+        self.inner.owed.lock().asked(id, Own::Pause);
         let paused = match tokio::time::timeout(timeout, self.inner.docker.pause(id)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
@@ -102,6 +104,7 @@ impl Lifecycle {
             Err(_) => Err(format!("no answer within {timeout:?} (runc freezer stuck?)")),
         };
         if let Err(message) = paused {
+            self.inner.owed.lock().failed(id, Own::Pause);
             if let Some(entry) = self.inner.table.lock().get_mut(id) {
                 entry.set_state(if paused_by_someone_else {
                     State::UserPaused

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use super::own::Own;
 use super::{ports, unix_ms, Lifecycle, LifecycleError, State, WakeRecord};
 use crate::config::OnShutdown;
 use crate::docker::DockerError;
@@ -67,7 +68,6 @@ impl Lifecycle {
             Some(hold) if from == State::DeepSleep => hold.release(),
             _ => Vec::new(),
         };
-        let unpauses_before = self.unpauses_seen(id);
         let docker = &self.inner.docker;
         let call = async {
             let mut backoff = FIRST_BACKOFF;
@@ -76,7 +76,12 @@ impl Lifecycle {
                 let answer = if from == State::DeepSleep {
                     docker.start(id).await
                 } else {
-                    docker.unpause(id).await
+                    self.inner.owed.lock().asked(id, Own::Unpause);
+                    let answer = docker.unpause(id).await;
+                    if answer.is_err() {
+                        self.inner.owed.lock().failed(id, Own::Unpause);
+                    }
+                    answer
                 };
                 match answer {
                     Err(e) if transient(&e) && attempt < WAKE_ATTEMPTS => {
@@ -101,7 +106,7 @@ impl Lifecycle {
             Err(_) => Err(format!("no answer within {timeout:?}")),
         };
         if thawed && from == State::Sleeping {
-            self.until_unpause_seen(id, unpauses_before).await;
+            self.until_unpause_seen(id).await;
         }
         let elapsed = started.elapsed();
         let now = Instant::now();
@@ -177,24 +182,20 @@ impl Lifecycle {
         }
     }
 
-    /// How many `unpause` events of `id` the event watcher has seen.
-    fn unpauses_seen(&self, id: &str) -> u64 {
-        self.inner.unpauses_seen.lock().get(id).copied().unwrap_or(0)
-    }
-
-    /// Waits, at most [`UNPAUSE_SEEN_WAIT`], for dockerd's `unpause` event
-    /// of `id` after `before` were seen. dockerd answers an unpause once the
-    /// runtime has thawed the container, but clears its own paused flag only
-    /// when containerd's resume event comes back, and emits `unpause` after
-    /// that. An exec sent in between is refused 409 "is paused" (the soak's
-    /// one failure in 1,000 cycles); once the event is seen it cannot be.
-    async fn until_unpause_seen(&self, id: &str, before: u64) {
+    /// Waits, at most [`UNPAUSE_SEEN_WAIT`], until every `unpause` event
+    /// the shim is owed for `id` has come ([`super::own`]). dockerd may
+    /// answer an unpause before its own paused flag is cleared (it clears
+    /// it, then emits `unpause`, on containerd's resume event in some
+    /// versions), and an exec sent in between is refused 409 "is paused".
+    /// Waiting for all that are owed, not for the next one, keeps a late
+    /// event of an earlier wake from ending this wait early.
+    async fn until_unpause_seen(&self, id: &str) {
         let deadline = Instant::now() + UNPAUSE_SEEN_WAIT;
         loop {
-            let seen = self.inner.unpause_seen.notified();
+            let seen = self.inner.own_event_seen.notified();
             tokio::pin!(seen);
             seen.as_mut().enable();
-            if self.unpauses_seen(id) > before {
+            if self.inner.owed.lock().owed(id, Own::Unpause) == 0 {
                 return;
             }
             if tokio::time::timeout_at(deadline, seen).await.is_err() {

@@ -321,3 +321,56 @@ async fn a_wake_returns_after_dockerds_unpause_event_and_waits_a_bounded_time_fo
     assert_eq!(h.state(&id), State::Running);
     h.shut_down().await;
 }
+
+/// dockerd's events can come late. An `unpause` event of the shim's own
+/// wake that arrives after the next sleep has paused the container again is
+/// the shim's own, not an unpause behind its back: the sleeper stays
+/// asleep (and a request to it wakes it, instead of being sent on to a
+/// frozen container and refused 409 "is paused": the soak's failures).
+#[tokio::test(start_paused = true)]
+async fn a_late_unpause_event_of_the_shims_own_wake_does_not_mark_the_next_sleeper_running() {
+    let mut h = Harness::new([web()]);
+    let id = web().id;
+    h.start().await;
+    h.asleep(&id).await;
+    h.docker.withhold_events("unpause");
+    h.lifecycle.wake(&id, "api").await.unwrap();
+    assert_eq!(h.state(&id), State::Running);
+    h.asleep(&id).await;
+    // The first wake's event, late.
+    h.docker.emit(crate::docker::EventKind::Container, &id, "unpause");
+    h.stays(
+        "asleep after a late event of the shim's own wake",
+        Duration::from_millis(500),
+        || h.state(&id) == State::Sleeping && h.docker.container(&id).paused,
+    )
+    .await;
+    // An unpause behind the shim's back is still seen as one.
+    h.docker.outside(&id, "unpause");
+    h.until("running after an unpause behind its back", || {
+        h.state(&id) == State::Running
+    })
+    .await;
+    h.shut_down().await;
+}
+
+/// A `pause` event of the shim's own sleep that arrives after the wake is
+/// the shim's own: the container is running, not paused by someone else
+/// (which would keep it awake for good: the shim never sleeps a container
+/// it thinks a user paused).
+#[tokio::test(start_paused = true)]
+async fn a_late_pause_event_of_the_shims_own_sleep_does_not_make_the_container_user_paused() {
+    let mut h = Harness::new([web()]);
+    let id = web().id;
+    h.start().await;
+    h.docker.withhold_events("pause");
+    h.asleep(&id).await;
+    h.lifecycle.wake(&id, "api").await.unwrap();
+    assert_eq!(h.state(&id), State::Running);
+    h.docker.emit(crate::docker::EventKind::Container, &id, "pause");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.state(&id), State::Running, "a late event of its own sleep");
+    // And it goes on sleeping when idle.
+    h.asleep(&id).await;
+    h.shut_down().await;
+}
