@@ -186,6 +186,25 @@ fn a_sleeper_reads_as_running_with_its_health_and_a_user_pause_stays_paused() {
     // A sleeper matches status=running, not status=paused.
     assert_eq!(shim_ps(&shim, &sleeper, &["status=running"]).len(), 1);
     assert!(shim_ps(&shim, &sleeper, &["status=paused"]).is_empty());
+    // And a health filter, by the health shown: dockerd alone would list
+    // it as unhealthy and not as healthy.
+    let unhealthy = direct_docker(&[
+        "ps",
+        "--filter",
+        &format!("name=^{sleeper}$"),
+        "--filter",
+        "health=unhealthy",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(unhealthy.stdout_text().trim(), sleeper, "dockerd's own view");
+    let healthy = shim_ps(&shim, &sleeper, &["health=healthy"]);
+    assert!(
+        healthy.len() == 1 && healthy[0].ends_with("(healthy) (asleep)"),
+        "docker ps --filter health=healthy through the shim: {healthy:?}"
+    );
+    assert!(shim_ps(&shim, &sleeper, &["health=unhealthy"]).is_empty());
+    assert_eq!(shim_ps(&shim, &sleeper, &["health=healthy", "status=running"]).len(), 1);
 
     // The user's pause stays a pause, everywhere.
     let format = "{{.State.Status}} {{.State.Paused}}";

@@ -11,7 +11,12 @@
 //!   dockerd sent one, its pre-sleep health. A `status` filter is matched
 //!   against the state shown: `status=running` lists sleepers (the shim asks
 //!   dockerd for `paused` too, then drops the user's paused containers),
-//!   `status=paused` does not.
+//!   `status=paused` does not. A `health` filter is matched against the
+//!   health shown: dockerd's `unhealthy` for a frozen sleeper would match
+//!   `health=unhealthy` and miss `health=healthy`, so while a sleeper is
+//!   held such a list takes two asks of dockerd: the list as asked, without
+//!   the sleepers, and the list without the `health` filter, of which only
+//!   the sleepers whose pre-sleep health matches are kept.
 //! - `GET /containers/{id}/json` (`docker inspect`, compose's health
 //!   waits): `State.Status` `running`, `State.Paused` false, `State.Health`
 //!   as it was right before the pause (dockerd makes a frozen container
@@ -58,19 +63,31 @@ pub async fn handle(
     } else {
         (request, None)
     };
+    let health = match list {
+        true => health_filter(&request)?,
+        false => None,
+    };
+    let (unhealthy_view, health) = match health {
+        Some((health, without)) => {
+            let all = proxy.forward(conn, without).await?;
+            if all.status() != StatusCode::OK {
+                return Ok(all);
+            }
+            (Some(read_answer(all.into_body()).await?), Some(health))
+        }
+        None => (None, None),
+    };
+    let limit = query_value(request.uri().query(), "limit").and_then(|l| l.parse::<usize>().ok());
     let response = proxy.forward(conn, request).await?;
     if response.status() != StatusCode::OK {
         return Ok(response);
     }
     let (mut parts, body) = response.into_parts();
-    let bytes = read_limited(body, MAX_ANSWER).await.map_err(|e| ShimError::Unchecked {
-        what: "dockerd's answer".into(),
-        message: e.to_string(),
-    })?;
-    let rewritten = if list {
-        rewrite_list(&bytes, &sleepers, wanted.as_ref())
-    } else {
-        rewrite_inspect(&bytes, &sleepers)
+    let bytes = read_answer(body).await?;
+    let rewritten = match (unhealthy_view, health) {
+        (Some(all), Some(health)) => merge_health(&bytes, &all, &sleepers, wanted.as_ref(), &health, limit),
+        _ if list => rewrite_list(&bytes, &sleepers, wanted.as_ref()),
+        _ => rewrite_inspect(&bytes, &sleepers),
     };
     let bytes = match rewritten {
         Some(new) => {
@@ -80,6 +97,13 @@ pub async fn handle(
         None => bytes,
     };
     Ok(Response::from_parts(parts, full_body(bytes)))
+}
+
+async fn read_answer(body: ProxyBody) -> Result<Bytes, ShimError> {
+    read_limited(body, MAX_ANSWER).await.map_err(|e| ShimError::Unchecked {
+        what: "dockerd's answer".into(),
+        message: e.to_string(),
+    })
 }
 
 /// The states a `status` filter asks for, as the client sent them.
@@ -96,25 +120,119 @@ fn widen_status_filter(mut request: Request<ProxyBody>) -> Result<(Request<Proxy
         return Ok((request, None));
     };
     if let Some(filters) = widened {
-        let encoded = utf8_percent_encode(&filters, NON_ALPHANUMERIC).to_string();
-        let query: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-                if is_filters_key(key) {
-                    format!("filters={encoded}")
-                } else {
-                    pair.to_string()
-                }
-            })
-            .collect();
-        let path_and_query = format!("{}?{}", request.uri().path(), query.join("&"));
-        let uri: Uri = path_and_query
-            .parse()
-            .map_err(|e| ShimError::BadRequest(format!("cannot forward the list's filters: {e}")))?;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = with_filters(request.uri(), &filters)?;
     }
     Ok((request, Some(wanted)))
+}
+
+/// `uri` with its `filters` replaced by `filters`.
+fn with_filters(uri: &Uri, filters: &str) -> Result<Uri, ShimError> {
+    let encoded = utf8_percent_encode(filters, NON_ALPHANUMERIC).to_string();
+    let query: Vec<String> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if is_filters_key(key) {
+                format!("filters={encoded}")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    format!("{}?{}", uri.path(), query.join("&"))
+        .parse()
+        .map_err(|e| ShimError::BadRequest(format!("cannot forward the list's filters: {e}")))
+}
+
+/// A list with a `health` filter: the health values asked for, and the
+/// same list request without that filter.
+fn health_filter(request: &Request<ProxyBody>) -> Result<Option<(Wanted, Request<ProxyBody>)>, ShimError> {
+    let Some(filters) = query_value(request.uri().query(), "filters") else {
+        return Ok(None);
+    };
+    let Some((health, without)) = split_health(&filters) else {
+        return Ok(None);
+    };
+    let mut all = Request::new(crate::body::empty_body());
+    *all.method_mut() = request.method().clone();
+    *all.uri_mut() = with_filters(request.uri(), &without)?;
+    *all.version_mut() = request.version();
+    *all.headers_mut() = request.headers().clone();
+    Ok(Some((health, all)))
+}
+
+/// From a `filters` JSON (either spelling): the `health` values asked for
+/// and the filters without them. `None`: no `health` filter (or one
+/// dockerd will refuse anyway).
+pub fn split_health(filters: &str) -> Option<(Wanted, String)> {
+    let mut value: Value = serde_json::from_str(filters).ok()?;
+    let object = value.as_object_mut()?;
+    let health: Wanted = match object.get("health")? {
+        Value::Array(values) => values.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Value::Object(values) => values
+            .iter()
+            .filter(|(_, on)| on.as_bool() == Some(true))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        _ => return None,
+    };
+    if health.is_empty() {
+        return None;
+    }
+    object.remove("health");
+    Some((health, value.to_string()))
+}
+
+/// A list asked with a `health` filter while sleepers are held: `asked`
+/// is dockerd's answer to it, `all` its answer without the filter. The
+/// sleepers come from `all`, kept when their pre-sleep health is asked
+/// for; every other container from `asked`. Newest first, as dockerd
+/// lists, at most `limit`.
+pub fn merge_health(
+    asked: &[u8],
+    all: &[u8],
+    sleepers: &Sleepers,
+    wanted: Option<&Wanted>,
+    health: &Wanted,
+    limit: Option<usize>,
+) -> Option<Vec<u8>> {
+    let Value::Array(asked) = serde_json::from_slice(asked).ok()? else {
+        return None;
+    };
+    let Value::Array(all) = serde_json::from_slice(all).ok()? else {
+        return None;
+    };
+    let held = |entry: &Value| {
+        entry.get("State").and_then(Value::as_str) == Some("paused")
+            && sleeper(sleepers, entry.get("Id").and_then(Value::as_str)).is_some()
+    };
+    let health_shown = |entry: &Value| {
+        let before = sleeper(sleepers, entry.get("Id").and_then(Value::as_str))
+            .cloned()
+            .flatten();
+        before
+            .as_ref()
+            .and_then(|h| h.get("Status"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("none")
+            .to_string()
+    };
+    let mut merged: Vec<Value> = asked.into_iter().filter(|e| !held(e)).collect();
+    merged.extend(
+        all.into_iter()
+            .filter(|e| held(e) && health.iter().any(|h| *h == health_shown(e))),
+    );
+    let created = |e: &Value| e.get("Created").and_then(Value::as_i64).unwrap_or(0);
+    merged.sort_by_key(|e| std::cmp::Reverse(created(e)));
+    if let Some(limit) = limit.filter(|l| *l > 0) {
+        merged.truncate(limit);
+    }
+    let mut bytes = serde_json::to_vec(&Value::Array(merged)).ok()?;
+    bytes.push(b'\n');
+    Some(rewrite_list(&bytes, sleepers, wanted).unwrap_or(bytes))
 }
 
 fn is_filters_key(key: &str) -> bool {
@@ -354,5 +472,70 @@ mod tests {
         // Another paused container is left alone.
         let other = serde_json::to_vec(&json!({"Id": USER, "State": {"Status": "paused", "Paused": true}})).unwrap();
         assert_eq!(rewrite_inspect(&other, &sleepers(None)), None);
+    }
+
+    #[test]
+    fn a_health_filter_is_split_off_in_either_spelling() {
+        let (health, rest) = split_health(r#"{"health":["healthy"],"label":["a=b"]}"#).unwrap();
+        assert_eq!(health, vec!["healthy"]);
+        assert_eq!(parse(rest.as_bytes()), json!({"label": ["a=b"]}));
+        let (health, rest) = split_health(r#"{"health":{"unhealthy":true,"none":false}}"#).unwrap();
+        assert_eq!(health, vec!["unhealthy"]);
+        assert_eq!(parse(rest.as_bytes()), json!({}));
+        for none in [
+            r#"{"label":["a=b"]}"#,
+            r#"{"health":[]}"#,
+            r#"{"health":"healthy"}"#,
+            "not json",
+            "[]",
+        ] {
+            assert_eq!(split_health(none), None, "{none}");
+        }
+    }
+
+    /// dockerd's answers for `health=healthy` while web (healthy before its
+    /// pause, "unhealthy" to dockerd now) sleeps: the asked list lacks it,
+    /// the list without the filter has everything.
+    #[test]
+    fn a_sleeper_matches_a_health_filter_by_its_health_before_the_pause() {
+        let healthy = sleepers(Some(json!({"Status": "healthy", "FailingStreak": 0})));
+        let entry = |id: &str, state: &str, status: &str, created: i64| json!({"Id": id, "State": state, "Status": status, "Created": created});
+        let asked = serde_json::to_vec(&json!([entry(AWAKE, "running", "Up 3 hours (healthy)", 100)])).unwrap();
+        let all = serde_json::to_vec(&json!([
+            entry(SLEEPER, "paused", "Up 5 minutes (Paused)", 300),
+            entry(USER, "paused", "Up 2 hours (Paused)", 200),
+            entry(AWAKE, "running", "Up 3 hours (healthy)", 100),
+        ]))
+        .unwrap();
+        let wanted = vec!["healthy".to_string()];
+        let out = parse(&merge_health(&asked, &all, &healthy, None, &wanted, None).unwrap());
+        let ids: Vec<&str> = out
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![SLEEPER, AWAKE], "newest first; the user's pause is not added");
+        assert_eq!(out[0]["State"], "running");
+        assert_eq!(out[0]["Status"], "Up 5 minutes (healthy) (asleep)");
+        let out = parse(&merge_health(&asked, &all, &healthy, None, &wanted, Some(1)).unwrap());
+        assert_eq!(out.as_array().unwrap().len(), 1, "limit");
+
+        // `health=unhealthy`: dockerd lists the frozen sleeper; it is not.
+        let asked = serde_json::to_vec(&json!([entry(SLEEPER, "paused", "Up 5 minutes (Paused)", 300)])).unwrap();
+        let wanted = vec!["unhealthy".to_string()];
+        let out = parse(&merge_health(&asked, &all, &healthy, None, &wanted, None).unwrap());
+        assert_eq!(out, json!([]));
+        // A sleeper with no health check matches `none`.
+        let none = vec!["none".to_string()];
+        let out = parse(&merge_health(b"[]", &all, &sleepers(None), None, &none, None).unwrap());
+        assert_eq!(out[0]["Id"], SLEEPER);
+        // With a `status` filter too.
+        let running = vec!["running".to_string()];
+        let paused = vec!["paused".to_string()];
+        let out = parse(&merge_health(b"[]", &all, &sleepers(None), Some(&paused), &none, None).unwrap());
+        assert_eq!(out, json!([]));
+        let out = parse(&merge_health(b"[]", &all, &sleepers(None), Some(&running), &none, None).unwrap());
+        assert_eq!(out[0]["Id"], SLEEPER);
     }
 }
