@@ -124,6 +124,28 @@ struct Inner {
     host: HostPaths,
 }
 
+/// A container the shim holds asleep, as clients of the shim are shown it
+/// (`proxy::disguise`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sleeper {
+    /// Its `State.Health` right before the pause (dockerd turns a frozen
+    /// container `unhealthy`).
+    pub health: Option<serde_json::Value>,
+    /// Set while a deep sleep stops it or holds it stopped: dockerd then
+    /// shows it exited, with no ports.
+    pub deep: Option<Deep>,
+}
+
+/// What a deep sleeper looked like before its stop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deep {
+    /// How long it has been up, as a client that never saw it stop counts:
+    /// since its last start.
+    pub up: Duration,
+    /// The TCP ports published on the host, which the shim holds for it.
+    pub ports: Vec<crate::docker::PublishedPort>,
+}
+
 /// Marks a container in use for as long as it lives: a request in flight, or
 /// an exec/attach/logs stream still open. Dropping it records activity.
 pub struct InUse {
@@ -357,15 +379,26 @@ impl Lifecycle {
         self.inner.table.lock().values().any(|e| e.state.is_disguised())
     }
 
-    /// The containers the shim holds paused now, by full id, each with the
-    /// health it had when it was put to sleep.
-    pub fn sleepers(&self) -> HashMap<String, Option<serde_json::Value>> {
+    /// The containers the shim holds asleep now (paused, or stopped by a
+    /// deep sleep), by full id, as the proxy's disguise needs them.
+    pub fn sleepers(&self) -> HashMap<String, Sleeper> {
+        let now = Instant::now();
         self.inner
             .table
             .lock()
             .values()
             .filter(|e| e.state.is_disguised())
-            .map(|e| (e.id.clone(), e.health_at_sleep.clone()))
+            .map(|e| {
+                let deep = matches!(e.state, State::Stopping | State::DeepSleep).then(|| Deep {
+                    up: now.saturating_duration_since(e.running_since),
+                    ports: e.published.clone(),
+                });
+                let sleeper = Sleeper {
+                    health: e.health_at_sleep.clone(),
+                    deep,
+                };
+                (e.id.clone(), sleeper)
+            })
             .collect()
     }
 

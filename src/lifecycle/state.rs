@@ -30,10 +30,14 @@ pub enum State {
 }
 
 impl State {
-    /// Whether the shim holds it paused on dockerd (or may, mid-transition):
-    /// the states whose `ps` and inspect answers the proxy disguises.
+    /// Whether the shim holds it asleep on dockerd, paused or stopped by a
+    /// deep sleep (or may, mid-transition): the states whose `ps` and
+    /// inspect answers the proxy disguises.
     pub fn is_disguised(self) -> bool {
-        matches!(self, State::Pausing | State::Sleeping | State::Waking | State::Stopping)
+        matches!(
+            self,
+            State::Pausing | State::Sleeping | State::Waking | State::Stopping | State::DeepSleep
+        )
     }
 
     /// Whether the shim put it to sleep, so a request should wake it.

@@ -36,14 +36,15 @@ use serde_json::{Map, Value};
 use super::{ConnState, Proxy};
 use crate::body::{full_body, read_limited, set_exact_length, ProxyBody};
 use crate::error::ShimError;
+pub use crate::lifecycle::Sleeper;
 use crate::route::{query_value, Endpoint, Route};
 
 /// The largest answer rewritten: a `ps -a` of tens of thousands of
 /// containers.
 pub const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 
-/// Sleepers by full id, each with its `State.Health` from before the pause.
-pub type Sleepers = HashMap<String, Option<Value>>;
+/// Sleepers by full id.
+pub type Sleepers = HashMap<String, Sleeper>;
 
 /// Forwards a `ps` or inspect and disguises the shim's sleepers in the
 /// answer; without a sleeper, forwards it untouched.
@@ -58,8 +59,9 @@ pub async fn handle(
         _ => return proxy.forward(conn, request).await,
     };
     let list = route.endpoint == Endpoint::ContainerList;
+    let deep = sleepers.values().any(|s| s.deep.is_some());
     let (request, wanted) = if list {
-        widen_status_filter(request)?
+        widen_list(request, deep)?
     } else {
         (request, None)
     };
@@ -109,20 +111,59 @@ async fn read_answer(body: ProxyBody) -> Result<Bytes, ShimError> {
 /// The states a `status` filter asks for, as the client sent them.
 pub type Wanted = Vec<String>;
 
+/// The states dockerd lists when the client asks for neither `all` nor a
+/// `status`: the running containers, paused and restarting ones included.
+const RUNNING_STATES: [&str; 3] = ["running", "paused", "restarting"];
+
 /// A list whose filters ask for `running` but not `paused` is sent to
-/// dockerd asking for `paused` too (a sleeper is paused there); the states
-/// the client asked for are returned, to filter the answer by.
-fn widen_status_filter(mut request: Request<ProxyBody>) -> Result<(Request<ProxyBody>, Option<Wanted>), ShimError> {
-    let Some(query) = request.uri().query().map(str::to_string) else {
-        return Ok((request, None));
-    };
-    let Some((wanted, widened)) = query_value(Some(&query), "filters").and_then(|f| widen_filters(&f)) else {
-        return Ok((request, None));
-    };
-    if let Some(filters) = widened {
-        *request.uri_mut() = with_filters(request.uri(), &filters)?;
+/// dockerd asking for `paused` too (a sleeper is paused there), and, while
+/// a deep sleeper is held, `exited` too (it is stopped there). A list of
+/// running containers only (no `all`, no `status`, no `limit`) is sent as
+/// `all=1` while a deep sleeper is held. The states the client asked for
+/// are returned, to filter the answer by.
+fn widen_list(mut request: Request<ProxyBody>, deep: bool) -> Result<(Request<ProxyBody>, Option<Wanted>), ShimError> {
+    let query = request.uri().query().map(str::to_string);
+    let filters = query_value(query.as_deref(), "filters");
+    if let Some((wanted, widened)) = filters.as_deref().and_then(|f| widen_filters(f, deep)) {
+        if let Some(filters) = widened {
+            *request.uri_mut() = with_filters(request.uri(), &filters)?;
+        }
+        return Ok((request, Some(wanted)));
     }
-    Ok((request, Some(wanted)))
+    if deep && !lists_stopped(query.as_deref()) {
+        *request.uri_mut() = with_all(request.uri())?;
+        return Ok((request, Some(RUNNING_STATES.iter().map(|s| s.to_string()).collect())));
+    }
+    Ok((request, None))
+}
+
+/// Whether dockerd lists stopped containers for this query (a `status`
+/// filter aside, handled by [`widen_filters`]): `all` set as dockerd reads
+/// a boolean, or a `limit` above zero.
+fn lists_stopped(query: Option<&str>) -> bool {
+    let all = query_value(query, "all").is_some_and(|v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "none"
+        )
+    });
+    let limit = query_value(query, "limit").and_then(|l| l.trim().parse::<i64>().ok());
+    all || limit.is_some_and(|l| l > 0)
+}
+
+/// `uri` with `all=1` in place of any `all` it had.
+fn with_all(uri: &Uri) -> Result<Uri, ShimError> {
+    let mut query: Vec<String> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && query_value(Some(pair), "all").is_none())
+        .map(str::to_string)
+        .collect();
+    query.push("all=1".into());
+    format!("{}?{}", uri.path(), query.join("&"))
+        .parse()
+        .map_err(|e| ShimError::BadRequest(format!("cannot forward the list's query: {e}")))
 }
 
 /// `uri` with its `filters` replaced by `filters`.
@@ -204,16 +245,10 @@ pub fn merge_health(
     let Value::Array(all) = serde_json::from_slice(all).ok()? else {
         return None;
     };
-    let held = |entry: &Value| {
-        entry.get("State").and_then(Value::as_str) == Some("paused")
-            && sleeper(sleepers, entry.get("Id").and_then(Value::as_str)).is_some()
-    };
+    let held = |entry: &Value| shown_in_list(sleepers, entry).is_some();
     let health_shown = |entry: &Value| {
-        let before = sleeper(sleepers, entry.get("Id").and_then(Value::as_str))
-            .cloned()
-            .flatten();
-        before
-            .as_ref()
+        shown_in_list(sleepers, entry)
+            .and_then(|s| s.health.as_ref())
             .and_then(|h| h.get("Status"))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
@@ -243,9 +278,10 @@ fn is_filters_key(key: &str) -> bool {
 
 /// From a `filters` JSON (either of dockerd's two spellings): the `status`
 /// values asked for, and the filters to send instead when `running` is
-/// asked without `paused`. `None`: no `status` filter (or one dockerd will
-/// refuse anyway).
-pub fn widen_filters(filters: &str) -> Option<(Wanted, Option<String>)> {
+/// asked without `paused` (or, with `deep` sleepers held, without
+/// `exited`). `None`: no `status` filter (or one dockerd will refuse
+/// anyway).
+pub fn widen_filters(filters: &str, deep: bool) -> Option<(Wanted, Option<String>)> {
     let mut value: Value = serde_json::from_str(filters).ok()?;
     let status = value.as_object_mut()?.get_mut("status")?;
     let wanted: Wanted = match &*status {
@@ -261,23 +297,67 @@ pub fn widen_filters(filters: &str) -> Option<(Wanted, Option<String>)> {
         return None;
     }
     let has = |s: &str| wanted.iter().any(|w| w == s);
-    if !has("running") || has("paused") {
+    let mut add: Vec<&str> = Vec::new();
+    if has("running") && !has("paused") {
+        add.push("paused");
+    }
+    if has("running") && deep && !has("exited") {
+        add.push("exited");
+    }
+    if add.is_empty() {
         return Some((wanted, None));
     }
-    match status {
-        Value::Array(values) => values.push(Value::from("paused")),
-        Value::Object(values) => {
-            values.insert("paused".into(), Value::Bool(true));
+    for state in add {
+        match status {
+            Value::Array(values) => values.push(Value::from(state)),
+            Value::Object(values) => {
+                values.insert(state.into(), Value::Bool(true));
+            }
+            _ => return None,
         }
-        _ => return None,
     }
     Some((wanted, Some(value.to_string())))
 }
 
-/// Whether a container of the list or inspect is a sleeper dockerd shows
-/// paused.
-fn sleeper<'a>(sleepers: &'a Sleepers, id: Option<&str>) -> Option<&'a Option<Value>> {
-    sleepers.get(id?)
+/// The sleeper a list entry or inspect shows, if it shows one as dockerd
+/// holds it asleep: paused, or (a deep sleeper) exited. A sleeper dockerd
+/// shows otherwise (a wake just ended) is left as dockerd tells it.
+fn shown<'a>(sleepers: &'a Sleepers, id: Option<&str>, state: Option<&str>) -> Option<&'a Sleeper> {
+    let sleeper = sleepers.get(id?)?;
+    match state? {
+        "paused" => Some(sleeper),
+        "exited" if sleeper.deep.is_some() => Some(sleeper),
+        _ => None,
+    }
+}
+
+/// An entry of `GET /containers/json`'s answer as a sleeper it shows.
+fn shown_in_list<'a>(sleepers: &'a Sleepers, entry: &Value) -> Option<&'a Sleeper> {
+    shown(
+        sleepers,
+        entry.get("Id").and_then(Value::as_str),
+        entry.get("State").and_then(Value::as_str),
+    )
+}
+
+/// A duration as dockerd words it in `Up …` (go-units' `HumanDuration`).
+pub fn human_duration(d: std::time::Duration) -> String {
+    let seconds = d.as_secs();
+    let minutes = seconds / 60;
+    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    match () {
+        _ if seconds < 1 => "Less than a second".into(),
+        _ if seconds == 1 => "1 second".into(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", seconds / 3600 / 24 / 365),
+    }
 }
 
 /// Rewrites a `GET /containers/json` answer; `None` when nothing in it
@@ -294,13 +374,13 @@ pub fn rewrite_list(bytes: &[u8], sleepers: &Sleepers, wanted: Option<&Wanted>) 
     let mut changed = false;
     let mut kept = Vec::with_capacity(before);
     for mut entry in entries {
-        if let Some(object) = entry.as_object_mut() {
-            let paused = object.get("State").and_then(Value::as_str) == Some("paused");
-            let id = object.get("Id").and_then(Value::as_str);
-            if let (true, Some(health)) = (paused, sleeper(sleepers, id)) {
-                disguise_summary(object, health.as_ref());
+        if let Some(sleeper) = shown_in_list(sleepers, &entry) {
+            if let Some(object) = entry.as_object_mut() {
+                disguise_summary(object, sleeper);
                 changed = true;
             }
+        }
+        if let Some(object) = entry.as_object_mut() {
             if let Some(wanted) = wanted {
                 let state = object.get("State").and_then(Value::as_str).unwrap_or("");
                 if !wanted.iter().any(|w| w == state) {
@@ -318,10 +398,33 @@ pub fn rewrite_list(bytes: &[u8], sleepers: &Sleepers, wanted: Option<&Wanted>) 
     Some(out)
 }
 
-/// One list entry of a sleeper, as a running container's.
-fn disguise_summary(entry: &mut Map<String, Value>, health: Option<&Value>) {
+/// One list entry of a sleeper, as a running container's. A deep
+/// sleeper's `Up …` counts from its last start, and its `Ports` are the
+/// ones the shim holds for it.
+fn disguise_summary(entry: &mut Map<String, Value>, sleeper: &Sleeper) {
+    let stopped = entry.get("State").and_then(Value::as_str) == Some("exited");
     entry.insert("State".into(), Value::from("running"));
+    let health = sleeper.health.as_ref();
     let status = health.and_then(|h| h.get("Status")).and_then(Value::as_str);
+    if let (true, Some(deep)) = (stopped, &sleeper.deep) {
+        entry.insert("Status".into(), Value::from(format!("Up {}", human_duration(deep.up))));
+        let no_ports = entry.get("Ports").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        if no_ports && !deep.ports.is_empty() {
+            let ports: Vec<Value> = deep
+                .ports
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "IP": p.host_ip.to_string(),
+                        "PrivatePort": p.container_port,
+                        "PublicPort": p.host_port,
+                        "Type": "tcp",
+                    })
+                })
+                .collect();
+            entry.insert("Ports".into(), Value::Array(ports));
+        }
+    }
     if let Some(Value::String(text)) = entry.get_mut("Status") {
         let up = text.strip_suffix(" (Paused)").unwrap_or(text).to_string();
         *text = match status {
@@ -350,16 +453,24 @@ pub fn rewrite_inspect(bytes: &[u8], sleepers: &Sleepers) -> Option<Vec<u8>> {
     }
     let mut value: Value = serde_json::from_slice(bytes).ok()?;
     let id = value.get("Id").and_then(Value::as_str).map(str::to_string);
-    let health = sleeper(sleepers, id.as_deref())?.clone();
     let state = value.get_mut("State")?.as_object_mut()?;
-    if state.get("Paused").and_then(Value::as_bool) != Some(true) {
-        return None;
+    let status = match state.get("Paused").and_then(Value::as_bool) {
+        Some(true) => Some("paused".to_string()),
+        _ => state.get("Status").and_then(Value::as_str).map(str::to_string),
+    };
+    let sleeper = shown(sleepers, id.as_deref(), status.as_deref())?;
+    if status.as_deref() == Some("exited") {
+        // A deep sleeper: as a running container's state reads.
+        state.insert("Restarting".into(), Value::Bool(false));
+        state.insert("ExitCode".into(), Value::from(0));
+        state.insert("Error".into(), Value::from(""));
+        state.insert("FinishedAt".into(), Value::from("0001-01-01T00:00:00Z"));
     }
     state.insert("Status".into(), Value::from("running"));
     state.insert("Paused".into(), Value::Bool(false));
     state.insert("Running".into(), Value::Bool(true));
-    if let Some(health) = health {
-        state.insert("Health".into(), health);
+    if let Some(health) = &sleeper.health {
+        state.insert("Health".into(), health.clone());
     }
     let mut out = serde_json::to_vec(&value).ok()?;
     out.push(b'\n');
@@ -380,7 +491,7 @@ mod tests {
     const AWAKE: &str = "cccc000000000000000000000000000000000000000000000000000000000003";
 
     fn sleepers(health: Option<Value>) -> Sleepers {
-        HashMap::from([(SLEEPER.to_string(), health)])
+        HashMap::from([(SLEEPER.to_string(), Sleeper { health, deep: None })])
     }
 
     fn list() -> Vec<u8> {
@@ -421,13 +532,13 @@ mod tests {
 
     #[test]
     fn status_filters_match_the_state_shown() {
-        let (wanted, widened) = widen_filters(r#"{"status":["running"],"label":["a=b"]}"#).unwrap();
+        let (wanted, widened) = widen_filters(r#"{"status":["running"],"label":["a=b"]}"#, false).unwrap();
         assert_eq!(wanted, ["running"]);
         assert_eq!(
             parse(widened.unwrap().as_bytes()),
             json!({"status": ["running", "paused"], "label": ["a=b"]})
         );
-        let (_, widened) = widen_filters(r#"{"status":{"running":true}}"#).unwrap();
+        let (_, widened) = widen_filters(r#"{"status":{"running":true}}"#, false).unwrap();
         assert_eq!(
             parse(widened.unwrap().as_bytes()),
             json!({"status": {"running": true, "paused": true}})
@@ -440,7 +551,7 @@ mod tests {
             .map(|e| e["Id"].clone())
             .collect();
         assert_eq!(names, [json!(SLEEPER), json!(AWAKE)]);
-        let (paused, widened) = widen_filters(r#"{"status":["paused"]}"#).unwrap();
+        let (paused, widened) = widen_filters(r#"{"status":["paused"]}"#, false).unwrap();
         assert_eq!(widened, None);
         let out = rewrite_list(&list(), &sleepers(None), Some(&paused)).unwrap();
         let names: Vec<_> = parse(&out)
@@ -450,7 +561,7 @@ mod tests {
             .map(|e| e["Id"].clone())
             .collect();
         assert_eq!(names, [json!(USER)]);
-        assert_eq!(widen_filters(r#"{"label":["a"]}"#), None);
+        assert_eq!(widen_filters(r#"{"label":["a"]}"#, false), None);
     }
 
     #[test]
@@ -537,5 +648,129 @@ mod tests {
         assert_eq!(out, json!([]));
         let out = parse(&merge_health(b"[]", &all, &sleepers(None), Some(&running), &none, None).unwrap());
         assert_eq!(out[0]["Id"], SLEEPER);
+    }
+
+    fn deep_sleepers(health: Option<Value>) -> Sleepers {
+        let deep = crate::lifecycle::Deep {
+            up: std::time::Duration::from_secs(3 * 3600),
+            ports: vec![crate::docker::PublishedPort {
+                host_ip: "0.0.0.0".parse().unwrap(),
+                host_port: 18080,
+                container_port: 80,
+            }],
+        };
+        HashMap::from([(
+            SLEEPER.to_string(),
+            Sleeper {
+                health,
+                deep: Some(deep),
+            },
+        )])
+    }
+
+    /// A deep sleeper is stopped on dockerd: it reads as up since its last
+    /// start, with the ports the shim holds, and its pre-sleep health.
+    #[test]
+    fn a_deep_sleeper_reads_running_in_the_list_and_in_inspect() {
+        let list = serde_json::to_vec(&json!([
+            {"Id": SLEEPER, "State": "exited", "Status": "Exited (143) 2 minutes ago", "Ports": []},
+            {"Id": AWAKE, "State": "exited", "Status": "Exited (0) 1 hour ago", "Ports": []},
+        ]))
+        .unwrap();
+        let healthy = deep_sleepers(Some(json!({"Status": "healthy", "FailingStreak": 0})));
+        let out = parse(&rewrite_list(&list, &healthy, None).unwrap());
+        assert_eq!(out[0]["State"], "running");
+        assert_eq!(out[0]["Status"], "Up 3 hours (healthy) (asleep)");
+        assert_eq!(
+            out[0]["Ports"],
+            json!([{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 18080, "Type": "tcp"}])
+        );
+        assert_eq!(out[1], parse(&list)[1], "a container that really exited stays exited");
+        // A paused-only sleeper that dockerd shows exited is not disguised.
+        assert_eq!(rewrite_list(&list, &sleepers(None), None), None);
+
+        let inspect = serde_json::to_vec(&json!({
+            "Id": SLEEPER,
+            "State": {"Status": "exited", "Running": false, "Paused": false, "Restarting": false,
+                      "ExitCode": 143, "Error": "", "StartedAt": "2026-12-03T06:00:00Z",
+                      "FinishedAt": "2026-12-03T09:00:00Z",
+                      "Health": {"Status": "unhealthy", "FailingStreak": 0, "Log": []}},
+        }))
+        .unwrap();
+        let out = parse(&rewrite_inspect(&inspect, &healthy).unwrap());
+        let state = &out["State"];
+        assert_eq!(state["Status"], "running");
+        assert_eq!(state["Running"], true);
+        assert_eq!(state["Paused"], false);
+        assert_eq!(state["ExitCode"], 0);
+        assert_eq!(state["FinishedAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(state["StartedAt"], "2026-12-03T06:00:00Z");
+        assert_eq!(state["Health"]["Status"], "healthy");
+        assert_eq!(rewrite_inspect(&inspect, &sleepers(None)), None);
+    }
+
+    #[test]
+    fn with_a_deep_sleeper_held_lists_ask_dockerd_for_stopped_containers_too() {
+        // `status=running` asks for `exited` too, and drops what really exited.
+        let (wanted, widened) = widen_filters(r#"{"status":["running"]}"#, true).unwrap();
+        assert_eq!(
+            parse(widened.unwrap().as_bytes()),
+            json!({"status": ["running", "paused", "exited"]})
+        );
+        let list = serde_json::to_vec(&json!([
+            {"Id": SLEEPER, "State": "exited", "Status": "Exited (143) 2 minutes ago"},
+            {"Id": AWAKE, "State": "exited", "Status": "Exited (0) 1 hour ago"},
+        ]))
+        .unwrap();
+        let out = parse(&rewrite_list(&list, &deep_sleepers(None), Some(&wanted)).unwrap());
+        assert_eq!(out.as_array().unwrap().len(), 1);
+        assert_eq!(out[0]["Id"], SLEEPER);
+        // `status=exited` no longer lists it.
+        let (exited, widened) = widen_filters(r#"{"status":["exited"]}"#, true).unwrap();
+        assert_eq!(widened, None);
+        let out = parse(&rewrite_list(&list, &deep_sleepers(None), Some(&exited)).unwrap());
+        assert_eq!(out[0]["Id"], AWAKE);
+        assert_eq!(out.as_array().unwrap().len(), 1);
+
+        // Plain `docker ps` lists stopped containers only with `all` or a limit.
+        for (query, stopped) in [
+            ("", false),
+            ("all=0", false),
+            ("all=false", false),
+            ("all=1", true),
+            ("all=true", true),
+            ("limit=3", true),
+            ("limit=0", false),
+            ("limit=-1", false),
+        ] {
+            assert_eq!(lists_stopped(Some(query)), stopped, "{query}");
+        }
+        let uri: Uri = "/v1.41/containers/json?all=0&size=1".parse().unwrap();
+        assert_eq!(with_all(&uri).unwrap(), "/v1.41/containers/json?size=1&all=1");
+        let uri: Uri = "/containers/json".parse().unwrap();
+        assert_eq!(with_all(&uri).unwrap(), "/containers/json?all=1");
+    }
+
+    #[test]
+    fn durations_read_as_dockerd_words_them() {
+        use std::time::Duration;
+        for (seconds, text) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (59 * 60, "59 minutes"),
+            (3600, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 24 * 3600, "2 weeks"),
+            (60 * 24 * 3600, "2 months"),
+            (730 * 24 * 3600, "2 years"),
+        ] {
+            assert_eq!(human_duration(Duration::from_secs(seconds)), text, "{seconds} s");
+        }
     }
 }
