@@ -724,6 +724,37 @@ fn deep_sleeper_is_started_by_exec() {
     });
     wait_state(&shim, &c, State::DeepSleep, CHANGE_WITHIN);
 
+    // Through the shim it reads as running: plain `docker ps` lists it,
+    // inspect says running, `status=exited` does not list it, and reading
+    // it does not start it. dockerd's own socket tells the truth.
+    let ps = |args: &[&str]| {
+        let filter = format!("name=^{c}$");
+        let mut all = vec!["ps", "--filter", filter.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--format", "{{.State}}|{{.Status}}"]);
+        let out = shim.docker(&all);
+        out.assert_success("docker ps through the shim");
+        out.stdout_text().trim().to_string()
+    };
+    let listed = ps(&[]);
+    assert!(
+        listed.starts_with("running|Up ") && listed.ends_with(" (asleep)"),
+        "plain docker ps through the shim: {listed:?}"
+    );
+    assert_eq!(ps(&["--filter", "status=running"]).lines().count(), 1);
+    assert_eq!(ps(&["-a", "--filter", "status=exited"]), "");
+    let out = shim.docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.Running}} {{.State.ExitCode}}",
+        &c,
+    ]);
+    out.assert_success("docker inspect through the shim");
+    assert_eq!(out.stdout_text().trim(), "running true 0");
+    assert_eq!(inspect(&c, "{{.State.Status}}"), "exited", "dockerd's own view");
+    assert_eq!(state(&shim, &c), Some(State::DeepSleep), "ps or inspect started it");
+    assert_eq!(wakes(&shim, &c), 0);
+
     let out = shim.docker(&["exec", &c, "echo", "awake"]);
     out.assert_success("docker exec on a deep sleeper");
     assert_eq!(out.stdout_text().trim(), "awake");
