@@ -113,7 +113,7 @@ impl Lifecycle {
             for id in to_sleep {
                 let this = self.clone();
                 self.inner.tasks.spawn(async move {
-                    if let Err(e) = this.sleep(&id, "idle", false).await {
+                    if let Err(e) = this.sleep_now(&id, "idle", false).await {
                         tracing::warn!(error = %e, "sleep failed");
                     }
                 });

@@ -50,7 +50,26 @@ impl Lifecycle {
     /// Puts a container to sleep if it is still idle: pause, then squeeze its
     /// memory when the policy and swap allow. `force` skips the idle check
     /// (an operator's `forge-shim sleep`), never the live-session check.
+    ///
+    /// Like a wake, the sleep runs as a task of its own, which goes on to
+    /// its end when the caller goes away.
     pub async fn sleep(&self, id: &str, trigger: &str, force: bool) -> Result<bool, LifecycleError> {
+        let (this, id, trigger) = (self.clone(), id.to_string(), trigger.to_string());
+        let name = self.name_of(&id);
+        let task = self
+            .inner
+            .tasks
+            .spawn(async move { this.sleep_now(&id, &trigger, force).await });
+        task.await.unwrap_or_else(|e| {
+            Err(LifecycleError::PauseFailed {
+                container: name,
+                message: format!("the sleep's task ended: {e}"),
+            })
+        })
+    }
+
+    /// [`Lifecycle::sleep`], in the caller's task.
+    pub(super) async fn sleep_now(&self, id: &str, trigger: &str, force: bool) -> Result<bool, LifecycleError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
         let min_uptime = self.auto_sleep().min_uptime.as_duration();

@@ -37,7 +37,28 @@ fn transient(error: &DockerError) -> bool {
 impl Lifecycle {
     /// Wakes a container the shim put to sleep: unpause (or start, from deep
     /// sleep), limits restored first. Concurrent callers share one wake.
+    ///
+    /// The wake runs as a task of its own, which goes on to its end when
+    /// the caller goes away (a client hangs up, a timeout drops the
+    /// request): dropped half-way, a wake would leave the container
+    /// `Waking`, never to sleep again, and maybe still paused.
     pub async fn wake(&self, id: &str, trigger: &str) -> Result<(), LifecycleError> {
+        let (this, id, trigger) = (self.clone(), id.to_string(), trigger.to_string());
+        let name = self.name_of(&id);
+        let task = self
+            .inner
+            .tasks
+            .spawn(async move { this.wake_now(&id, &trigger).await });
+        task.await.unwrap_or_else(|e| {
+            Err(LifecycleError::WakeFailed {
+                container: name,
+                message: format!("the wake's task ended: {e}"),
+            })
+        })
+    }
+
+    /// [`Lifecycle::wake`], in the caller's task.
+    pub(super) async fn wake_now(&self, id: &str, trigger: &str) -> Result<(), LifecycleError> {
         let started = Instant::now();
         let timeout = self.auto_sleep().transition_timeout.as_duration();
         if let Some(cancel) = self.inner.squeeze_cancel.lock().get(id) {
@@ -236,7 +257,7 @@ impl Lifecycle {
     pub(super) fn spawn_wake(&self, id: String, trigger: &'static str) {
         let this = self.clone();
         self.inner.tasks.spawn(async move {
-            if let Err(e) = this.wake(&id, trigger).await {
+            if let Err(e) = this.wake_now(&id, trigger).await {
                 tracing::warn!(error = %e, trigger, "wake failed");
             }
         });

@@ -374,3 +374,50 @@ async fn a_late_pause_event_of_the_shims_own_sleep_does_not_make_the_container_u
     h.asleep(&id).await;
     h.shut_down().await;
 }
+
+/// A request that needs a sleeper can end while its wake is under way (the
+/// client hangs up, a timeout fires): the wake goes on to its end all the
+/// same. Dropped half-way, it left the container `Waking` for good (never
+/// slept again) and, before the unpause, still paused while the next
+/// request was sent on to it.
+#[tokio::test(start_paused = true)]
+async fn a_wake_whose_caller_goes_away_still_ends() {
+    let mut h = Harness::new([web()]);
+    let id = web().id;
+    h.start().await;
+    h.asleep(&id).await;
+    let unpause = h.docker.hold(Op::Unpause);
+    let caller = {
+        let lifecycle = h.lifecycle.clone();
+        tokio::spawn(async move { lifecycle.use_container("web", "exec", true).await.map(|_| ()) })
+    };
+    unpause.arrived().await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    unpause.release_one();
+    h.until("the wake ends without its caller", || {
+        h.state(&id) == State::Running && !h.docker.container(&id).paused
+    })
+    .await;
+    // And it sleeps again when idle.
+    h.asleep(&id).await;
+
+    // Likewise a sleep asked through the API whose caller goes away.
+    unpause.release_one();
+    h.lifecycle.wake(&id, "api").await.unwrap();
+    let pause = h.docker.hold(Op::Pause);
+    let caller = {
+        let lifecycle = h.lifecycle.clone();
+        let id = id.clone();
+        tokio::spawn(async move { lifecycle.sleep(&id, "api", true).await.map(|_| ()) })
+    };
+    pause.arrived().await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    pause.release_one();
+    h.until("the sleep ends without its caller", || {
+        h.state(&id) == State::Sleeping && h.docker.container(&id).paused
+    })
+    .await;
+    h.shut_down().await;
+}
