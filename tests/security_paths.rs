@@ -89,6 +89,16 @@ impl FaultyDockerd {
 
     /// `GET`s whose path ends with `target` get `status` with `body`.
     fn answering(target: String, status: u16, body: &'static str) -> FaultyDockerd {
+        FaultyDockerd::with(Fault::Answer { target, status, body })
+    }
+
+    /// Container creates go to dockerd, and dockerd's answer is handed on
+    /// `delay` later.
+    fn delaying_creates(delay: Duration) -> FaultyDockerd {
+        FaultyDockerd::with(Fault::DelayCreate(delay))
+    }
+
+    fn with(fault: Fault) -> FaultyDockerd {
         let dir = tempfile::Builder::new().prefix("fs-faulty-").tempdir().unwrap();
         let path = dir.path().join("dockerd.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -99,8 +109,8 @@ impl FaultyDockerd {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        let target = target.clone();
-                        std::thread::spawn(move || serve_faulty(client, &target, status, body));
+                        let fault = fault.clone();
+                        std::thread::spawn(move || serve_faulty(client, &fault));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -116,7 +126,48 @@ impl Drop for FaultyDockerd {
     }
 }
 
-fn serve_faulty(mut client: UnixStream, target: &str, status: u16, body: &str) {
+#[derive(Clone)]
+enum Fault {
+    Answer {
+        target: String,
+        status: u16,
+        body: &'static str,
+    },
+    DelayCreate(Duration),
+}
+
+/// Reads one HTTP message with a `Content-Length` (or none) from `stream`.
+fn read_message(stream: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut byte = [0u8; 1];
+    while !message.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => message.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&message).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    if head.contains("transfer-encoding: chunked") {
+        while !message.ends_with(b"\r\n0\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => message.push(byte[0]),
+                _ => return None,
+            }
+        }
+        return Some(message);
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    message.extend(body);
+    Some(message)
+}
+
+fn serve_faulty(mut client: UnixStream, fault: &Fault) {
     client.set_nonblocking(false).ok();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -129,6 +180,36 @@ fn serve_faulty(mut client: UnixStream, target: &str, status: u16, body: &str) {
     let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
     let path = line.split(' ').nth(1).unwrap_or("");
     let path = path.split('?').next().unwrap_or(path);
+    if let Fault::DelayCreate(delay) = fault {
+        if line.starts_with("POST ") && path.ends_with("/containers/create") {
+            let length: usize = String::from_utf8_lossy(&head)
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|n| n.trim().to_string()))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if client.read_exact(&mut body).is_err() {
+                return;
+            }
+            let Ok(mut upstream) = UnixStream::connect(DOCKERD_SOCKET) else {
+                return;
+            };
+            if upstream.write_all(&head).is_err() || upstream.write_all(&body).is_err() {
+                return;
+            }
+            let Some(answer) = read_message(&mut upstream) else {
+                return;
+            };
+            std::thread::sleep(*delay);
+            let _ = client.write_all(&answer);
+            return;
+        }
+    }
+    let (target, status, body) = match fault {
+        Fault::Answer { target, status, body } => (target.as_str(), *status, *body),
+        Fault::DelayCreate(_) => ("\0", 0, ""),
+    };
     if line.starts_with("GET ") && path.ends_with(target) {
         let answer = format!(
             "HTTP/1.1 {status} Faulty\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -722,4 +803,60 @@ fn a_container_running_as_root_against_its_record_is_stopped_after_start() {
         json!(true),
         "the honest container was stopped"
     );
+}
+
+/// A client that hangs up after sending its create, while dockerd makes the
+/// container (its answer held back here): the create runs to its end in
+/// the shim without the client. The container is recorded as the shim's,
+/// never reported as a bypass, and the backstop still checks it: its start
+/// waits for the check, then goes on (it breaches nothing).
+#[test]
+fn a_create_whose_client_hangs_up_is_still_recorded_and_checked() {
+    require_dockerd();
+    let names = Names::new("hangup");
+    let slow = FaultyDockerd::delaying_creates(Duration::from_millis(1500));
+    let shim = Shim::builder(&format!(
+        "{ENFORCE}bypass: {{ action: report, scope: [ {{ name: \"{}-*\" }} ] }}\n",
+        names.prefix()
+    ))
+    .upstream(format!("unix://{}", slow.path.display()))
+    .start();
+    let name = names.name("gone");
+    let body = json!({ "Image": BUSYBOX_NONROOT, "Cmd": ["true"] }).to_string();
+    let request = format!(
+        "POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut client = UnixStream::connect(shim.socket_path()).expect("connect");
+    client.write_all(request.as_bytes()).expect("send the create");
+    wait_until("dockerd makes the container", Duration::from_secs(30), || {
+        inspect(&name).is_some()
+    });
+    // Gone before the answer, which the stand-in still holds back.
+    drop(client);
+    let id = inspect(&name).expect("made")["Id"].as_str().unwrap().to_string();
+    names.track_container(&id);
+
+    // A control made straight on dockerd is reported once judged; the
+    // judgement of the container above waits for its create to end.
+    let direct = direct_create(&names, "direct", json!({ "Image": BUSYBOX, "Cmd": ["true"] }));
+    let direct_id = inspect(&direct).unwrap()["Id"].as_str().unwrap().to_string();
+    let bypassed = |id: &str| {
+        let answer = shim.get("/_forge/v1/bypasses");
+        let list: Value = serde_json::from_slice(&answer.body).expect("JSON");
+        list["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["id"].as_str() == Some(id))
+    };
+    wait_until("the control is reported", Duration::from_secs(120), || {
+        bypassed(&direct_id)
+    });
+    assert!(!bypassed(&id), "a create whose client hung up was reported as a bypass");
+    // Checked: its start through the shim goes on.
+    shim.docker(&["start", &name])
+        .assert_success("start of the hung-up create");
+    shim.assert_no_panic();
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::Value;
 
-use super::{ConnState, Proxy};
+use super::Proxy;
 use crate::body::{full_body, read_limited, ProxyBody};
 use crate::error::ShimError;
 
@@ -23,23 +23,29 @@ pub fn made(status: StatusCode) -> bool {
 }
 
 /// A create the standards phase does not handle (standards off): forwarded
-/// as it came, its answer read to record the new id.
-pub async fn forward_create(
-    proxy: &Proxy,
-    conn: &ConnState,
-    request: Request<ProxyBody>,
-) -> Result<Response<ProxyBody>, ShimError> {
-    let _ticket = proxy.inner.origins.begin_create();
-    let response = proxy.forward(conn, request).await?;
-    if !made(response.status()) {
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = read_limited(body, MAX_ANSWER)
+/// as it came, its answer read to record the new id. Like a judged create
+/// it runs to its end in a task of its own, so that a client that hangs up
+/// once its create is sent leaves no container unrecorded.
+pub async fn forward_create(proxy: &Proxy, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ShimError> {
+    let ticket = proxy.inner.origins.begin_create();
+    let task_proxy = proxy.clone();
+    let create = proxy.inner.tasks.spawn(async move {
+        let proxy = task_proxy;
+        let response = proxy.forward_detached(request).await?;
+        if !made(response.status()) {
+            return Ok(response);
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = read_limited(body, MAX_ANSWER)
+            .await
+            .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
+        record(&proxy, &bytes).await;
+        drop(ticket);
+        Ok(Response::from_parts(parts, full_body(bytes)))
+    });
+    create
         .await
-        .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
-    record(proxy, &bytes).await;
-    Ok(Response::from_parts(parts, full_body(bytes)))
+        .unwrap_or_else(|e| Err(ShimError::Internal(format!("the create's task ended: {e}"))))
 }
 
 /// Records the container dockerd's create `answer` names as the shim's own.

@@ -107,6 +107,19 @@ impl Proxy {
         Ok(sender)
     }
 
+    /// Forwards `request` on an upstream connection of its own, driven by a
+    /// task of its own, so that the exchange goes on when the client
+    /// connection ends: for creates, whose answer the shim must read.
+    pub async fn forward_detached(&self, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ShimError> {
+        let mut sender = self.connect_upstream(false).await?;
+        sender.ready().await.map_err(|source| self.upstream_error(source))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|source| self.upstream_error(source))?;
+        Ok(response.map(box_incoming))
+    }
+
     /// Makes `stream`, a connection to dockerd that is idle between two
     /// messages, `conn`'s upstream connection.
     pub async fn adopt_upstream(&self, conn: &ConnState, stream: UnixStream) -> Result<(), ShimError> {

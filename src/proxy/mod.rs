@@ -157,7 +157,7 @@ impl Proxy {
             return standards::handle(self, conn, route, request).await;
         }
         if route.endpoint == crate::route::Endpoint::ContainerCreate {
-            return created::forward_create(self, conn, request).await;
+            return created::forward_create(self, request).await;
         }
         self.forward(conn, request).await
     }

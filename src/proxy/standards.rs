@@ -198,34 +198,53 @@ pub async fn handle(
     // The backstop's check begins before dockerd can make the container:
     // from here, anything that could use it waits (`super::checks`).
     let check = backstop.as_ref().map(|_| proxy.inner.checks.begin());
-    let response = forward_bytes(proxy, conn, parts, Bytes::from(body)).await?;
     let warns =
         !outcome.changes.is_empty() && matches!(route.endpoint, Endpoint::ContainerCreate | Endpoint::ServiceCreate);
     if backstop.is_none() && !warns && ticket.is_none() {
-        return Ok(response);
+        return forward_bytes(proxy, conn, parts, Bytes::from(body)).await;
     }
-    // Only a create's answer is read: small, and there is nothing to read
-    // in an error (404 for a missing image, which makes the CLI pull).
-    if !super::created::made(response.status()) {
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = read_limited(body, MAX_RESPONSE_BODY)
-        .await
-        .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
-    if ticket.is_some() {
-        super::created::record(proxy, &bytes).await;
-    }
-    if let (Some(context), Some(check)) = (backstop, check) {
-        // Judged after the answer; the gate holds every use of the new
-        // container until it is done.
-        let (proxy, loaded, answer) = (proxy.clone(), snapshot.clone(), bytes.clone());
-        let forwarded = std::mem::take(&mut outcome.body);
-        proxy.inner.tasks.clone().spawn(async move {
-            check_record(&proxy, &loaded, &context, &forwarded, &answer).await;
-            drop(check);
-        });
-    }
+    // From here the create runs to its end in a task of its own, on an
+    // upstream connection of its own: a client that hangs up once its
+    // create is sent must not leave a container dockerd made unrecorded
+    // (a false bypass) and unchecked by the backstop (a way around it).
+    set_exact_length(&mut parts.headers, body.len());
+    let request = Request::from_parts(parts, full_body(Bytes::from(body)));
+    let forwarded = std::mem::take(&mut outcome.body);
+    let (task_proxy, task_loaded) = (proxy.clone(), snapshot.clone());
+    let create = proxy.inner.tasks.spawn(async move {
+        let proxy = task_proxy;
+        let response = proxy.forward_detached(request).await?;
+        // Only a create's answer is read: small, and there is nothing to
+        // read in an error (404 for a missing image, which makes the CLI
+        // pull).
+        if !super::created::made(response.status()) {
+            return Ok(Err(response));
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = read_limited(body, MAX_RESPONSE_BODY)
+            .await
+            .map_err(|e| ShimError::Internal(format!("reading dockerd's create response: {e}")))?;
+        if ticket.is_some() {
+            super::created::record(&proxy, &bytes).await;
+        }
+        drop(ticket);
+        if let (Some(context), Some(check)) = (backstop, check) {
+            // Judged after the answer; the gate holds every use of the new
+            // container until it is done.
+            let answer = bytes.clone();
+            proxy.inner.tasks.clone().spawn(async move {
+                check_record(&proxy, &task_loaded, &context, &forwarded, &answer).await;
+                drop(check);
+            });
+        }
+        Ok(Ok((parts, bytes)))
+    });
+    let (parts, bytes) = match create.await {
+        Ok(Ok(Ok(answer))) => answer,
+        Ok(Ok(Err(response))) => return Ok(response),
+        Ok(Err(e)) => return Err(e),
+        Err(e) => return Err(ShimError::Internal(format!("the create's task ended: {e}"))),
+    };
     let mut warnings: Vec<String> = match loaded.config.standards.warnings {
         WarningStyle::Each => outcome.changes.iter().map(Change::warning).collect(),
         WarningStyle::Summary => standards::summary_warning(&outcome.changes).into_iter().collect(),
@@ -233,7 +252,6 @@ pub async fn handle(
     // A hardening rule held back is a line of its own: it says what the
     // container does not have, and why.
     warnings.extend(outcome.notes.iter().map(Change::warning));
-    drop(ticket);
     Ok(with_warnings(parts, bytes, &warnings))
 }
 
