@@ -129,7 +129,19 @@ fn run_prefix() -> String {
 /// Starts `bin serve` with `config` (plus a `state_dir` of its own) and
 /// waits for `/_forge/v1/health`.
 fn start_shim(bin: &Path, config: &str) -> Shim {
-    Shim::builder(config).bin(bin).rust_log("warn").start()
+    // FORGE_BENCH_RUST_LOG: the shim's log filter, for a run that looks
+    // into a failure (with FORGE_BENCH_KEEP_LOG, where its log is copied).
+    let filter = std::env::var("FORGE_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into());
+    Shim::builder(config).bin(bin).rust_log(&filter).start()
+}
+
+/// Now, in nanoseconds since the epoch (as `docker events` stamps events),
+/// to set a failure beside dockerd's events.
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// What the bench asks of the shim under test, on top of its API calls.
@@ -599,7 +611,7 @@ fn bench_cycles(shim: &Shim, options: &Options, web: &str, rows: &mut Vec<Row>) 
                 match run_ok(docker(&socket, &["exec", &web, "true"])) {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(e) => {
-                        errors.lock().unwrap().push(format!("exec: {e:#}"));
+                        errors.lock().unwrap().push(format!("{} exec: {e:#}", unix_ns()));
                         failed.fetch_add(1, Ordering::Relaxed)
                     }
                 };
@@ -700,6 +712,10 @@ fn bench_cycles(shim: &Shim, options: &Options, web: &str, rows: &mut Vec<Row>) 
         http_failed.load(Ordering::Relaxed),
     );
     println!("   wakes by trigger: {:?}", triggers.lock().unwrap());
+    if let Ok(path) = std::env::var("FORGE_BENCH_KEEP_LOG") {
+        std::fs::write(&path, shim.log()).with_context(|| format!("writing the shim's log to {path}"))?;
+        println!("   the shim's log: {path}");
+    }
     for error in errors.lock().unwrap().iter().take(5) {
         println!("   {error}");
     }

@@ -1012,3 +1012,61 @@ fn cp_and_top_wake_a_sleeper_on_the_fast_path() {
     assert!(fast >= 5, "{fast} requests took the fast path");
     shim.assert_no_panic();
 }
+
+/// dockerd 20.10 can call a container paused for a few milliseconds after
+/// the shim's own unpause (a late event of containerd's pause), and refuse
+/// an exec then 409 "is paused": the shim sends the request again once
+/// dockerd calls it running, so the client never sees it. What it must
+/// never do: hide a real pause. A container paused on dockerd right after
+/// a wake gets its 409, and stays paused.
+#[test]
+fn an_exec_dockerd_calls_paused_right_after_a_wake_is_sent_again_and_a_real_pause_stands() {
+    require_dockerd();
+    let names = Names::new("stale-pause");
+    let faulty = FaultyDockerd::refusing(
+        "POST",
+        "/exec".into(),
+        1,
+        409,
+        r#"{"message":"Container web is paused, unpause the container before exec"}"#,
+    );
+    let shim = Shim::builder(&config_with(&names, "", "", ""))
+        .upstream(format!("unix://{}", faulty.path.display()))
+        .start();
+    let c = run_sleeper(&shim, &names, "web", &[]);
+    wait_tracked(&shim, &c);
+    shim.sleep_container(&c);
+    assert!(is_paused(&c));
+
+    // On a connection of its own, so the stand-in sees the exec create
+    // first: the wake, dockerd's (stand-in's) 409, and the request again.
+    let exec = |shim: &Shim| {
+        raw_request(
+            shim.socket_path(),
+            &json_request(
+                "POST",
+                &format!("/v1.41/containers/{c}/exec"),
+                &serde_json::json!({ "Cmd": ["true"] }),
+            ),
+        )
+    };
+    let answer = exec(&shim);
+    assert_eq!(answer.status, 201, "exec create after the wake: {}", answer.body_text());
+    assert_eq!(faulty.refusals_left(), 0, "the stand-in's 409 was never asked for");
+    assert!(is_running_unpaused(&c));
+
+    // A real pause, straight on dockerd, right after a wake: the 409 stands.
+    shim.sleep_container(&c);
+    shim.wake_container(&c);
+    direct_docker(&["pause", &c]).assert_success("docker pause on dockerd");
+    let answer = exec(&shim);
+    assert_eq!(
+        answer.status,
+        409,
+        "an exec into a really paused container: {}",
+        answer.body_text()
+    );
+    assert!(answer.body_text().contains("is paused"), "{}", answer.body_text());
+    assert!(is_paused(&c), "the shim unpaused a container someone paused");
+    direct_docker(&["unpause", &c]).assert_success("docker unpause on dockerd");
+}

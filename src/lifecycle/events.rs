@@ -55,6 +55,7 @@ impl Lifecycle {
     pub(super) async fn on_event(&self, id: &str, action: &str) {
         // exec_start: "exec_start: sh -c ..." and similar carry a suffix.
         let action = action.split(':').next().unwrap_or(action).trim();
+        tracing::trace!(container = %id, action, "dockerd event");
         match action {
             "create" | "start" | "restart" => {
                 let state_since = self.inner.table.lock().get(id).map(|e| e.since);

@@ -153,6 +153,57 @@ pub struct InUse {
     id: String,
 }
 
+/// How long after the shim's own wake dockerd may still call a container
+/// paused ([`InUse::lately_woken`]).
+const STALE_PAUSE_WINDOW: Duration = Duration::from_secs(2);
+
+/// The longest [`InUse::until_unpaused_on_dockerd`] waits.
+const STALE_PAUSE_WAIT: Duration = Duration::from_millis(500);
+
+impl InUse {
+    /// The container marked in use.
+    pub fn container(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the shim woke this container a moment ago, so that dockerd
+    /// may still call it paused. dockerd 20.10 takes containerd's "paused"
+    /// event for its own state when it comes: one that comes late, after
+    /// the shim's unpause, sets dockerd's paused flag again (it emits a
+    /// `pause` event nobody asked for, then an `unpause` when the late
+    /// "resumed" follows) while the container runs. An exec or attach in
+    /// between is refused 409 "is paused" (seen in the soak: a `pause` and
+    /// an `unpause` event 7 ms apart, no pause asked, an exec refused in
+    /// between). The proxy sends such a request again (`proxy::forward`).
+    pub fn lately_woken(&self) -> bool {
+        let now = unix_ms(SystemTime::now());
+        let window = STALE_PAUSE_WINDOW.as_millis() as u64;
+        let table = self.lifecycle.inner.table.lock();
+        table
+            .get(&self.id)
+            .and_then(|e| e.last_wake.as_ref())
+            .is_some_and(|wake| now.saturating_sub(wake.at_unix_ms) <= window)
+    }
+
+    /// Waits until dockerd's inspect calls the container not paused,
+    /// [`STALE_PAUSE_WAIT`] at most; whether it does. A container someone
+    /// really paused stays paused, and the 409 then stands.
+    pub async fn until_unpaused_on_dockerd(&self) -> bool {
+        let deadline = Instant::now() + STALE_PAUSE_WAIT;
+        loop {
+            match self.lifecycle.inner.docker.inspect_container(&self.id).await {
+                Ok(info) if info.running && !info.paused => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 impl Drop for InUse {
     fn drop(&mut self) {
         let mut table = self.lifecycle.inner.table.lock();
@@ -300,6 +351,7 @@ impl Lifecycle {
             };
             entry.in_flight += 1;
             entry.last_activity = Instant::now();
+            tracing::trace!(container = %id, trigger, state = ?entry.state, in_flight = entry.in_flight, "in use");
             entry.state.is_asleep()
         };
         let guard = InUse {

@@ -168,6 +168,23 @@ impl Proxy {
         }
         let body = request.body();
         let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= 64 * 1024);
+        if let Some(in_use) = in_use.as_ref().filter(|u| small && u.lately_woken()) {
+            return self.forward_after_wake(conn, request, in_use.clone()).await;
+        }
+        let response = self.forward_plain(conn, request, small).await?;
+        Ok(match in_use {
+            Some(in_use) => guarded(response, in_use),
+            None => response,
+        })
+    }
+
+    /// [`Proxy::forward`] of a request that is not upgraded, once.
+    async fn forward_plain(
+        &self,
+        conn: &ConnState,
+        request: Request<ProxyBody>,
+        small: bool,
+    ) -> Result<Response<ProxyBody>, ShimError> {
         let request = if small {
             request
         } else {
@@ -185,16 +202,52 @@ impl Proxy {
         let response = sender.send_request(request).await;
         *conn.upstream.lock() = Some(sender);
         let response = response.map_err(|source| self.upstream_error(source))?;
-        Ok(match in_use {
-            Some(in_use) => response.map(|body| {
-                GuardedBody {
-                    body: box_incoming(body),
-                    _in_use: in_use,
-                }
-                .boxed_unsync()
-            }),
-            None => response.map(box_incoming),
-        })
+        Ok(response.map(box_incoming))
+    }
+
+    /// A request for a container the shim woke a moment ago, whose body is
+    /// small: sent again, once, if dockerd refuses it 409 "is paused" while
+    /// the container runs (its paused flag is stale for a few milliseconds,
+    /// [`InUse::lately_woken`]).
+    async fn forward_after_wake(
+        &self,
+        conn: &ConnState,
+        request: Request<ProxyBody>,
+        in_use: Arc<InUse>,
+    ) -> Result<Response<ProxyBody>, ShimError> {
+        let (again, request) = Again::keep(request).await?;
+        let response = self.forward_plain(conn, request, true).await?;
+        let response = match self.paused_answer(response, &in_use).await? {
+            Ok(response) => response,
+            Err(()) => self.forward_plain(conn, again.request(), true).await?,
+        };
+        Ok(guarded(response, in_use))
+    }
+
+    /// `Ok(response)` unless it is dockerd's 409 "is paused" for the
+    /// container in use and dockerd soon calls it not paused: then
+    /// `Err(())`, send the request again.
+    async fn paused_answer(
+        &self,
+        response: Response<ProxyBody>,
+        in_use: &InUse,
+    ) -> Result<Result<Response<ProxyBody>, ()>, ShimError> {
+        if response.status() != StatusCode::CONFLICT {
+            return Ok(Ok(response));
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = crate::body::read_limited(body, 64 * 1024)
+            .await
+            .map_err(|e| ShimError::Internal(format!("reading dockerd's answer: {e}")))?;
+        let paused = bytes.windows(b"is paused".len()).any(|w| w == b"is paused");
+        if paused && in_use.until_unpaused_on_dockerd().await {
+            tracing::debug!(
+                container = in_use.container(),
+                "dockerd called a container the shim had just woken paused; sending the request again"
+            );
+            return Ok(Err(()));
+        }
+        Ok(Ok(Response::from_parts(parts, crate::body::full_body(bytes))))
     }
 
     /// An upgraded request (`Upgrade: tcp` for attach and exec start, `h2c`
@@ -206,12 +259,24 @@ impl Proxy {
         in_use: Option<Arc<InUse>>,
     ) -> Result<Response<ProxyBody>, ShimError> {
         let client_upgrade = hyper::upgrade::on(&mut request);
-        let mut sender = self.connect_upstream(true).await?;
-        sender.ready().await.map_err(|source| self.upstream_error(source))?;
-        let mut response = sender
-            .send_request(request)
-            .await
-            .map_err(|source| self.upstream_error(source))?;
+        let body = request.body();
+        let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= 64 * 1024);
+        let (again, request) = match in_use.as_ref().filter(|u| small && u.lately_woken()) {
+            Some(_) => {
+                let (again, request) = Again::keep(request).await?;
+                (Some(again), request)
+            }
+            None => (None, request),
+        };
+        let mut response = self.send_upgrade(request).await?;
+        if let (Some(again), Some(in_use)) = (again, in_use.as_ref()) {
+            if response.status() == StatusCode::CONFLICT {
+                match self.paused_answer(response.map(box_incoming), in_use).await? {
+                    Ok(answer) => return Ok(answer),
+                    Err(()) => response = self.send_upgrade(again.request()).await?,
+                }
+            }
+        }
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(response.map(box_incoming));
         }
@@ -264,6 +329,16 @@ impl Proxy {
             // Dropping both sides closes them: dockerd sees its client leave.
         });
         Ok(response.map(|_| crate::body::full_body(bytes::Bytes::new())))
+    }
+
+    /// Sends an upgraded request on an upstream connection of its own.
+    async fn send_upgrade(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ShimError> {
+        let mut sender = self.connect_upstream(true).await?;
+        sender.ready().await.map_err(|source| self.upstream_error(source))?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|source| self.upstream_error(source))
     }
 
     fn upstream_error(&self, source: hyper::Error) -> ShimError {
@@ -362,6 +437,48 @@ async fn shutdown_after_grace(shutdown: super::Shutdown) {
 
 fn is_upgrade<B>(request: &Request<B>) -> bool {
     request.headers().contains_key(header::UPGRADE)
+}
+
+/// A small request kept to be sent again: its head and its body.
+struct Again {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Again {
+    /// Reads `request`'s (small) body; the request to send now, and what
+    /// sends it again.
+    async fn keep(request: Request<ProxyBody>) -> Result<(Again, Request<ProxyBody>), ShimError> {
+        let (parts, body) = request.into_parts();
+        let body = crate::body::read_limited(body, 64 * 1024)
+            .await
+            .map_err(|e| ShimError::BadRequest(format!("reading the request body: {e}")))?;
+        let again = Again {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        };
+        Ok((again, Request::from_parts(parts, crate::body::full_body(body))))
+    }
+
+    fn request(&self) -> Request<ProxyBody> {
+        let mut request = Request::new(crate::body::full_body(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// `response` with its body keeping `in_use` marked until it ends.
+fn guarded(response: Response<ProxyBody>, in_use: Arc<InUse>) -> Response<ProxyBody> {
+    response.map(|body| GuardedBody { body, _in_use: in_use }.boxed_unsync())
 }
 
 /// A response body that keeps its container marked in use until it ends.

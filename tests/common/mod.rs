@@ -21,6 +21,8 @@
 //!   name prefix per test and a cleanup guard that removes every container,
 //!   image, network, volume and compose project carrying that prefix,
 //!   through dockerd directly, even when the test fails.
+//! - [`faulty`]: [`FaultyDockerd`], a stand-in in front of dockerd that
+//!   answers chosen requests itself or holds an answer back.
 //! - [`process`]: [`run_with_timeout`] and friends: every process a test
 //!   spawns has a deadline, so no test can hang; [`run_in_pty`] runs a
 //!   command under a pseudo-terminal (`script`).
@@ -40,6 +42,7 @@
 
 mod api;
 mod docker;
+mod faulty;
 mod http;
 mod process;
 mod shim;
@@ -53,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // Every test file sees the whole harness as `common::*`; each uses a part.
 #[allow(unused_imports)]
-pub use {api::*, docker::*, http::*, process::*, shim::*};
+pub use {api::*, docker::*, faulty::*, http::*, process::*, shim::*};
 
 /// The built binary under test.
 pub const SHIM_BIN: &str = env!("CARGO_BIN_EXE_forge-shim");
