@@ -118,6 +118,23 @@ enum Fault {
     DelayCreate(Duration),
 }
 
+/// The `Content-Length` of a message `head`; 0 when it has none.
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(|n| n.trim().to_string()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the body of the request whose `head` was read from `stream`.
+fn read_body(stream: &mut UnixStream, head: &[u8]) -> Option<Vec<u8>> {
+    let mut body = vec![0u8; content_length(head)];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
 /// Reads one HTTP message with a `Content-Length` (or none) from `stream`.
 fn read_message(stream: &mut UnixStream) -> Option<Vec<u8>> {
     let mut message = Vec::new();
@@ -129,11 +146,6 @@ fn read_message(stream: &mut UnixStream) -> Option<Vec<u8>> {
         }
     }
     let head = String::from_utf8_lossy(&message).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
     if head.contains("transfer-encoding: chunked") {
         while !message.ends_with(b"\r\n0\r\n\r\n") {
             match stream.read(&mut byte) {
@@ -143,8 +155,7 @@ fn read_message(stream: &mut UnixStream) -> Option<Vec<u8>> {
         }
         return Some(message);
     }
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
+    let body = read_body(stream, &message)?;
     message.extend(body);
     Some(message)
 }
@@ -164,16 +175,9 @@ fn serve_faulty(mut client: UnixStream, fault: &Fault) {
     let path = path.split('?').next().unwrap_or(path);
     if let Fault::DelayCreate(delay) = fault {
         if line.starts_with("POST ") && path.ends_with("/containers/create") {
-            let length: usize = String::from_utf8_lossy(&head)
-                .to_ascii_lowercase()
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|n| n.trim().to_string()))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0u8; length];
-            if client.read_exact(&mut body).is_err() {
+            let Some(body) = read_body(&mut client, &head) else {
                 return;
-            }
+            };
             let Ok(mut upstream) = UnixStream::connect(DOCKERD_SOCKET) else {
                 return;
             };
@@ -211,14 +215,7 @@ fn serve_faulty(mut client: UnixStream, fault: &Fault) {
     if let Some((status, body)) = answers {
         if let Fault::Refuse { .. } = fault {
             // The request's body is read, as dockerd would.
-            let length: usize = String::from_utf8_lossy(&head)
-                .to_ascii_lowercase()
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|n| n.trim().to_string()))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let mut request_body = vec![0u8; length];
-            let _ = client.read_exact(&mut request_body);
+            let _ = read_body(&mut client, &head);
         }
         let answer = format!(
             "HTTP/1.1 {status} Faulty\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
