@@ -425,7 +425,8 @@ fn no_wake_without_a_client() {
             "172.17.0.1",
         ]);
     }
-    assert_stays("every sleeper asleep, no wake", Duration::from_secs(20), || {
+    // The floor: a minute with no client (the bench measures longer).
+    assert_stays("every sleeper asleep, no wake", Duration::from_secs(60), || {
         sleepers
             .iter()
             .all(|name| state(&shim, name) == Some(State::Sleeping) && wakes(&shim, name) == 0)
