@@ -239,7 +239,11 @@ impl Proxy {
         let bytes = crate::body::read_limited(body, 64 * 1024)
             .await
             .map_err(|e| ShimError::Internal(format!("reading dockerd's answer: {e}")))?;
-        let paused = bytes.windows(b"is paused".len()).any(|w| w == b"is paused");
+        // dockerd's words: "Container … is paused, unpause the container
+        // before exec" (exec create, exec start), "You cannot attach to a
+        // paused container, unpause it first" (attach).
+        let says = |words: &[u8]| bytes.windows(words.len()).any(|w| w == words);
+        let paused = says(b"is paused") || says(b"a paused container");
         if paused && in_use.until_unpaused_on_dockerd().await {
             tracing::debug!(
                 container = in_use.container(),
