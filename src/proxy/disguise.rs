@@ -204,13 +204,11 @@ fn health_filter(request: &Request<ProxyBody>) -> Result<Option<(Wanted, Request
     Ok(Some((health, all)))
 }
 
-/// From a `filters` JSON (either spelling): the `health` values asked for
-/// and the filters without them. `None`: no `health` filter (or one
-/// dockerd will refuse anyway).
-pub fn split_health(filters: &str) -> Option<(Wanted, String)> {
-    let mut value: Value = serde_json::from_str(filters).ok()?;
-    let object = value.as_object_mut()?;
-    let health: Wanted = match object.get("health")? {
+/// The values of one filter in either of dockerd's spellings (`["a"]` or
+/// `{"a": true}`); `None` when there are none or the shape is not one
+/// dockerd takes.
+fn filter_values(filter: &Value) -> Option<Wanted> {
+    let values: Wanted = match filter {
         Value::Array(values) => values.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         Value::Object(values) => values
             .iter()
@@ -219,9 +217,16 @@ pub fn split_health(filters: &str) -> Option<(Wanted, String)> {
             .collect(),
         _ => return None,
     };
-    if health.is_empty() {
-        return None;
-    }
+    (!values.is_empty()).then_some(values)
+}
+
+/// From a `filters` JSON (either spelling): the `health` values asked for
+/// and the filters without them. `None`: no `health` filter (or one
+/// dockerd will refuse anyway).
+pub fn split_health(filters: &str) -> Option<(Wanted, String)> {
+    let mut value: Value = serde_json::from_str(filters).ok()?;
+    let object = value.as_object_mut()?;
+    let health = filter_values(object.get("health")?)?;
     object.remove("health");
     Some((health, value.to_string()))
 }
@@ -284,18 +289,7 @@ fn is_filters_key(key: &str) -> bool {
 pub fn widen_filters(filters: &str, deep: bool) -> Option<(Wanted, Option<String>)> {
     let mut value: Value = serde_json::from_str(filters).ok()?;
     let status = value.as_object_mut()?.get_mut("status")?;
-    let wanted: Wanted = match &*status {
-        Value::Array(values) => values.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        Value::Object(values) => values
-            .iter()
-            .filter(|(_, on)| on.as_bool() == Some(true))
-            .map(|(k, _)| k.clone())
-            .collect(),
-        _ => return None,
-    };
-    if wanted.is_empty() {
-        return None;
-    }
+    let wanted = filter_values(status)?;
     let has = |s: &str| wanted.iter().any(|w| w == s);
     let mut add: Vec<&str> = Vec::new();
     if has("running") && !has("paused") {
